@@ -1,0 +1,230 @@
+//! Assembly: state, router, middleware, and the serve loop with graceful
+//! shutdown.
+//!
+//! `Application::build` does everything that can fail (connect, bind) so that a
+//! start either fails with a clear error or runs; `run_until_stopped` then
+//! serves until a shutdown signal, drains requests and jobs, and returns.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{Router, extract::DefaultBodyLimit, http::StatusCode, middleware};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::{
+    sensitive_headers::SetSensitiveRequestHeadersLayer, set_header::SetResponseHeaderLayer,
+    timeout::TimeoutLayer,
+};
+use utoipa::OpenApi as _;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    config::Settings,
+    db::Db,
+    http::{ApiError, middleware as mw, request_id},
+    jobs::{JobRegistry, Worker},
+    kv::Kv,
+    ops, telemetry, users,
+};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub kv: Kv,
+    pub settings: Arc<Settings>,
+    pub metrics: Option<&'static metrics_exporter_prometheus::PrometheusHandle>,
+    pub openapi_json: Arc<String>,
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "rabt API",
+        description = "rabt connects people with projects. Errors are \
+            application/problem+json (RFC 9457) with a stable `code`.",
+        license(name = "AGPL-3.0-only")
+    ),
+    tags(
+        (name = "operations", description = "Health, metrics and this description"),
+        (name = "users", description = "Profiles"),
+    )
+)]
+struct ApiDoc;
+
+/// The router and the OpenAPI document, built from the same route list so they
+/// cannot disagree.
+pub fn router(state: AppState) -> Router {
+    let (api, _) = api_router();
+    finish_router(api, state)
+}
+
+fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(ops::live))
+        .routes(routes!(ops::ready))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi))
+        .routes(routes!(ops::docs))
+        .nest("/v1", users::routes::router())
+        .split_for_parts()
+}
+
+/// The OpenAPI document as `rabt openapi` prints it and `/openapi.json` serves it.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    api_router().1
+}
+
+fn finish_router(api: Router<AppState>, state: AppState) -> Router {
+    let settings = &state.settings;
+    let hsts = settings.public_url.scheme() == "https";
+    let router = api
+        .fallback(|| async { ApiError::not_found() })
+        // Per route (and for the fallback), so the matched template is known.
+        .layer(middleware::from_fn(mw::track_metrics))
+        .with_state(state.clone());
+    let mut router = router
+        .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            settings.request_timeout,
+        ))
+        .layer(mw::cors(&settings.cors_origins));
+    for (name, value) in mw::security_headers(hsts) {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
+    }
+    router
+        .layer(middleware::from_fn(mw::problem_for_bare_errors))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::COOKIE,
+        ]))
+        .layer(middleware::from_fn(request_id::middleware))
+}
+
+/// A built, bound application, ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    worker: Option<Worker>,
+}
+
+/// How `serve` runs.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    pub workers: bool,
+    pub migrate: bool,
+}
+
+impl Application {
+    pub async fn build(settings: Settings, options: ServeOptions) -> anyhow::Result<Self> {
+        let settings = Arc::new(settings);
+        if options.migrate {
+            crate::db::migrate(&settings).await?;
+        }
+        let state = build_state(settings.clone()).await?;
+        let listener = TcpListener::bind(settings.bind)
+            .await
+            .map_err(|e| anyhow::anyhow!("RABT_BIND: cannot listen on {}: {e}", settings.bind))?;
+        let worker = options
+            .workers
+            .then(|| Worker::new(state.db.clone(), job_registry(), settings.jobs.clone()));
+        Ok(Self {
+            listener,
+            router: router(state.clone()),
+            state,
+            worker,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| self.state.settings.bind)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` fires, then stops taking connections, lets open
+    /// requests and running jobs finish (within `RABT_SHUTDOWN_TIMEOUT_SECS`),
+    /// and returns.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let grace = self.state.settings.shutdown_timeout;
+        let worker = self.worker.map(|worker| {
+            let shutdown = shutdown.clone();
+            tokio::spawn(worker.run_until_stopped(shutdown, grace))
+        });
+        let serve = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown({
+            let shutdown = shutdown.clone();
+            async move { shutdown.cancelled().await }
+        });
+        let server = tokio::spawn(async move { serve.await });
+        shutdown.cancelled().await;
+        match tokio::time::timeout(grace + Duration::from_secs(1), server).await {
+            Ok(joined) => joined??,
+            Err(_) => tracing::warn!("requests still open at shutdown; closing them"),
+        }
+        if let Some(worker) = worker {
+            worker.await?;
+        }
+        self.state.db.pool().close().await;
+        Ok(())
+    }
+}
+
+/// Connects what the state holds.
+pub async fn build_state(settings: Arc<Settings>) -> anyhow::Result<AppState> {
+    let db = Db::connect_lazy(&settings)?;
+    let kv = Kv::connect(&settings).await?;
+    let openapi_json = openapi_document()
+        .to_json()
+        .map_err(|e| anyhow::anyhow!("could not render the OpenAPI document: {e}"))?;
+    Ok(AppState {
+        db,
+        kv,
+        settings,
+        metrics: telemetry::metrics_handle(),
+        openapi_json: Arc::new(openapi_json),
+    })
+}
+
+/// Every job kind this server knows how to run.
+pub fn job_registry() -> JobRegistry {
+    JobRegistry::new()
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown signal received; draining");
+}

@@ -1,0 +1,516 @@
+//! Settings, layered: built-in defaults → an optional TOML file → the environment.
+//!
+//! Everything is parsed and checked once, at start. A setting that is missing or
+//! malformed stops the start with one line that names it (as the environment
+//! variable a deployer would set). Secrets are held in `secrecy` types so they
+//! never reach a log line or a `Debug` print.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use base64::Engine as _;
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use ipnet::IpNet;
+use rand::RngExt as _;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// Where the server runs. Production refuses throwaway secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Development,
+    Test,
+    Production,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// The raw layered settings, before validation. Field names are the environment
+/// variable names without the `RABT_` prefix, lowercased.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    env: Environment,
+    database_url: Option<String>,
+    migration_database_url: Option<String>,
+    database_max_connections: u32,
+    redis_url: Option<String>,
+    redis_key_prefix: String,
+    bind: String,
+    public_url: String,
+    frontend_url: String,
+    cors_origins: Option<String>,
+    trusted_proxies: Option<String>,
+    jwt_secret: Option<String>,
+    encryption_key: Option<String>,
+    encryption_old_keys: Option<String>,
+    body_limit_bytes: usize,
+    request_timeout_secs: u64,
+    shutdown_timeout_secs: u64,
+    log_format: LogFormat,
+    job_workers: usize,
+    job_max_attempts: i32,
+    job_lease_secs: u64,
+    job_poll_interval_ms: u64,
+}
+
+impl Default for RawSettings {
+    fn default() -> Self {
+        Self {
+            env: Environment::Development,
+            database_url: None,
+            migration_database_url: None,
+            database_max_connections: 20,
+            redis_url: None,
+            redis_key_prefix: "rabt:".into(),
+            bind: "127.0.0.1:8080".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+            frontend_url: "http://localhost:3000".into(),
+            cors_origins: None,
+            trusted_proxies: None,
+            jwt_secret: None,
+            encryption_key: None,
+            encryption_old_keys: None,
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_secs: 30,
+            shutdown_timeout_secs: 30,
+            log_format: LogFormat::Json,
+            job_workers: 4,
+            job_max_attempts: 8,
+            job_lease_secs: 60,
+            job_poll_interval_ms: 1000,
+        }
+    }
+}
+
+/// A problem with one setting, named as the deployer would set it.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {setting} {problem}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(key: &str, problem: impl Into<String>) -> Self {
+        Self {
+            setting: env_name(key),
+            problem: problem.into(),
+        }
+    }
+}
+
+fn env_name(key: &str) -> String {
+    match key {
+        "database_url" | "redis_url" => key.to_uppercase(),
+        other => format!("RABT_{}", other.to_uppercase()),
+    }
+}
+
+/// A 256-bit key for field encryption, with the id stored beside each ciphertext.
+pub struct EncryptionKey {
+    pub id: String,
+    pub key: SecretBox<[u8; 32]>,
+}
+
+impl std::fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptionKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EncryptionKey {
+    fn parse(key: &str, value: &str) -> Result<Self, ConfigError> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(value.trim())
+            .map_err(|_| ConfigError::new(key, "must be base64 of 32 random bytes"))?;
+        let key_bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| ConfigError::new(key, "must decode to exactly 32 bytes"))?;
+        Ok(Self::from_bytes(key_bytes))
+    }
+
+    fn from_bytes(bytes: [u8; 32]) -> Self {
+        use sha2::Digest as _;
+        let id = hex::encode(&sha2::Sha256::digest(bytes)[..4]);
+        Self {
+            id,
+            key: SecretBox::new(Box::new(bytes)),
+        }
+    }
+}
+
+/// Validated settings. Build with [`Settings::load`].
+#[derive(Debug)]
+pub struct Settings {
+    pub env: Environment,
+    pub database_url: SecretString,
+    /// The connection used for migrations; the schema owner in production.
+    pub migration_database_url: SecretString,
+    pub database_max_connections: u32,
+    pub redis_url: Option<SecretString>,
+    pub redis_key_prefix: String,
+    pub bind: SocketAddr,
+    pub public_url: Url,
+    pub frontend_url: Url,
+    /// Origins admitted by CORS: the frontend's, then any extra ones.
+    pub cors_origins: Vec<String>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub jwt_secret: SecretString,
+    pub encryption_key: EncryptionKey,
+    pub encryption_old_keys: Vec<EncryptionKey>,
+    pub body_limit_bytes: usize,
+    pub request_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub log_format: LogFormat,
+    pub jobs: JobSettings,
+    /// Secrets this start made up because none were given (development only).
+    pub generated_secrets: Vec<&'static str>,
+}
+
+/// How the durable job runner behaves.
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    pub workers: usize,
+    pub max_attempts: i32,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+}
+
+impl Settings {
+    /// Loads settings from the process environment (and the file it names).
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::load_with(&[])
+    }
+
+    /// Loads settings with extra values layered on top of the environment; tests
+    /// use this to point an instance at its own database.
+    pub fn load_with(overrides: &[(&str, String)]) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(RawSettings::default()));
+        if let Some(path) = std::env::var("RABT_CONFIG_FILE")
+            .ok()
+            .filter(|p| !p.is_empty())
+        {
+            let path = PathBuf::from(path);
+            if !path.is_file() {
+                return Err(ConfigError::new(
+                    "config_file",
+                    format!("names {} which is not a readable file", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment
+            .merge(Env::raw().only(&["DATABASE_URL", "REDIS_URL"]))
+            .merge(Env::prefixed("RABT_").ignore(&["CONFIG_FILE"]));
+        for (key, value) in overrides {
+            figment = figment.merge(Serialized::default(key, value));
+        }
+        extract(figment)?.validate()
+    }
+}
+
+fn extract(figment: Figment) -> Result<RawSettings, ConfigError> {
+    figment.extract().map_err(|e| {
+        let key = e.path.first().cloned().unwrap_or_else(|| "setting".into());
+        let problem = match &e.kind {
+            figment::error::Kind::UnknownField(_, _) => "is not a known setting".to_string(),
+            figment::error::Kind::InvalidType(actual, expected)
+            | figment::error::Kind::InvalidValue(actual, expected) => {
+                format!("is {actual}, expected {expected}")
+            }
+            figment::error::Kind::UnknownVariant(v, expected) => {
+                format!("is `{v}`, expected one of {}", expected.join(", "))
+            }
+            other => other.to_string(),
+        };
+        ConfigError::new(&key, problem)
+    })
+}
+impl RawSettings {
+    fn validate(self) -> Result<Settings, ConfigError> {
+        let production = self.env == Environment::Production;
+        let mut generated = Vec::new();
+
+        let database_url = self
+            .database_url
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| ConfigError::new("database_url", "is required"))?;
+        check_scheme("database_url", &database_url, &["postgres", "postgresql"])?;
+        let migration_database_url = match self.migration_database_url {
+            Some(url) if !url.trim().is_empty() => {
+                check_scheme("migration_database_url", &url, &["postgres", "postgresql"])?;
+                url
+            }
+            _ => database_url.clone(),
+        };
+        let redis_url = match self.redis_url {
+            Some(url) if !url.trim().is_empty() => {
+                check_scheme("redis_url", &url, &["redis", "rediss"])?;
+                Some(SecretString::from(url))
+            }
+            _ => None,
+        };
+        let bind: SocketAddr = self
+            .bind
+            .parse()
+            .map_err(|_| ConfigError::new("bind", "must be an address like 127.0.0.1:8080"))?;
+        let public_url = parse_http_url("public_url", &self.public_url)?;
+        let frontend_url = parse_http_url("frontend_url", &self.frontend_url)?;
+        let mut cors_origins = vec![frontend_url.origin().ascii_serialization()];
+        for origin in split_list(self.cors_origins.as_deref()) {
+            let url = parse_http_url("cors_origins", origin)?;
+            cors_origins.push(url.origin().ascii_serialization());
+        }
+        let trusted_proxies = split_list(self.trusted_proxies.as_deref())
+            .map(|cidr| {
+                cidr.parse::<IpNet>()
+                    .or_else(|_| cidr.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        ConfigError::new("trusted_proxies", format!("has `{cidr}`, not a CIDR"))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let jwt_secret = match self.jwt_secret {
+            Some(secret) if secret.len() >= 32 => SecretString::from(secret),
+            Some(_) => return Err(ConfigError::new("jwt_secret", "must be at least 32 bytes")),
+            None if production => {
+                return Err(ConfigError::new(
+                    "jwt_secret",
+                    "is required when RABT_ENV=production",
+                ));
+            }
+            None => {
+                generated.push("RABT_JWT_SECRET");
+                SecretString::from(hex::encode(random_bytes()))
+            }
+        };
+        let encryption_key = match self.encryption_key.as_deref() {
+            Some(value) => EncryptionKey::parse("encryption_key", value)?,
+            None if production => {
+                return Err(ConfigError::new(
+                    "encryption_key",
+                    "is required when RABT_ENV=production",
+                ));
+            }
+            None => {
+                generated.push("RABT_ENCRYPTION_KEY");
+                EncryptionKey::from_bytes(random_bytes())
+            }
+        };
+        let encryption_old_keys = split_list(self.encryption_old_keys.as_deref())
+            .map(|k| EncryptionKey::parse("encryption_old_keys", k))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        if !(1..=1000).contains(&self.database_max_connections) {
+            return Err(ConfigError::new(
+                "database_max_connections",
+                "must be 1..=1000",
+            ));
+        }
+        if !(1024..=1024 * 1024 * 1024).contains(&self.body_limit_bytes) {
+            return Err(ConfigError::new(
+                "body_limit_bytes",
+                "must be 1 KiB..=1 GiB",
+            ));
+        }
+        if !(1..=3600).contains(&self.request_timeout_secs) {
+            return Err(ConfigError::new("request_timeout_secs", "must be 1..=3600"));
+        }
+        if !(1..=100).contains(&self.job_max_attempts) {
+            return Err(ConfigError::new("job_max_attempts", "must be 1..=100"));
+        }
+        if !(1..=3600).contains(&self.job_lease_secs) {
+            return Err(ConfigError::new("job_lease_secs", "must be 1..=3600"));
+        }
+        if !(1..=256).contains(&self.job_workers) {
+            return Err(ConfigError::new("job_workers", "must be 1..=256"));
+        }
+        if !(10..=60_000).contains(&self.job_poll_interval_ms) {
+            return Err(ConfigError::new(
+                "job_poll_interval_ms",
+                "must be 10..=60000",
+            ));
+        }
+        if self.redis_key_prefix.len() > 64 {
+            return Err(ConfigError::new(
+                "redis_key_prefix",
+                "must be at most 64 bytes",
+            ));
+        }
+
+        Ok(Settings {
+            env: self.env,
+            database_url: SecretString::from(database_url),
+            migration_database_url: SecretString::from(migration_database_url),
+            database_max_connections: self.database_max_connections,
+            redis_url,
+            redis_key_prefix: self.redis_key_prefix,
+            bind,
+            public_url,
+            frontend_url,
+            cors_origins,
+            trusted_proxies,
+            jwt_secret,
+            encryption_key,
+            encryption_old_keys,
+            body_limit_bytes: self.body_limit_bytes,
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+            log_format: self.log_format,
+            jobs: JobSettings {
+                workers: self.job_workers,
+                max_attempts: self.job_max_attempts,
+                lease: Duration::from_secs(self.job_lease_secs),
+                poll_interval: Duration::from_millis(self.job_poll_interval_ms),
+            },
+            generated_secrets: generated,
+        })
+    }
+}
+
+impl Settings {
+    /// The database URL with its password, for the connection pool only.
+    pub fn database_url(&self) -> &str {
+        self.database_url.expose_secret()
+    }
+}
+
+fn random_bytes() -> [u8; 32] {
+    rand::rng().random()
+}
+
+fn split_list(value: Option<&str>) -> impl Iterator<Item = &str> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+fn check_scheme(key: &str, value: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+    let url = Url::parse(value).map_err(|_| ConfigError::new(key, "is not a valid URL"))?;
+    if schemes.contains(&url.scheme()) {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            key,
+            format!("must start with {}://", schemes.join(":// or ")),
+        ))
+    }
+}
+
+fn parse_http_url(key: &str, value: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value).map_err(|_| ConfigError::new(key, "is not a valid URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(ConfigError::new(key, "must be an http:// or https:// URL"));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let figment = pairs.iter().fold(Figment::new(), |f, (k, v)| {
+            f.merge(Serialized::default(k, v))
+        });
+        extract(Figment::from(Serialized::defaults(RawSettings::default())).merge(figment))?
+            .validate()
+    }
+
+    #[test]
+    fn a_missing_database_url_names_the_variable() {
+        let err = load(&[]).unwrap_err();
+        assert_eq!(err.to_string(), "configuration: DATABASE_URL is required");
+    }
+
+    #[test]
+    fn production_refuses_throwaway_secrets() {
+        let err =
+            load(&[("env", "production"), ("database_url", "postgres://x@h/db")]).unwrap_err();
+        assert_eq!(err.setting, "RABT_JWT_SECRET");
+    }
+
+    #[test]
+    fn development_generates_throwaway_secrets_and_says_so() {
+        let settings = load(&[("database_url", "postgres://x@h/db")]).unwrap();
+        assert_eq!(
+            settings.generated_secrets,
+            vec!["RABT_JWT_SECRET", "RABT_ENCRYPTION_KEY"]
+        );
+    }
+
+    #[test]
+    fn a_short_jwt_secret_is_refused() {
+        let err = load(&[
+            ("database_url", "postgres://x@h/db"),
+            ("jwt_secret", "short"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.setting, "RABT_JWT_SECRET");
+    }
+
+    #[test]
+    fn an_encryption_key_must_be_32_bytes_of_base64() {
+        let err = load(&[
+            ("database_url", "postgres://x@h/db"),
+            ("encryption_key", "c2hvcnQ="),
+        ])
+        .unwrap_err();
+        assert_eq!(err.setting, "RABT_ENCRYPTION_KEY");
+    }
+
+    #[test]
+    fn a_malformed_bind_address_names_the_variable() {
+        let err = load(&[("database_url", "postgres://x@h/db"), ("bind", "nowhere")]).unwrap_err();
+        assert_eq!(err.setting, "RABT_BIND");
+    }
+
+    #[test]
+    fn cors_admits_the_frontend_and_extra_origins() {
+        let settings = load(&[
+            ("database_url", "postgres://x@h/db"),
+            ("frontend_url", "https://app.example.com/path"),
+            (
+                "cors_origins",
+                "https://admin.example.com, http://localhost:5173",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            settings.cors_origins,
+            vec![
+                "https://app.example.com",
+                "https://admin.example.com",
+                "http://localhost:5173"
+            ]
+        );
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let settings = load(&[
+            ("database_url", "postgres://rabt:hunter2hunter2@h/db"),
+            ("jwt_secret", "a-very-long-secret-that-must-never-be-logged"),
+        ])
+        .unwrap();
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("hunter2"));
+        assert!(!printed.contains("never-be-logged"));
+    }
+}

@@ -1,0 +1,221 @@
+//! Postgres: the pool, migrations, and the per-request row-level-security
+//! transaction.
+//!
+//! The server logs in as (or switches to) `rabt_app`, which owns no table rights.
+//! Every unit of work runs in a transaction that first switches to the role of
+//! its [`Actor`] and publishes the actor's claims to the request-context SQL
+//! functions (`auth.uid()`, `auth.has_permission()`), in one round trip. The
+//! policies in `migrations/` then decide which rows that actor may see or change,
+//! so a bug in a handler cannot leak another user's rows.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use secrecy::ExposeSecret as _;
+use sqlx::{
+    Executor as _, PgPool, Postgres, Transaction,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+use uuid::Uuid;
+
+use crate::{
+    config::Settings,
+    http::{ApiError, ErrorCode, FieldError},
+};
+
+/// The embedded, forward-only migrations of `migrations/`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// Who a transaction acts for; decides the database role and the claims the
+/// policies see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// A request without a signed-in user.
+    Anonymous,
+    /// A signed-in user and the permissions their roles grant.
+    User { id: Uuid, permissions: Vec<String> },
+    /// Background workers and verified webhooks: the explicit `rabt_service`
+    /// policies apply.
+    Service,
+}
+
+impl Actor {
+    fn role(&self) -> &'static str {
+        match self {
+            Self::Anonymous => "rabt_anonymous",
+            Self::User { .. } => "rabt_authenticated",
+            Self::Service => "rabt_service",
+        }
+    }
+}
+
+/// The connection pool, behind the only door to the data: [`Db::begin`].
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: PgPool,
+}
+
+impl Db {
+    /// Connects lazily: the pool opens connections on first use, so a server can
+    /// start (and report itself unready) while Postgres is still coming up.
+    pub fn connect_lazy(settings: &Settings) -> anyhow::Result<Self> {
+        let options: PgConnectOptions = settings
+            .database_url()
+            .parse()
+            .context("DATABASE_URL is not a valid Postgres URL")?;
+        let options = options.application_name("rabt").options([
+            ("statement_timeout", "15s"),
+            ("idle_in_transaction_session_timeout", "30s"),
+        ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.database_max_connections)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(5))
+            .idle_timeout(Duration::from_secs(300))
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // Least privilege even when the URL names a more powerful
+                    // login (development): from here on the server is `rabt_app`.
+                    conn.execute("set role rabt_app").await?;
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(options);
+        Ok(Self { pool })
+    }
+
+    /// Wraps an existing pool (tests build their own).
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Opens a transaction acting for `actor`: role and claims are set with
+    /// `set_config(…, true)`, so they end with the transaction and can never leak
+    /// into the next use of the pooled connection.
+    pub async fn begin(
+        &self,
+        actor: &Actor,
+    ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let (user_id, permissions) = match actor {
+            Actor::User { id, permissions } => (id.to_string(), permissions.join(",")),
+            Actor::Anonymous | Actor::Service => (String::new(), String::new()),
+        };
+        sqlx::query(
+            "select set_config('role', $1, true), \
+                    set_config('request.user_id', $2, true), \
+                    set_config('request.permissions', $3, true)",
+        )
+        .bind(actor.role())
+        .bind(user_id)
+        .bind(permissions)
+        .execute(&mut *tx)
+        .await?;
+        Ok(tx)
+    }
+
+    /// `select 1` within a short deadline, for readiness.
+    pub async fn ping(&self) -> bool {
+        let check = sqlx::query("select 1").execute(&self.pool);
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), check).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Records pool gauges for `/metrics`.
+    pub fn record_metrics(&self) {
+        metrics::gauge!("db_pool_connections").set(f64::from(self.pool.size()));
+        metrics::gauge!("db_pool_idle_connections").set(self.pool.num_idle() as f64);
+        metrics::gauge!("db_pool_max_connections")
+            .set(f64::from(self.pool.options().get_max_connections()));
+    }
+}
+
+/// Applies pending migrations over the migration connection (the schema
+/// owner's). Safe to run from several instances at once: sqlx holds an
+/// advisory lock while it migrates.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let options: PgConnectOptions = settings
+        .migration_database_url
+        .expose_secret()
+        .parse()
+        .context("the migration database URL is not a valid Postgres URL")?;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .context("could not connect to Postgres to migrate")?;
+    MIGRATOR
+        .run(&pool)
+        .await
+        .context("applying migrations failed")?;
+    pool.close().await;
+    Ok(())
+}
+
+/// How a named constraint's violation reads to a client.
+struct ConstraintRule {
+    name: &'static str,
+    code: ErrorCode,
+    field: Option<(&'static str, &'static str, &'static str)>,
+}
+
+/// Named constraints whose violation is the client's doing. Capabilities add
+/// their own rows here as their tables arrive.
+const CONSTRAINTS: &[ConstraintRule] = &[
+    ConstraintRule {
+        name: "users_email_key",
+        code: ErrorCode::Conflict,
+        field: Some(("email", "taken", "This email address is already in use.")),
+    },
+    ConstraintRule {
+        name: "users_display_name_length",
+        code: ErrorCode::ValidationFailed,
+        field: Some(("display_name", "invalid", "1 to 80 characters.")),
+    },
+];
+
+/// Maps a database error raised by a constraint to the contract's error, when
+/// it is one the client caused.
+pub fn constraint_error(err: &sqlx::Error) -> Option<ApiError> {
+    let db_err = err.as_database_error()?;
+    if let Some(rule) = db_err
+        .constraint()
+        .and_then(|name| CONSTRAINTS.iter().find(|r| r.name == name))
+    {
+        return Some(match (rule.code, rule.field) {
+            (ErrorCode::ValidationFailed, Some((field, code, message))) => {
+                ApiError::validation(vec![FieldError::new(field, code, message)])
+            }
+            (code, Some((_, _, message))) => ApiError::new(code).with_detail(message),
+            (code, None) => ApiError::new(code),
+        });
+    }
+    // Unnamed in the table: the code should have validated first. Say what kind of
+    // rule was broken, never which or how.
+    let kind = db_err.kind();
+    let mapped = match kind {
+        sqlx::error::ErrorKind::UniqueViolation => ApiError::new(ErrorCode::Conflict),
+        sqlx::error::ErrorKind::CheckViolation | sqlx::error::ErrorKind::NotNullViolation => {
+            ApiError::validation(vec![FieldError::new(
+                "body",
+                "invalid",
+                "A value breaks a rule of this resource.",
+            )])
+        }
+        sqlx::error::ErrorKind::ForeignKeyViolation => ApiError::validation(vec![FieldError::new(
+            "body",
+            "invalid",
+            "A referenced resource does not exist.",
+        )]),
+        _ => return None,
+    };
+    tracing::warn!(constraint = ?db_err.constraint(), "unmapped constraint violation");
+    Some(mapped)
+}

@@ -1,0 +1,245 @@
+//! Extractors whose failures speak the problem format.
+//!
+//! - [`AppJson`]: a body that is not JSON is 400 `invalid_json`; JSON of the wrong
+//!   shape (unknown field, missing field, wrong type) is 422 `validation_failed`
+//!   naming the field; a body over the limit is 413; a non-JSON content type 415.
+//! - [`AppQuery`]: a malformed query string is 422 naming the parameter.
+//! - [`AppPath`]: a path segment that cannot parse (a malformed id) is 404, since
+//!   no such resource can exist.
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Request, rejection::BytesRejection},
+    http::{StatusCode, header, request::Parts},
+};
+use serde::de::DeserializeOwned;
+
+use super::error::{ApiError, ErrorCode, FieldError};
+
+/// A JSON body, deserialised into `T`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for AppJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json_content_type(req.headers().get(header::CONTENT_TYPE)) {
+            return Err(ApiError::new(ErrorCode::UnsupportedMediaType)
+                .with_detail("Send the body as application/json."));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
+        parse_json(&bytes).map(AppJson)
+    }
+}
+
+impl<T: serde::Serialize> axum::response::IntoResponse for AppJson<T> {
+    fn into_response(self) -> axum::response::Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// Parses a JSON document into `T`, with the edge's error mapping.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(ErrorCode::InvalidJson).with_detail(format!(
+            "The body is not valid JSON (line {}, column {}).",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::validation(vec![field_error(&path, &e.into_inner().to_string())])
+    })
+}
+
+fn body_rejection(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(ErrorCode::PayloadTooLarge)
+    } else {
+        ApiError::new(ErrorCode::InvalidJson).with_detail("The body could not be read.")
+    }
+}
+
+fn is_json_content_type(value: Option<&header::HeaderValue>) -> bool {
+    let Some(mime) = value.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = mime.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Turns a serde message into a field error. serde reports unknown and missing
+/// fields at the parent path with the name in backticks; the name is moved into
+/// the path so that `errors[].field` always names the offending field.
+fn field_error(path: &str, message: &str) -> FieldError {
+    let parent = if path == "." { "" } else { path };
+    let join = |name: &str| {
+        if parent.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{parent}.{name}")
+        }
+    };
+    let quoted = message.split('`').nth(1).unwrap_or_default();
+    if message.starts_with("unknown field") {
+        FieldError::new(
+            join(quoted),
+            "unknown_field",
+            "This field is not accepted here.",
+        )
+    } else if message.starts_with("missing field") {
+        FieldError::new(join(quoted), "required", "This field is required.")
+    } else if message.starts_with("invalid type") {
+        FieldError::new(
+            parent_or_body(parent),
+            "invalid_type",
+            clean_message(message),
+        )
+    } else {
+        FieldError::new(parent_or_body(parent), "invalid", clean_message(message))
+    }
+}
+
+fn parent_or_body(parent: &str) -> String {
+    if parent.is_empty() {
+        "body".into()
+    } else {
+        parent.into()
+    }
+}
+
+/// serde messages are safe to show (they describe the input, not the server),
+/// but they can quote long input; keep them short.
+fn clean_message(message: &str) -> String {
+    let mut out: String = message.chars().take(200).collect();
+    if out.len() < message.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// A query string, deserialised into `T`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for AppQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded_parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(AppQuery)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                ApiError::validation(vec![field_error(&path, &e.into_inner().to_string())])
+            })
+    }
+}
+
+fn form_urlencoded_parse(input: &[u8]) -> url::form_urlencoded::Parse<'_> {
+    url::form_urlencoded::parse(input)
+}
+
+/// Path parameters, deserialised into `T`; anything unparsable is 404.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for AppPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| AppPath(value))
+            .map_err(|_| ApiError::not_found())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        title: String,
+        budget: Budget,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Budget {
+        min: u32,
+    }
+
+    fn fields(bytes: &str) -> (ErrorCode, Vec<(String, String)>) {
+        let err = parse_json::<Body>(bytes.as_bytes()).unwrap_err();
+        let fields = err
+            .field_errors()
+            .iter()
+            .map(|f| (f.field.clone(), f.code.clone()))
+            .collect();
+        (err.code(), fields)
+    }
+
+    #[test]
+    fn malformed_json_is_invalid_json() {
+        assert_eq!(fields("{\"title\":").0, ErrorCode::InvalidJson);
+    }
+
+    #[test]
+    fn an_unknown_field_is_named() {
+        let (code, errors) = fields(r#"{"title":"a","budget":{"min":1},"admin":true}"#);
+        assert_eq!(code, ErrorCode::ValidationFailed);
+        assert_eq!(errors, vec![("admin".into(), "unknown_field".into())]);
+    }
+
+    #[test]
+    fn a_nested_unknown_field_is_named_with_its_path() {
+        let (_, errors) = fields(r#"{"title":"a","budget":{"min":1,"max":2}}"#);
+        assert_eq!(errors, vec![("budget.max".into(), "unknown_field".into())]);
+    }
+
+    #[test]
+    fn a_missing_field_is_required() {
+        let (_, errors) = fields(r#"{"budget":{"min":1}}"#);
+        assert_eq!(errors, vec![("title".into(), "required".into())]);
+    }
+
+    #[test]
+    fn a_wrong_type_is_named_with_its_path() {
+        let (_, errors) = fields(r#"{"title":"a","budget":{"min":"ten"}}"#);
+        assert_eq!(errors, vec![("budget.min".into(), "invalid_type".into())]);
+    }
+
+    #[test]
+    fn json_content_types_are_recognised() {
+        let ok = |v: &'static str| is_json_content_type(Some(&header::HeaderValue::from_static(v)));
+        assert!(ok("application/json"));
+        assert!(ok("application/json; charset=utf-8"));
+        assert!(ok("application/merge-patch+json"));
+        assert!(!ok("text/plain"));
+        assert!(!is_json_content_type(None));
+    }
+}

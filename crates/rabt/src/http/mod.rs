@@ -1,0 +1,10 @@
+//! The HTTP edge: the problem-format error, extractors that use it, and the
+//! middleware every route shares.
+
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod request_id;
+
+pub use error::{ApiError, ErrorCode, FieldError};
+pub use extract::{AppJson, AppPath, AppQuery};

@@ -1,0 +1,368 @@
+//! Short-lived shared state: Redis when `REDIS_URL` is set, this process's
+//! memory otherwise, behind one type.
+//!
+//! With Redis every instance of a deployment sees the same values (session
+//! checks, rate-limit counters, caches); in memory they are per instance, which
+//! is right for a single-instance deployment and for development. Keys are
+//! namespaced with `RABT_REDIS_KEY_PREFIX`.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use redis::aio::ConnectionManager;
+use secrecy::ExposeSecret as _;
+
+use crate::config::Settings;
+
+/// A rate: `requests` per `period`, with bursts up to `requests`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub requests: u32,
+    pub period: Duration,
+}
+
+impl Rate {
+    pub const fn per_minute(requests: u32) -> Self {
+        Self {
+            requests,
+            period: Duration::from_secs(60),
+        }
+    }
+
+    fn interval_ms(self) -> i64 {
+        let ms = i64::try_from(self.period.as_millis()).unwrap_or(i64::MAX);
+        (ms / i64::from(self.requests.max(1))).max(1)
+    }
+}
+
+/// The verdict of one rate-limited request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateDecision {
+    pub allowed: bool,
+    /// How long until a request would be allowed (zero when allowed).
+    pub retry_after: Duration,
+    /// Requests left in the current burst.
+    pub remaining: u32,
+}
+
+/// One step of GCRA (the generic cell rate algorithm): `tat` is the stored
+/// "theoretical arrival time". Returns the decision and, when allowed, the new
+/// `tat` to store. The Redis script below is the same arithmetic.
+fn gcra(now_ms: i64, tat_ms: Option<i64>, rate: Rate) -> (RateDecision, Option<i64>) {
+    let interval = rate.interval_ms();
+    let burst = i64::from(rate.requests.max(1)) * interval;
+    let tat = tat_ms.unwrap_or(now_ms).max(now_ms);
+    let new_tat = tat + interval;
+    let allow_at = new_tat - burst;
+    if now_ms < allow_at {
+        let wait = u64::try_from(allow_at - now_ms).unwrap_or(0);
+        return (
+            RateDecision {
+                allowed: false,
+                retry_after: Duration::from_millis(wait),
+                remaining: 0,
+            },
+            None,
+        );
+    }
+    let remaining = u32::try_from((now_ms - allow_at) / interval).unwrap_or(u32::MAX);
+    (
+        RateDecision {
+            allowed: true,
+            retry_after: Duration::ZERO,
+            remaining,
+        },
+        Some(new_tat),
+    )
+}
+
+const GCRA_SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2]) * interval
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - burst
+if now < allow_at then
+  return {0, allow_at - now, 0}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
+return {1, 0, math.floor((now - allow_at) / interval)}
+";
+
+/// Shared state, in Redis or in memory.
+#[derive(Clone)]
+pub struct Kv {
+    backend: Backend,
+    prefix: Arc<str>,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Redis {
+        conn: ConnectionManager,
+        gcra: Arc<redis::Script>,
+    },
+    Memory(Arc<Memory>),
+}
+
+struct Memory {
+    values: moka::future::Cache<String, (Arc<[u8]>, Duration)>,
+    rates: Mutex<HashMap<String, i64>>,
+    epoch: Instant,
+}
+
+struct PerEntryTtl;
+
+impl moka::Expiry<String, (Arc<[u8]>, Duration)> for PerEntryTtl {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &(Arc<[u8]>, Duration),
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(value.1)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        value: &(Arc<[u8]>, Duration),
+        _updated_at: std::time::Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.1)
+    }
+}
+
+impl std::fmt::Debug for Kv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kv")
+            .field("backend", &self.backend_name())
+            .finish()
+    }
+}
+
+impl Kv {
+    /// Connects to Redis when configured (failing the start if it cannot be
+    /// reached within a few seconds), else uses memory.
+    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+        let prefix: Arc<str> = settings.redis_key_prefix.as_str().into();
+        let Some(url) = &settings.redis_url else {
+            return Ok(Self::memory(prefix));
+        };
+        let client = redis::Client::open(url.expose_secret())
+            .context("REDIS_URL is not a valid Redis URL")?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(3);
+        let conn = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.get_connection_manager_with_config(config),
+        )
+        .await
+        .context("REDIS_URL: Redis did not answer within 10 s")?
+        .context("REDIS_URL: could not connect to Redis")?;
+        Ok(Self {
+            backend: Backend::Redis {
+                conn,
+                gcra: Arc::new(redis::Script::new(GCRA_SCRIPT)),
+            },
+            prefix,
+        })
+    }
+
+    /// The in-process store.
+    pub fn memory(prefix: Arc<str>) -> Self {
+        Self {
+            backend: Backend::Memory(Arc::new(Memory {
+                values: moka::future::Cache::builder()
+                    .max_capacity(100_000)
+                    .expire_after(PerEntryTtl)
+                    .build(),
+                rates: Mutex::new(HashMap::new()),
+                epoch: Instant::now(),
+            })),
+            prefix,
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Redis { .. } => "redis",
+            Backend::Memory(_) => "memory",
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        let mut full = String::with_capacity(self.prefix.len() + key.len());
+        full.push_str(&self.prefix);
+        full.push_str(key);
+        full
+    }
+
+    pub async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let key = self.key(key);
+        match &self.backend {
+            Backend::Redis { conn, .. } => {
+                let value: Option<Vec<u8>> = redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut conn.clone())
+                    .await
+                    .context("redis GET")?;
+                Ok(value)
+            }
+            Backend::Memory(memory) => Ok(memory.values.get(&key).await.map(|(v, _)| v.to_vec())),
+        }
+    }
+
+    /// Stores `value` under `key` for `ttl`.
+    pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> anyhow::Result<()> {
+        let key = self.key(key);
+        match &self.backend {
+            Backend::Redis { conn, .. } => {
+                let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+                let () = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(value)
+                    .arg("PX")
+                    .arg(ms)
+                    .query_async(&mut conn.clone())
+                    .await
+                    .context("redis SET")?;
+                Ok(())
+            }
+            Backend::Memory(memory) => {
+                memory.values.insert(key, (value.into(), ttl)).await;
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn delete(&self, key: &str) -> anyhow::Result<()> {
+        let key = self.key(key);
+        match &self.backend {
+            Backend::Redis { conn, .. } => {
+                let _: i64 = redis::cmd("DEL")
+                    .arg(&key)
+                    .query_async(&mut conn.clone())
+                    .await
+                    .context("redis DEL")?;
+                Ok(())
+            }
+            Backend::Memory(memory) => {
+                memory.values.invalidate(&key).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Counts one request against `key` at `rate` (GCRA), atomically across
+    /// every instance sharing the Redis.
+    pub async fn rate_limit(&self, key: &str, rate: Rate) -> anyhow::Result<RateDecision> {
+        let key = self.key(key);
+        match &self.backend {
+            Backend::Redis { conn, gcra } => {
+                let (allowed, wait_ms, remaining): (i64, i64, i64) = gcra
+                    .key(&key)
+                    .arg(rate.interval_ms())
+                    .arg(rate.requests.max(1))
+                    .invoke_async(&mut conn.clone())
+                    .await
+                    .context("redis rate limit script")?;
+                Ok(RateDecision {
+                    allowed: allowed == 1,
+                    retry_after: Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0)),
+                    remaining: u32::try_from(remaining).unwrap_or(0),
+                })
+            }
+            Backend::Memory(memory) => {
+                let now = i64::try_from(memory.epoch.elapsed().as_millis()).unwrap_or(i64::MAX);
+                let mut rates = memory
+                    .rates
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("rate table poisoned"))?;
+                if rates.len() > 100_000 {
+                    rates.retain(|_, tat| *tat > now);
+                }
+                let (decision, new_tat) = gcra(now, rates.get(&key).copied(), rate);
+                if let Some(tat) = new_tat {
+                    rates.insert(key, tat);
+                }
+                Ok(decision)
+            }
+        }
+    }
+
+    /// Whether the store answers, for readiness.
+    pub async fn ping(&self) -> bool {
+        match &self.backend {
+            Backend::Redis { conn, .. } => {
+                let mut conn = conn.clone();
+                let command = redis::cmd("PING");
+                let ping = command.query_async::<String>(&mut conn);
+                matches!(
+                    tokio::time::timeout(Duration::from_secs(2), ping).await,
+                    Ok(Ok(_))
+                )
+            }
+            Backend::Memory(_) => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIVE_PER_SECOND: Rate = Rate {
+        requests: 5,
+        period: Duration::from_secs(1),
+    };
+
+    #[test]
+    fn gcra_allows_a_full_burst_then_refuses() {
+        let mut tat = None;
+        for expected_remaining in (0..5).rev() {
+            let (decision, new_tat) = gcra(1_000, tat, FIVE_PER_SECOND);
+            assert!(decision.allowed);
+            assert_eq!(decision.remaining, expected_remaining);
+            tat = new_tat;
+        }
+        let (decision, new_tat) = gcra(1_000, tat, FIVE_PER_SECOND);
+        assert!(!decision.allowed);
+        assert_eq!(decision.retry_after, Duration::from_millis(200));
+        assert_eq!(new_tat, None);
+    }
+
+    #[test]
+    fn gcra_refills_one_request_per_interval() {
+        let mut tat = None;
+        for _ in 0..5 {
+            tat = gcra(0, tat, FIVE_PER_SECOND).1;
+        }
+        assert!(!gcra(199, tat, FIVE_PER_SECOND).0.allowed);
+        let (decision, _) = gcra(200, tat, FIVE_PER_SECOND);
+        assert!(decision.allowed);
+        assert_eq!(decision.remaining, 0);
+    }
+
+    #[tokio::test]
+    async fn memory_store_keeps_values_until_they_expire() {
+        let kv = Kv::memory("t:".into());
+        kv.set("a", b"1", Duration::from_millis(50)).await.unwrap();
+        assert_eq!(kv.get("a").await.unwrap(), Some(b"1".to_vec()));
+        kv.delete("a").await.unwrap();
+        assert_eq!(kv.get("a").await.unwrap(), None);
+        kv.set("b", b"2", Duration::from_millis(20)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(kv.get("b").await.unwrap(), None);
+    }
+}

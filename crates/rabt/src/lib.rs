@@ -1,0 +1,20 @@
+//! rabt: the backend of a platform that connects people with projects.
+//!
+//! A tour, in the order a request meets the code:
+//! - [`app`] assembles the router, middleware and background worker;
+//! - [`http`] is the edge: problem+json errors, extractors, request ids;
+//! - [`db`] opens the row-level-security transaction every handler works in;
+//! - capabilities ([`users`], …) each keep routes, rules and SQL in one folder;
+//! - [`jobs`] runs durable background work; [`kv`] holds short-lived shared
+//!   state in Redis or in memory;
+//! - [`config`] and [`telemetry`] are read once at start.
+
+pub mod app;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod jobs;
+pub mod kv;
+pub mod ops;
+pub mod telemetry;
+pub mod users;

@@ -1,0 +1,131 @@
+//! The `rabt` command: serve, work, migrate, describe.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rabt::{
+    app::{self, Application, ServeOptions},
+    config::Settings,
+    db, telemetry,
+};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "rabt", version, about = "The rabt backend")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (and run background jobs, unless --no-workers).
+    Serve {
+        /// API only; run `rabt worker` elsewhere for the jobs.
+        #[arg(long)]
+        no_workers: bool,
+        /// Do not apply pending migrations at start.
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Run background jobs only.
+    Worker,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Openapi = cli.command {
+        return match app::openapi_document().to_pretty_json() {
+            Ok(json) => {
+                #[allow(clippy::print_stdout)]
+                {
+                    println!("{json}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("rabt: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let settings = match Settings::load() {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("rabt: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init_logging(settings.log_format);
+    for name in &settings.generated_secrets {
+        tracing::warn!(
+            setting = name,
+            "not set: using a throwaway value for this run only"
+        );
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("rabt: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "rabt stopped with an error");
+            eprintln!("rabt: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            app::shutdown_signal().await;
+            shutdown.cancel();
+        }
+    });
+    match command {
+        Command::Serve {
+            no_workers,
+            no_migrate,
+        } => {
+            let app = Application::build(
+                settings,
+                ServeOptions {
+                    workers: !no_workers,
+                    migrate: !no_migrate,
+                },
+            )
+            .await?;
+            tracing::info!(address = %app.local_addr(), "rabt listening");
+            app.run_until_stopped(shutdown).await
+        }
+        Command::Worker => {
+            let grace = settings.shutdown_timeout;
+            let jobs = settings.jobs.clone();
+            let state = app::build_state(std::sync::Arc::new(settings)).await?;
+            let worker = rabt::jobs::Worker::new(state.db.clone(), app::job_registry(), jobs);
+            worker.run_until_stopped(shutdown, grace).await;
+            state.db.pool().close().await;
+            Ok(())
+        }
+        Command::Migrate => {
+            db::migrate(&settings).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Openapi => Ok(()),
+    }
+}

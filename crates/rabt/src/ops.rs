@@ -1,0 +1,161 @@
+//! Operations endpoints: liveness, readiness, metrics, and the API description.
+
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderValue, StatusCode, header},
+    response::{Html, IntoResponse, Response},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::{
+    app::AppState,
+    db::Actor,
+    http::{ApiError, error::ProblemBody},
+    jobs,
+};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`
+    status: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ok`
+    status: &'static str,
+    /// `ok` or `down`
+    database: &'static str,
+    /// `ok`, `down`, or `memory` when no Redis is configured.
+    redis: &'static str,
+}
+
+/// The process is running.
+#[utoipa::path(get, path = "/health/live", tag = "operations",
+    responses((status = 200, description = "The process runs", body = Health)))]
+pub async fn live() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// The instance can serve: Postgres answers, and Redis when configured.
+#[utoipa::path(get, path = "/health/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "A dependency is down", body = ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
+    let (database, redis) = tokio::join!(state.db.ping(), state.kv.ping());
+    let redis_state = match (state.kv.backend_name(), redis) {
+        ("memory", _) => "memory",
+        (_, true) => "ok",
+        (_, false) => "down",
+    };
+    if !database || redis_state == "down" {
+        let mut down = Vec::new();
+        if !database {
+            down.push("postgres");
+        }
+        if redis_state == "down" {
+            down.push("redis");
+        }
+        return Err(ApiError::unavailable(format!(
+            "Not ready: {} down.",
+            down.join(" and ")
+        )));
+    }
+    Ok(Json(Readiness {
+        status: "ok",
+        database: "ok",
+        redis: redis_state,
+    }))
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String,
+        content_type = "text/plain; version=0.0.4")))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    state.db.record_metrics();
+    record_job_depth(&state).await;
+    let body = state
+        .metrics
+        .map(metrics_exporter_prometheus::PrometheusHandle::render)
+        .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn record_job_depth(state: &AppState) {
+    let depth = async {
+        let mut tx = state.db.begin(&Actor::Service).await?;
+        let depth = jobs::queue::depth(&mut *tx).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(depth)
+    };
+    match depth.await {
+        Ok(rows) => {
+            for (status, count) in rows {
+                metrics::gauge!("jobs_queue_depth", "status" => status).set(count as f64);
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "could not read job queue depth"),
+    }
+}
+
+/// The OpenAPI 3.1 description of this server.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3.1 document", body = Object)))]
+pub async fn openapi(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        state.openapi_json.as_ref().clone(),
+    )
+        .into_response()
+}
+
+/// A browsable rendering of `/openapi.json`.
+#[utoipa::path(get, path = "/docs", tag = "operations",
+    responses((status = 200, description = "HTML page", body = String, content_type = "text/html")))]
+pub async fn docs() -> Response {
+    // The page loads its renderer from a CDN; nothing else may run or be framed.
+    let csp = "default-src 'none'; script-src https://cdn.jsdelivr.net; \
+               style-src 'unsafe-inline' https://cdn.jsdelivr.net; \
+               font-src https://cdn.jsdelivr.net https://fonts.scalar.com; \
+               img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; \
+               base-uri 'none'; form-action 'none'";
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(csp),
+        )],
+        Html(DOCS_PAGE),
+    )
+        .into_response()
+}
+
+const DOCS_PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>rabt API</title>
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+</head>
+<body>
+  <script id="api-reference" data-url="/openapi.json"></script>
+  <script src="https://cdn.jsdelivr.net/npm/@scalar/api-reference@1"></script>
+</body>
+</html>
+"#;
