@@ -11,8 +11,8 @@ use axum::{Router, extract::DefaultBodyLimit, http::StatusCode, middleware};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::{
-    sensitive_headers::SetSensitiveRequestHeadersLayer, set_header::SetResponseHeaderLayer,
-    timeout::TimeoutLayer,
+    catch_panic::CatchPanicLayer, sensitive_headers::SetSensitiveRequestHeadersLayer,
+    set_header::SetResponseHeaderLayer, timeout::TimeoutLayer,
 };
 use utoipa::OpenApi as _;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -55,7 +55,7 @@ struct ApiDoc;
 /// cannot disagree.
 pub fn router(state: AppState) -> Router {
     let (api, _) = api_router();
-    finish_router(api, state)
+    with_edge(api, state)
 }
 
 fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
@@ -74,7 +74,10 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     api_router().1
 }
 
-fn finish_router(api: Router<AppState>, state: AppState) -> Router {
+/// Wraps routes in the edge every route shares: request ids and logging, problem
+/// bodies for bare errors and panics, security headers, CORS, timeout, body
+/// limit, and per-route metrics.
+pub fn with_edge(api: Router<AppState>, state: AppState) -> Router {
     let settings = &state.settings;
     let hsts = settings.public_url.scheme() == "https";
     let router = api
@@ -93,6 +96,7 @@ fn finish_router(api: Router<AppState>, state: AppState) -> Router {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
     }
     router
+        .layer(CatchPanicLayer::custom(mw::panic_to_problem))
         .layer(middleware::from_fn(mw::problem_for_bare_errors))
         .layer(SetSensitiveRequestHeadersLayer::new([
             axum::http::header::AUTHORIZATION,
@@ -118,6 +122,15 @@ pub struct ServeOptions {
 
 impl Application {
     pub async fn build(settings: Settings, options: ServeOptions) -> anyhow::Result<Self> {
+        Self::build_with(settings, options, job_registry()).await
+    }
+
+    /// Builds with a given set of job handlers.
+    pub async fn build_with(
+        settings: Settings,
+        options: ServeOptions,
+        jobs: JobRegistry,
+    ) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
         if options.migrate {
             crate::db::migrate(&settings).await?;
@@ -128,7 +141,7 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("RABT_BIND: cannot listen on {}: {e}", settings.bind))?;
         let worker = options
             .workers
-            .then(|| Worker::new(state.db.clone(), job_registry(), settings.jobs.clone()));
+            .then(|| Worker::new(state.db.clone(), jobs, settings.jobs.clone()));
         Ok(Self {
             listener,
             router: router(state.clone()),

@@ -38,7 +38,6 @@ pub enum LogFormat {
 /// The raw layered settings, before validation. Field names are the environment
 /// variable names without the `RABT_` prefix, lowercased.
 #[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
 struct RawSettings {
     env: Environment,
     database_url: Option<String>,
@@ -178,6 +177,8 @@ pub struct Settings {
     pub jobs: JobSettings,
     /// Secrets this start made up because none were given (development only).
     pub generated_secrets: Vec<&'static str>,
+    /// `RABT_*` environment variables that name no setting.
+    pub unknown_settings: Vec<String>,
 }
 
 /// How the durable job runner behaves.
@@ -216,10 +217,33 @@ impl Settings {
             .merge(Env::raw().only(&["DATABASE_URL", "REDIS_URL"]))
             .merge(Env::prefixed("RABT_").ignore(&["CONFIG_FILE"]));
         for (key, value) in overrides {
+            // Parsed as an environment value would be, so "8" can be a number.
+            let value: figment::value::Value = value.parse().unwrap_or_else(|never| match never {});
             figment = figment.merge(Serialized::default(key, value));
         }
-        extract(figment)?.validate()
+        let mut settings = extract(figment)?.validate()?;
+        settings.unknown_settings = unknown_environment_settings();
+        Ok(settings)
     }
+}
+
+/// `RABT_*` variables that name no setting: likely typos, worth a warning (not
+/// a refusal: deployment tooling shares the prefix).
+fn unknown_environment_settings() -> Vec<String> {
+    let known = serde_json::to_value(RawSettings::default())
+        .ok()
+        .and_then(|v| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()))
+        .unwrap_or_default();
+    let mut unknown: Vec<String> = std::env::vars()
+        .map(|(name, _)| name)
+        .filter(|name| {
+            name.strip_prefix("RABT_").is_some_and(|rest| {
+                rest != "CONFIG_FILE" && !known.contains(&rest.to_ascii_lowercase())
+            })
+        })
+        .collect();
+    unknown.sort();
+    unknown
 }
 
 fn extract(figment: Figment) -> Result<RawSettings, ConfigError> {
@@ -378,6 +402,7 @@ impl RawSettings {
                 poll_interval: Duration::from_millis(self.job_poll_interval_ms),
             },
             generated_secrets: generated,
+            unknown_settings: Vec::new(),
         })
     }
 }

@@ -61,6 +61,9 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init_logging(settings.log_format);
+    for name in &settings.unknown_settings {
+        tracing::warn!(variable = %name, "environment variable names no rabt setting; ignored");
+    }
     for name in &settings.generated_secrets {
         tracing::warn!(
             setting = name,

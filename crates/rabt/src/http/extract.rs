@@ -77,9 +77,10 @@ fn is_json_content_type(value: Option<&header::HeaderValue>) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Turns a serde message into a field error. serde reports unknown and missing
-/// fields at the parent path with the name in backticks; the name is moved into
-/// the path so that `errors[].field` always names the offending field.
+/// Turns a serde message into a field error, so that `errors[].field` always
+/// names the offending field: the tracked path already ends in an unknown
+/// field's name, while a missing field is reported at its parent's path with the
+/// name in backticks.
 fn field_error(path: &str, message: &str) -> FieldError {
     let parent = if path == "." { "" } else { path };
     let join = |name: &str| {
@@ -92,7 +93,7 @@ fn field_error(path: &str, message: &str) -> FieldError {
     let quoted = message.split('`').nth(1).unwrap_or_default();
     if message.starts_with("unknown field") {
         FieldError::new(
-            join(quoted),
+            parent_or_body(parent),
             "unknown_field",
             "This field is not accepted here.",
         )

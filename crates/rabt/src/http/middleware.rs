@@ -69,6 +69,18 @@ pub async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::new(body))
 }
 
+/// A handler that panicked: log it, answer a plain 500 problem (no message, no
+/// backtrace).
+pub fn panic_to_problem(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %message, "handler panicked");
+    ApiError::new(ErrorCode::Internal).into_response()
+}
+
 /// Headers every response carries; a route that needs another policy (the docs
 /// page) sets its own first.
 pub fn security_headers(hsts: bool) -> Vec<(HeaderName, HeaderValue)> {

@@ -51,17 +51,20 @@ pub async fn enqueue_at<A: JobArgs>(
     run_at: Option<DateTime<Utc>>,
 ) -> Result<Uuid, sqlx::Error> {
     let payload = serde_json::to_value(args).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    sqlx::query_scalar(
+    // No RETURNING: a request's role may insert jobs but not read them back.
+    let id = Uuid::now_v7();
+    sqlx::query(
         "insert into jobs (id, kind, payload, max_attempts, run_at) \
-         values ($1, $2, $3, $4, coalesce($5, now())) returning id",
+         values ($1, $2, $3, $4, coalesce($5, now()))",
     )
-    .bind(Uuid::now_v7())
+    .bind(id)
     .bind(A::KIND)
     .bind(payload)
     .bind(max_attempts)
     .bind(run_at)
-    .fetch_one(conn)
-    .await
+    .execute(conn)
+    .await?;
+    Ok(id)
 }
 
 /// Claims the next ready job for `worker`, holding it for `lease`.

@@ -13,7 +13,7 @@ use rand::RngExt as _;
 use serde_json::Value;
 use sqlx::PgConnection;
 use tokio::{sync::Notify, task::JoinSet};
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::AbortOnDropHandle};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
@@ -182,8 +182,9 @@ impl Worker {
             worker: self.id,
         };
         let started = std::time::Instant::now();
-        // Spawned, so a panicking handler is a failed attempt, not a dead worker.
-        let mut run = tokio::spawn(handler(ctx, job.payload.clone()));
+        // Spawned, so a panicking handler is a failed attempt, not a dead worker;
+        // aborted with this future, so a stopped worker leaves no handler behind.
+        let mut run = AbortOnDropHandle::new(tokio::spawn(handler(ctx, job.payload.clone())));
         let mut heartbeat = tokio::time::interval(self.settings.lease / 3);
         heartbeat.tick().await;
         let result = loop {

@@ -1,0 +1,135 @@
+//! Operations: liveness, readiness, metrics and the API description.
+
+use rabt::{
+    app::{Application, ServeOptions},
+    db::Actor,
+};
+
+use crate::helpers::{AppOptions, TestDb, problem, spawn_app, spawn_app_with, test_settings};
+
+#[tokio::test]
+async fn liveness_answers_ok() {
+    let app = spawn_app().await;
+    let response = app.get("/health/live").await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"status": "ok"}));
+}
+
+#[tokio::test]
+async fn readiness_checks_postgres_and_redis() {
+    let app = spawn_app().await;
+    let body: serde_json::Value = app.get("/health/ready").await.json().await.unwrap();
+    assert_eq!(body["database"], "ok");
+    assert_eq!(body["redis"], "ok");
+}
+
+#[tokio::test]
+async fn readiness_reports_memory_when_no_redis_is_configured() {
+    let app = spawn_app_with(AppOptions {
+        redis: false,
+        ..AppOptions::default()
+    })
+    .await;
+    let body: serde_json::Value = app.get("/health/ready").await.json().await.unwrap();
+    assert_eq!(body["redis"], "memory");
+}
+
+#[tokio::test]
+async fn readiness_is_503_while_postgres_is_unreachable() {
+    let db = TestDb::new().await;
+    // Nothing listens on port 1: the pool connects lazily, so the app starts and
+    // reports itself unready instead of crashing.
+    let settings = test_settings(
+        &db,
+        true,
+        &[("database_url", "postgres://rabt@127.0.0.1:1/nowhere".into())],
+    );
+    let app = Application::build(
+        settings,
+        ServeOptions {
+            workers: false,
+            migrate: false,
+        },
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}/health/ready", app.local_addr());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let response = reqwest::get(url).await.unwrap();
+    assert_eq!(response.status(), 503);
+    let body = problem(response).await;
+    assert_eq!(body["code"], "unavailable");
+    assert!(body["detail"].as_str().unwrap().contains("postgres"));
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn metrics_count_requests_per_route_template_and_show_pool_and_queue() {
+    let app = spawn_app().await;
+    let user = uuid::Uuid::now_v7();
+    app.get(&format!("/v1/users/{user}")).await;
+    let mut tx = app.app_db().begin(&Actor::Service).await.unwrap();
+    rabt::jobs::enqueue(&mut tx, &crate::jobs::Record { tag: "m".into() }, 3)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains(r#"http_requests_total{method="GET",route="/v1/users/{id}",status="4xx"}"#),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&user.to_string()),
+        "raw paths must not be labels"
+    );
+    assert!(text.contains("http_request_duration_seconds_bucket"));
+    assert!(text.contains("db_pool_connections"));
+    assert!(
+        text.contains(r#"jobs_queue_depth{status="queued"} 1"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_3_1_and_describes_the_routes() {
+    let app = spawn_app().await;
+    let doc: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in [
+        "/health/live",
+        "/health/ready",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+        "/v1/users/{id}",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} is not described");
+    }
+    assert!(doc["components"]["schemas"].get("Problem").is_some());
+}
+
+#[tokio::test]
+async fn the_docs_page_renders_the_document_under_its_own_policy() {
+    let app = spawn_app().await;
+    let response = app.get("/docs").await;
+    assert_eq!(response.status(), 200);
+    let csp = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("frame-ancestors 'none'"));
+    assert!(csp.contains("default-src 'none'"));
+    let html = response.text().await.unwrap();
+    assert!(html.contains("/openapi.json"));
+}

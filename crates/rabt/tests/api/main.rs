@@ -1,0 +1,12 @@
+//! Black-box tests against real Postgres (RLS on), Redis and SMTP. One binary,
+//! one module per capability; `helpers` is the harness.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod edge;
+mod health;
+mod helpers;
+mod jobs;
+mod kv;
+mod rls;
+mod schema_lint;
+mod smtp;

@@ -1,0 +1,192 @@
+//! Row-level security, proven with hand-written SQL through the app's own role:
+//! whatever a handler gets wrong, the database still refuses. Each table that
+//! holds user data gets a test here in this pattern.
+
+use rabt::db::Actor;
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, spawn_app};
+
+async fn visible_user_ids(app: &TestApp, actor: &Actor) -> Vec<Uuid> {
+    let mut tx = app.app_db().begin(actor).await.unwrap();
+    let ids = sqlx::query_scalar("select id from users order by id")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    ids
+}
+
+#[tokio::test]
+async fn a_user_can_neither_read_nor_change_another_users_private_row() {
+    let app = spawn_app().await;
+    let alice = app.insert_user("alice@rabt.test", "Alice", "private").await;
+    let bob = app.insert_user("bob@rabt.test", "Bob", "private").await;
+
+    // Alice sees herself, not Bob.
+    assert_eq!(
+        visible_user_ids(&app, &TestApp::as_user(alice)).await,
+        vec![alice]
+    );
+
+    // Alice tries to rename Bob, and to move Bob's row onto herself.
+    let mut tx = app.app_db().begin(&TestApp::as_user(alice)).await.unwrap();
+    let renamed = sqlx::query("update users set display_name = 'pwned' where id = $1")
+        .bind(bob)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(renamed.rows_affected(), 0);
+    let deleted = sqlx::query("delete from users where id = $1")
+        .bind(bob)
+        .execute(&mut *tx)
+        .await;
+    assert!(deleted.is_err(), "users may not delete rows at all");
+    drop(tx);
+
+    // Alice may rename herself, but not hand her row to Bob.
+    let mut tx = app.app_db().begin(&TestApp::as_user(alice)).await.unwrap();
+    let own = sqlx::query("update users set display_name = 'Alice A.' where id = $1")
+        .bind(alice)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(own.rows_affected(), 1);
+    tx.commit().await.unwrap();
+
+    let name: String = sqlx::query_scalar("select display_name from users where id = $1")
+        .bind(bob)
+        .fetch_one(&app.db.admin)
+        .await
+        .unwrap();
+    assert_eq!(name, "Bob");
+}
+
+#[tokio::test]
+async fn public_profiles_are_visible_to_everyone_and_private_ones_to_their_owner() {
+    let app = spawn_app().await;
+    let open = app.insert_user("open@rabt.test", "Open", "public").await;
+    let hidden = app
+        .insert_user("hidden@rabt.test", "Hidden", "private")
+        .await;
+
+    assert_eq!(visible_user_ids(&app, &Actor::Anonymous).await, vec![open]);
+    let mut both = vec![open, hidden];
+    both.sort();
+    assert_eq!(
+        visible_user_ids(&app, &TestApp::as_user(hidden)).await,
+        both
+    );
+
+    let moderator = Actor::User {
+        id: Uuid::now_v7(),
+        permissions: vec!["users.read_private".into()],
+    };
+    assert_eq!(visible_user_ids(&app, &moderator).await, both);
+
+    // Over HTTP too.
+    assert_eq!(app.get(&format!("/v1/users/{open}")).await.status(), 200);
+    assert_eq!(app.get(&format!("/v1/users/{hidden}")).await.status(), 404);
+}
+
+#[tokio::test]
+async fn anonymous_requests_can_never_read_email_addresses() {
+    let app = spawn_app().await;
+    app.insert_user("open@rabt.test", "Open", "public").await;
+    let mut tx = app.app_db().begin(&Actor::Anonymous).await.unwrap();
+    let result = sqlx::query("select email from users")
+        .fetch_all(&mut *tx)
+        .await;
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("permission denied"), "{err}");
+}
+
+#[tokio::test]
+async fn the_app_role_has_no_table_rights_of_its_own() {
+    let app = spawn_app().await;
+    app.insert_user("open@rabt.test", "Open", "public").await;
+    // Outside `Db::begin` the connection is plain `rabt_app`: it cannot even
+    // see the schema's tables.
+    let err = sqlx::query("select id from users")
+        .fetch_all(app.app_db().pool())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("permission denied") || err.contains("does not exist"),
+        "{err}"
+    );
+    let role: String = sqlx::query_scalar("select current_user::text")
+        .fetch_one(app.app_db().pool())
+        .await
+        .unwrap();
+    assert_eq!(role, "rabt_app");
+}
+
+#[tokio::test]
+async fn claims_end_with_their_transaction() {
+    let app = spawn_app().await;
+    let alice = app.insert_user("alice@rabt.test", "Alice", "private").await;
+    let mut tx = app.app_db().begin(&TestApp::as_user(alice)).await.unwrap();
+    let uid: Option<Uuid> = sqlx::query_scalar("select auth.uid()")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(uid, Some(alice));
+    tx.commit().await.unwrap();
+
+    // Every connection of the pool, after the transaction: no user, no role.
+    for _ in 0..4 {
+        let mut conn = app.app_db().pool().acquire().await.unwrap();
+        let (uid, role): (Option<String>, String) = sqlx::query_as(
+            "select nullif(current_setting('request.user_id', true), ''), current_user::text",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        assert_eq!(uid, None);
+        assert_eq!(role, "rabt_app");
+    }
+}
+
+#[tokio::test]
+async fn requests_may_enqueue_jobs_but_never_read_or_change_them() {
+    let app = spawn_app().await;
+    let alice = app.insert_user("alice@rabt.test", "Alice", "private").await;
+    let mut tx = app.app_db().begin(&Actor::Service).await.unwrap();
+    rabt::jobs::enqueue(
+        &mut tx,
+        &crate::jobs::Record {
+            tag: "bob's".into(),
+        },
+        3,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = app.app_db().begin(&TestApp::as_user(alice)).await.unwrap();
+    rabt::jobs::enqueue(
+        &mut tx,
+        &crate::jobs::Record {
+            tag: "alice's".into(),
+        },
+        3,
+    )
+    .await
+    .unwrap();
+    let seen = sqlx::query("select payload from jobs")
+        .fetch_all(&mut *tx)
+        .await;
+    assert!(seen.is_err(), "a request must not read the queue");
+    drop(tx);
+
+    let mut tx = app.app_db().begin(&TestApp::as_user(alice)).await.unwrap();
+    let forged = sqlx::query(
+        "insert into jobs (kind, payload, max_attempts, status, attempts, locked_by) \
+         values ('record', '{}', 3, 'succeeded', 0, null)",
+    )
+    .execute(&mut *tx)
+    .await;
+    assert!(forged.is_err(), "a request may only enqueue fresh jobs");
+}
