@@ -33,6 +33,9 @@ fn unwrapped_calls(expression: &str) -> bool {
     })
 }
 
+/// name, command, roles, USING, WITH CHECK
+type PolicyRow = (String, String, Vec<String>, Option<String>, Option<String>);
+
 async fn lint(pool: &PgPool) -> Vec<Violation> {
     let mut found = Vec::new();
 
@@ -97,15 +100,14 @@ async fn lint(pool: &PgPool) -> Vec<Violation> {
         .await,
     );
 
-    let policies: Vec<(String, String, Vec<String>, Option<String>, Option<String>)> =
-        sqlx::query_as(
-            "select format('%I.%I.%I', schemaname, tablename, policyname), cmd, \
+    let policies: Vec<PolicyRow> = sqlx::query_as(
+        "select format('%I.%I.%I', schemaname, tablename, policyname), cmd, \
                     roles::text[], qual, with_check \
              from pg_policies",
-        )
-        .fetch_all(pool)
-        .await
-        .unwrap();
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
     for (name, command, roles, using, check) in policies {
         let expressions = [using.as_deref(), check.as_deref()];
         if expressions.into_iter().flatten().any(unwrapped_calls) {
