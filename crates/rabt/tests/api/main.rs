@@ -2,6 +2,8 @@
 //! one module per capability; `helpers` is the harness.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod binary;
+mod db;
 mod edge;
 mod health;
 mod helpers;
