@@ -18,8 +18,10 @@ use utoipa::OpenApi as _;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
+    auth::{self, tokens::AccessTokens},
     config::Settings,
     db::Db,
+    email::EmailSender,
     http::{ApiError, middleware as mw, request_id},
     jobs::{JobRegistry, Worker},
     kv::Kv,
@@ -34,6 +36,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub metrics: Option<&'static metrics_exporter_prometheus::PrometheusHandle>,
     pub openapi_json: Arc<String>,
+    pub tokens: AccessTokens,
 }
 
 #[derive(utoipa::OpenApi)]
@@ -44,12 +47,33 @@ pub struct AppState {
             application/problem+json (RFC 9457) with a stable `code`.",
         license(name = "AGPL-3.0-only")
     ),
+    modifiers(&BearerAuth),
     tags(
         (name = "operations", description = "Health, metrics and this description"),
-        (name = "users", description = "Profiles"),
+        (name = "auth", description = "Sign-up, sign-in, tokens and sessions"),
+        (name = "users", description = "Accounts and profiles"),
     )
 )]
 struct ApiDoc;
+
+/// Declares the `bearer` scheme that authenticated routes name.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The router and the OpenAPI document, built from the same route list so they
 /// cannot disagree.
@@ -65,7 +89,7 @@ fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi))
         .routes(routes!(ops::docs))
-        .nest("/v1", users::routes::router())
+        .nest("/v1", users::routes::router().merge(auth::routes::router()))
         .split_for_parts()
 }
 
@@ -122,7 +146,8 @@ pub struct ServeOptions {
 
 impl Application {
     pub async fn build(settings: Settings, options: ServeOptions) -> anyhow::Result<Self> {
-        Self::build_with(settings, options, job_registry()).await
+        let jobs = job_registry(&settings)?;
+        Self::build_with(settings, options, jobs).await
     }
 
     /// Builds with a given set of job handlers.
@@ -195,6 +220,7 @@ impl Application {
 /// Connects what the state holds.
 pub async fn build_state(settings: Arc<Settings>) -> anyhow::Result<AppState> {
     let db = Db::connect_lazy(&settings)?;
+    let tokens = AccessTokens::from_settings(&settings);
     let kv = Kv::connect(&settings).await?;
     let openapi_json = openapi_document()
         .to_json()
@@ -205,12 +231,15 @@ pub async fn build_state(settings: Arc<Settings>) -> anyhow::Result<AppState> {
         settings,
         metrics: telemetry::metrics_handle(),
         openapi_json: Arc::new(openapi_json),
+        tokens,
     })
 }
 
 /// Every job kind this server knows how to run.
-pub fn job_registry() -> JobRegistry {
-    JobRegistry::new()
+pub fn job_registry(settings: &Settings) -> anyhow::Result<JobRegistry> {
+    let mut registry = JobRegistry::new();
+    EmailSender::from_settings(settings)?.register(&mut registry);
+    Ok(registry)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -61,6 +61,12 @@ struct RawSettings {
     job_max_attempts: i32,
     job_lease_secs: u64,
     job_poll_interval_ms: u64,
+    access_token_ttl_secs: u64,
+    refresh_grace_secs: u64,
+    session_ttl_days: u64,
+    smtp_url: Option<String>,
+    email_from: String,
+    mail_dir: String,
 }
 
 impl Default for RawSettings {
@@ -88,6 +94,12 @@ impl Default for RawSettings {
             job_max_attempts: 8,
             job_lease_secs: 60,
             job_poll_interval_ms: 1000,
+            access_token_ttl_secs: 900,
+            refresh_grace_secs: 10,
+            session_ttl_days: 30,
+            smtp_url: None,
+            email_from: "rabt <no-reply@localhost>".into(),
+            mail_dir: ".data/mail".into(),
         }
     }
 }
@@ -175,10 +187,29 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
     pub jobs: JobSettings,
+    pub auth: AuthSettings,
+    pub email: EmailSettings,
     /// Secrets this start made up because none were given (development only).
     pub generated_secrets: Vec<&'static str>,
     /// `RABT_*` environment variables that name no setting.
     pub unknown_settings: Vec<String>,
+}
+
+/// Token and session lifetimes.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub access_token_ttl: Duration,
+    /// How long a spent refresh token is still answered (concurrent tabs).
+    pub refresh_grace: Duration,
+    pub session_ttl: Duration,
+}
+
+/// Where mail goes: SMTP when configured, else files in `mail_dir`.
+#[derive(Debug)]
+pub struct EmailSettings {
+    pub smtp_url: Option<SecretString>,
+    pub from: String,
+    pub mail_dir: PathBuf,
 }
 
 /// How the durable job runner behaves.
@@ -215,7 +246,7 @@ impl Settings {
         }
         figment = figment
             .merge(Env::raw().only(&["DATABASE_URL", "REDIS_URL"]))
-            .merge(Env::prefixed("RABT_").ignore(&["CONFIG_FILE"]));
+            .merge(Env::prefixed("RABT_").ignore(&["CONFIG_FILE", "DATABASE_URL", "REDIS_URL"]));
         for (key, value) in overrides {
             // Parsed as an environment value would be, so "8" can be a number.
             let value: figment::value::Value = value.parse().unwrap_or_else(|never| match never {});
@@ -226,6 +257,16 @@ impl Settings {
         Ok(settings)
     }
 }
+
+/// Knobs of `scripts/` that share the prefix but are not server settings.
+const TOOLING_PREFIXES: &[&str] = &[
+    "TEST_",
+    "PG_",
+    "DEV_",
+    "DATA_DIR",
+    "KEEP_SERVICES",
+    "REDIS_PORT",
+];
 
 /// `RABT_*` variables that name no setting: likely typos, worth a warning (not
 /// a refusal: deployment tooling shares the prefix).
@@ -238,7 +279,9 @@ fn unknown_environment_settings() -> Vec<String> {
         .map(|(name, _)| name)
         .filter(|name| {
             name.strip_prefix("RABT_").is_some_and(|rest| {
-                rest != "CONFIG_FILE" && !known.contains(&rest.to_ascii_lowercase())
+                rest != "CONFIG_FILE"
+                    && !TOOLING_PREFIXES.iter().any(|p| rest.starts_with(p))
+                    && !known.contains(&rest.to_ascii_lowercase())
             })
         })
         .collect();
@@ -369,6 +412,31 @@ impl RawSettings {
                 "must be 10..=60000",
             ));
         }
+        if !(30..=86_400).contains(&self.access_token_ttl_secs) {
+            return Err(ConfigError::new(
+                "access_token_ttl_secs",
+                "must be 30..=86400",
+            ));
+        }
+        if self.refresh_grace_secs > 300 {
+            return Err(ConfigError::new("refresh_grace_secs", "must be 0..=300"));
+        }
+        if !(1..=365).contains(&self.session_ttl_days) {
+            return Err(ConfigError::new("session_ttl_days", "must be 1..=365"));
+        }
+        let smtp_url = match self.smtp_url {
+            Some(url) if !url.trim().is_empty() => {
+                check_scheme("smtp_url", &url, &["smtp", "smtps"])?;
+                Some(SecretString::from(url))
+            }
+            _ => None,
+        };
+        if self.email_from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(ConfigError::new(
+                "email_from",
+                "must be an address like `rabt <no-reply@example.com>`",
+            ));
+        }
         if self.redis_key_prefix.len() > 64 {
             return Err(ConfigError::new(
                 "redis_key_prefix",
@@ -400,6 +468,16 @@ impl RawSettings {
                 max_attempts: self.job_max_attempts,
                 lease: Duration::from_secs(self.job_lease_secs),
                 poll_interval: Duration::from_millis(self.job_poll_interval_ms),
+            },
+            auth: AuthSettings {
+                access_token_ttl: Duration::from_secs(self.access_token_ttl_secs),
+                refresh_grace: Duration::from_secs(self.refresh_grace_secs),
+                session_ttl: Duration::from_secs(self.session_ttl_days * 86_400),
+            },
+            email: EmailSettings {
+                smtp_url,
+                from: self.email_from,
+                mail_dir: PathBuf::from(self.mail_dir),
             },
             generated_secrets: generated,
             unknown_settings: Vec::new(),

@@ -10,8 +10,11 @@
 //! - [`config`] and [`telemetry`] are read once at start.
 
 pub mod app;
+pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod db;
+pub mod email;
 pub mod http;
 pub mod jobs;
 pub mod kv;

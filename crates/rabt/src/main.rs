@@ -119,7 +119,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let grace = settings.shutdown_timeout;
             let jobs = settings.jobs.clone();
             let state = app::build_state(std::sync::Arc::new(settings)).await?;
-            let worker = rabt::jobs::Worker::new(state.db.clone(), app::job_registry(), jobs);
+            let registry = app::job_registry(&state.settings)?;
+            let worker = rabt::jobs::Worker::new(state.db.clone(), registry, jobs);
             worker.run_until_stopped(shutdown, grace).await;
             state.db.pool().close().await;
             Ok(())

@@ -1,10 +1,12 @@
 //! The HTTP edge: the problem-format error, extractors that use it, and the
 //! middleware every route shares.
 
+pub mod client;
 pub mod error;
 pub mod extract;
 pub mod middleware;
 pub mod request_id;
 
+pub use client::ClientInfo;
 pub use error::{ApiError, ErrorCode, FieldError};
 pub use extract::{AppJson, AppPath, AppQuery};

@@ -20,6 +20,9 @@ use uuid::Uuid;
 pub trait JobArgs: Serialize + serde::de::DeserializeOwned + Send + 'static {
     /// The stable name stored in `jobs.kind`.
     const KIND: &'static str;
+    /// Whether the arguments hold secrets (a token in a link): they are erased
+    /// from the row once the job has succeeded.
+    const SENSITIVE: bool = false;
 }
 
 /// A job as a worker holds it.
@@ -121,14 +124,17 @@ pub async fn complete(
     db: impl PgExecutor<'_>,
     job: Uuid,
     worker: Uuid,
+    erase_payload: bool,
 ) -> Result<bool, sqlx::Error> {
     let result = sqlx::query(
         "update jobs set status = 'succeeded', locked_by = null, finished_at = now(), \
-                         last_error = null \
+                         last_error = null, \
+                         payload = case when $3 then '{}'::jsonb else payload end \
          where id = $1 and locked_by = $2 and status = 'running'",
     )
     .bind(job)
     .bind(worker)
+    .bind(erase_payload)
     .execute(db)
     .await?;
     Ok(result.rows_affected() == 1)

@@ -8,7 +8,7 @@
 
 use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 
-use futures::future::BoxFuture;
+use futures::{FutureExt as _, future::BoxFuture};
 use rand::RngExt as _;
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -57,6 +57,7 @@ pub struct JobContext {
     /// 1 on the first run.
     pub attempt: i32,
     worker: Uuid,
+    sensitive: bool,
 }
 
 impl JobContext {
@@ -64,12 +65,18 @@ impl JobContext {
     /// effect and its completion commit (or roll back) together. `false` means
     /// the lease was lost: roll back, another worker has the job.
     pub async fn complete_in(&self, conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
-        queue::complete(conn, self.job_id, self.worker).await
+        queue::complete(conn, self.job_id, self.worker, self.sensitive).await
     }
 }
 
-type ErasedHandler =
-    Arc<dyn Fn(JobContext, Value) -> BoxFuture<'static, Result<(), JobError>> + Send + Sync>;
+type HandlerFn =
+    dyn Fn(JobContext, Value) -> BoxFuture<'static, Result<(), JobError>> + Send + Sync;
+
+#[derive(Clone)]
+struct ErasedHandler {
+    run: Arc<HandlerFn>,
+    sensitive: bool,
+}
 
 /// Which handler runs which kind of job.
 #[derive(Default, Clone)]
@@ -92,12 +99,15 @@ impl JobRegistry {
         let handler = Arc::new(handler);
         self.handlers.insert(
             A::KIND,
-            Arc::new(
-                move |ctx, payload| match serde_json::from_value::<A>(payload) {
-                    Ok(args) => Box::pin(handler(ctx, args)),
-                    Err(err) => Box::pin(async move { Err(JobError::permanent(err)) }),
-                },
-            ),
+            ErasedHandler {
+                run: Arc::new(
+                    move |ctx, payload| match serde_json::from_value::<A>(payload) {
+                        Ok(args) => handler(ctx, args).boxed(),
+                        Err(err) => async move { Err(JobError::permanent(err)) }.boxed(),
+                    },
+                ),
+                sensitive: A::SENSITIVE,
+            },
         );
         self
     }
@@ -167,24 +177,26 @@ impl Worker {
                         "lease expired on every one of {} attempts",
                         job.max_attempts
                     ))),
+                    false,
                 )
                 .await;
         }
         let Some(handler) = self.registry.handlers.get(job.kind.as_str()).cloned() else {
             // Perhaps a newer version enqueued it during a rolling deploy: retry later.
             let err = anyhow::anyhow!("no handler for job kind `{}`", job.kind);
-            return self.settle(&job, Err(err.into())).await;
+            return self.settle(&job, Err(err.into()), false).await;
         };
         let ctx = JobContext {
             db: self.db.clone(),
             job_id: job.id,
             attempt: job.attempts,
             worker: self.id,
+            sensitive: handler.sensitive,
         };
         let started = std::time::Instant::now();
         // Spawned, so a panicking handler is a failed attempt, not a dead worker;
         // aborted with this future, so a stopped worker leaves no handler behind.
-        let mut run = AbortOnDropHandle::new(tokio::spawn(handler(ctx, job.payload.clone())));
+        let mut run = AbortOnDropHandle::new(tokio::spawn((handler.run)(ctx, job.payload.clone())));
         let mut heartbeat = tokio::time::interval(self.settings.lease / 3);
         heartbeat.tick().await;
         let result = loop {
@@ -204,20 +216,21 @@ impl Worker {
         };
         metrics::histogram!("job_duration_seconds", "kind" => job.kind.clone())
             .record(started.elapsed().as_secs_f64());
-        self.settle(&job, result).await
+        self.settle(&job, result, handler.sensitive).await
     }
 
     async fn settle(
         &self,
         job: &ClaimedJob,
         result: Result<(), JobError>,
+        sensitive: bool,
     ) -> Result<Outcome, sqlx::Error> {
         let mut tx = self.db.begin(&Actor::Service).await?;
         let outcome = match result {
             Ok(()) => {
                 // A handler that completed inside its own transaction already
                 // settled the job; then this finds nothing to update.
-                queue::complete(&mut *tx, job.id, self.id).await?;
+                queue::complete(&mut *tx, job.id, self.id, sensitive).await?;
                 metrics::counter!("jobs_completed_total", "kind" => job.kind.clone()).increment(1);
                 Outcome::Completed
             }

@@ -23,3 +23,25 @@ pub async fn find_profile(
         .fetch_optional(conn)
         .await
 }
+
+/// The caller's own account.
+#[derive(Debug, Clone, FromRow)]
+pub struct MeRow {
+    pub id: Uuid,
+    pub email: String,
+    pub email_verified: bool,
+    pub display_name: String,
+    pub visibility: String,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn find_me(conn: &mut PgConnection, id: Uuid) -> Result<Option<MeRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, email, email_verified_at is not null as email_verified, display_name, \
+                visibility, created_at \
+         from users where id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}

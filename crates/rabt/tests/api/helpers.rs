@@ -213,7 +213,8 @@ impl Drop for TestDb {
 pub struct AppOptions {
     pub redis: bool,
     pub workers: bool,
-    pub jobs: JobRegistry,
+    /// `None`: the server's own job handlers.
+    pub jobs: Option<JobRegistry>,
     pub overrides: Vec<(&'static str, String)>,
 }
 
@@ -222,7 +223,7 @@ impl Default for AppOptions {
         Self {
             redis: true,
             workers: false,
-            jobs: JobRegistry::new(),
+            jobs: None,
             overrides: Vec::new(),
         }
     }
@@ -243,6 +244,9 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(AppOptions::default()).await
 }
 
+/// Shared by every test instance, so a second instance accepts the first's tokens.
+pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret-0001";
+
 /// Settings for an app on `db`, as a test deployment would have them.
 pub fn test_settings(db: &TestDb, redis: bool, extra: &[(&'static str, String)]) -> Settings {
     let mut overrides: Vec<(&str, String)> = vec![
@@ -258,6 +262,14 @@ pub fn test_settings(db: &TestDb, redis: bool, extra: &[(&'static str, String)])
         ("job_poll_interval_ms", "50".into()),
         ("database_max_connections", "8".into()),
         ("frontend_url", "https://app.rabt.test".into()),
+        ("jwt_secret", TEST_JWT_SECRET.into()),
+        (
+            "mail_dir",
+            std::env::temp_dir()
+                .join("rabt-test-mail")
+                .display()
+                .to_string(),
+        ),
     ];
     overrides.extend(extra.iter().cloned());
     Settings::load_with(&overrides).expect("test settings are valid")
@@ -267,13 +279,17 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     rabt::telemetry::init_logging(rabt::config::LogFormat::Json);
     let db = TestDb::new().await;
     let settings = test_settings(&db, options.redis, &options.overrides);
+    let jobs = match options.jobs {
+        Some(jobs) => jobs,
+        None => rabt::app::job_registry(&settings).expect("job registry"),
+    };
     let app = Application::build_with(
         settings,
         ServeOptions {
             workers: options.workers,
             migrate: false,
         },
-        options.jobs,
+        jobs,
     )
     .await
     .expect("app builds");
@@ -329,6 +345,88 @@ impl TestApp {
             id,
             permissions: Vec::new(),
         }
+    }
+
+    /// Runs queued jobs until none is ready.
+    pub async fn drain_jobs(&self) {
+        let registry = rabt::app::job_registry(&self.state.settings).expect("job registry");
+        let worker = rabt::jobs::Worker::new(
+            self.state.db.clone(),
+            registry,
+            self.state.settings.jobs.clone(),
+        );
+        while worker.run_once().await.expect("job runs") != rabt::jobs::Outcome::EmptyQueue {}
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post_json_as(
+        &self,
+        token: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// A second instance of this deployment: same database, same Redis keys,
+    /// same signing key.
+    pub async fn second_instance(&self) -> (SocketAddr, CancellationToken) {
+        let settings = test_settings(
+            &self.db,
+            true,
+            &[
+                (
+                    "redis_key_prefix",
+                    self.state.settings.redis_key_prefix.clone(),
+                ),
+                (
+                    "smtp_url",
+                    self.state
+                        .settings
+                        .email
+                        .smtp_url
+                        .as_ref()
+                        .map(|s| secrecy::ExposeSecret::expose_secret(s).to_owned())
+                        .unwrap_or_default(),
+                ),
+            ],
+        );
+        let app = Application::build(
+            settings,
+            ServeOptions {
+                workers: false,
+                migrate: false,
+            },
+        )
+        .await
+        .expect("second instance builds");
+        let address = app.local_addr();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        (address, shutdown)
     }
 
     /// Stops the app and waits for it to finish draining.

@@ -345,7 +345,7 @@ async fn the_served_app_runs_jobs_as_they_are_enqueued_and_drains_on_shutdown() 
     }
     let app = spawn_app_with(AppOptions {
         workers: true,
-        jobs: registry,
+        jobs: Some(registry),
         ..AppOptions::default()
     })
     .await;

@@ -190,3 +190,83 @@ async fn requests_may_enqueue_jobs_but_never_read_or_change_them() {
     .await;
     assert!(forged.is_err(), "a request may only enqueue fresh jobs");
 }
+
+#[tokio::test]
+async fn a_user_sees_and_revokes_only_their_own_sessions() {
+    let app = spawn_app().await;
+    let alice = app.insert_user("alice@rabt.test", "Alice", "private").await;
+    let bob = app.insert_user("bob@rabt.test", "Bob", "private").await;
+    for user in [alice, bob] {
+        sqlx::query(
+            "insert into sessions (user_id, expires_at) values ($1, now() + interval '1 day')",
+        )
+        .bind(user)
+        .execute(&app.db.admin)
+        .await
+        .unwrap();
+    }
+    let mut tx = app.app_db().begin(&TestApp::as_user(alice)).await.unwrap();
+    let owners: Vec<Uuid> = sqlx::query_scalar("select user_id from sessions")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(owners, vec![alice]);
+    let revoked = sqlx::query("update sessions set revoked_at = now() where user_id = $1")
+        .bind(bob)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(revoked.rows_affected(), 0);
+    let handover = sqlx::query("update sessions set user_id = $1")
+        .bind(bob)
+        .execute(&mut *tx)
+        .await;
+    assert!(
+        handover.is_err(),
+        "a session cannot be handed to someone else"
+    );
+}
+
+#[tokio::test]
+async fn token_tables_and_the_audit_log_are_closed_to_users() {
+    let app = spawn_app().await;
+    let alice = app.insert_user("alice@rabt.test", "Alice", "private").await;
+    sqlx::query("insert into audit_log (actor_id, action) values ($1, 'login_succeeded')")
+        .bind(alice)
+        .execute(&app.db.admin)
+        .await
+        .unwrap();
+    for table in ["refresh_tokens", "one_time_tokens"] {
+        let mut tx = app.app_db().begin(&TestApp::as_user(alice)).await.unwrap();
+        let sql = format!("select count(*) from {table}");
+        let result = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut *tx)
+            .await;
+        assert!(result.is_err(), "{table} must not be readable by users");
+    }
+    // Even her own audit entries are for moderators only, and nobody edits them.
+    let mut tx = app.app_db().begin(&TestApp::as_user(alice)).await.unwrap();
+    let seen: i64 = sqlx::query_scalar("select count(*) from audit_log")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(seen, 0);
+    drop(tx);
+    let moderator = rabt::db::Actor::User {
+        id: Uuid::now_v7(),
+        permissions: vec!["users.read_private".into()],
+    };
+    let mut tx = app.app_db().begin(&moderator).await.unwrap();
+    let seen: i64 = sqlx::query_scalar("select count(*) from audit_log")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(seen, 1);
+    drop(tx);
+    let mut tx = app.app_db().begin(&Actor::Service).await.unwrap();
+    let erased = sqlx::query("delete from audit_log").execute(&mut *tx).await;
+    assert!(
+        erased.is_err(),
+        "the audit log is append-only, even for the service"
+    );
+}

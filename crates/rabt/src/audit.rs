@@ -1,0 +1,64 @@
+//! The security audit log: an append-only table of who did what, from where.
+//! Written in the same transaction as the change it records.
+
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::http::ClientInfo;
+
+/// Security-relevant events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Signup,
+    EmailVerified,
+    LoginSucceeded,
+    LoginFailed,
+    RefreshTokenReused,
+    Logout,
+    PasswordResetRequested,
+    PasswordReset,
+    PasswordChanged,
+    SessionRevoked,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Signup => "signup",
+            Self::EmailVerified => "email_verified",
+            Self::LoginSucceeded => "login_succeeded",
+            Self::LoginFailed => "login_failed",
+            Self::RefreshTokenReused => "refresh_token_reused",
+            Self::Logout => "logout",
+            Self::PasswordResetRequested => "password_reset_requested",
+            Self::PasswordReset => "password_reset",
+            Self::PasswordChanged => "password_changed",
+            Self::SessionRevoked => "session_revoked",
+        }
+    }
+}
+
+/// Appends an entry; the transaction must act as the service role.
+pub async fn record(
+    conn: &mut PgConnection,
+    actor: Option<Uuid>,
+    action: Action,
+    subject: Option<Uuid>,
+    client: &ClientInfo,
+    details: Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into audit_log (actor_id, action, subject_id, ip, user_agent, details) \
+         values ($1, $2, $3, $4::inet, $5, $6)",
+    )
+    .bind(actor)
+    .bind(action.as_str())
+    .bind(subject)
+    .bind(client.ip.map(|ip| ip.to_string()))
+    .bind(client.user_agent.as_deref())
+    .bind(details)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}

@@ -1,0 +1,92 @@
+//! `AuthUser`: the signed-in caller. A request with a bad, expired or revoked
+//! token is refused (401), never treated as anonymous.
+
+use axum::{
+    extract::{FromRef, FromRequestParts},
+    http::{header, request::Parts},
+};
+use uuid::Uuid;
+
+use super::sessions;
+use crate::{
+    app::AppState,
+    db::Actor,
+    http::{ApiError, ErrorCode},
+};
+
+/// The caller, from a valid access token whose session is alive.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub id: Uuid,
+    pub session_id: Uuid,
+    pub roles: Vec<String>,
+}
+
+impl AuthUser {
+    /// The database actor for this caller's transactions.
+    pub fn actor(&self) -> Actor {
+        Actor::User {
+            id: self.id,
+            permissions: Vec::new(),
+        }
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+impl<S> FromRequestParts<S> for AuthUser
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        let token = bearer(parts).ok_or_else(|| ApiError::new(ErrorCode::Unauthorized))?;
+        let claims = state.tokens.verify(token)?;
+        if !sessions::is_alive(&state, claims.sid, claims.sub).await? {
+            return Err(
+                ApiError::new(ErrorCode::Unauthorized).with_detail("This session has ended.")
+            );
+        }
+        Ok(Self {
+            id: claims.sub,
+            session_id: claims.sid,
+            roles: claims.roles,
+        })
+    }
+}
+
+/// The caller if a token was sent, else nobody. A token that was sent but is
+/// bad is still refused (401), never downgraded to anonymous.
+#[derive(Debug, Clone)]
+pub struct MaybeAuthUser(pub Option<AuthUser>);
+
+impl MaybeAuthUser {
+    pub fn actor(&self) -> Actor {
+        self.0.as_ref().map_or(Actor::Anonymous, AuthUser::actor)
+    }
+}
+
+impl<S> FromRequestParts<S> for MaybeAuthUser
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.headers.contains_key(header::AUTHORIZATION) {
+            AuthUser::from_request_parts(parts, state)
+                .await
+                .map(|u| Self(Some(u)))
+        } else {
+            Ok(Self(None))
+        }
+    }
+}

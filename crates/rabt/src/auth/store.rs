@@ -1,0 +1,336 @@
+//! SQL for authentication. Sign-in flows run as the service role (nobody is
+//! identified yet); the caller passes the transaction.
+
+use std::{net::IpAddr, time::Duration};
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgConnection};
+use uuid::Uuid;
+
+use super::tokens::{hash_token, random_token};
+
+/// A user as sign-in sees it.
+#[derive(Debug, Clone, FromRow)]
+pub struct Credentials {
+    pub id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub password_hash: Option<String>,
+    pub email_verified: bool,
+    pub suspended: bool,
+    pub deactivated: bool,
+}
+
+pub async fn credentials_by_email(
+    conn: &mut PgConnection,
+    email: &str,
+) -> Result<Option<Credentials>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, email, display_name, password_hash, \
+                email_verified_at is not null as email_verified, \
+                suspended_at is not null as suspended, deactivated_at is not null as deactivated \
+         from users where lower(email) = lower($1)",
+    )
+    .bind(email)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn credentials_by_id(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<Credentials>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, email, display_name, password_hash, \
+                email_verified_at is not null as email_verified, \
+                suspended_at is not null as suspended, deactivated_at is not null as deactivated \
+         from users where id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Creates an unverified user; `None` when the email is taken (in any case),
+/// including by a concurrent sign-up.
+pub async fn insert_user(
+    conn: &mut PgConnection,
+    email: &str,
+    display_name: &str,
+    password_hash: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "insert into users (email, display_name, password_hash) values ($1, $2, $3) \
+         on conflict (lower(email)) do nothing returning id",
+    )
+    .bind(email)
+    .bind(display_name)
+    .bind(password_hash)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn set_password(
+    conn: &mut PgConnection,
+    user: Uuid,
+    password_hash: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("update users set password_hash = $2 where id = $1")
+        .bind(user)
+        .bind(password_hash)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+pub async fn mark_email_verified(conn: &mut PgConnection, user: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update users set email_verified_at = coalesce(email_verified_at, now()) where id = $1",
+    )
+    .bind(user)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// What a one-time token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    VerifyEmail,
+    ResetPassword,
+}
+
+impl Purpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::VerifyEmail => "verify_email",
+            Self::ResetPassword => "reset_password",
+        }
+    }
+}
+
+/// Issues a one-time token, returning its only plain copy.
+pub async fn create_one_time_token(
+    conn: &mut PgConnection,
+    user: Uuid,
+    purpose: Purpose,
+    ttl: Duration,
+) -> Result<String, sqlx::Error> {
+    let token = random_token();
+    sqlx::query(
+        "insert into one_time_tokens (user_id, purpose, token_hash, expires_at) \
+         values ($1, $2, $3, now() + make_interval(secs => $4))",
+    )
+    .bind(user)
+    .bind(purpose.as_str())
+    .bind(hash_token(&token))
+    .bind(ttl.as_secs_f64())
+    .execute(conn)
+    .await?;
+    Ok(token)
+}
+
+/// Spends a one-time token: the user it was for, if it was valid, unused and
+/// unexpired. Single use is enforced by the row update itself.
+pub async fn consume_one_time_token(
+    conn: &mut PgConnection,
+    token: &str,
+    purpose: Purpose,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "update one_time_tokens set used_at = now() \
+         where token_hash = $1 and purpose = $2 and used_at is null and expires_at > now() \
+         returning user_id",
+    )
+    .bind(hash_token(token))
+    .bind(purpose.as_str())
+    .fetch_optional(conn)
+    .await
+}
+
+/// Creates a session and its first refresh token.
+pub async fn create_session(
+    conn: &mut PgConnection,
+    user: Uuid,
+    ttl: Duration,
+    ip: Option<IpAddr>,
+    user_agent: Option<&str>,
+) -> Result<(Uuid, String), sqlx::Error> {
+    let session: Uuid = sqlx::query_scalar(
+        "insert into sessions (user_id, expires_at, ip, user_agent) \
+         values ($1, now() + make_interval(secs => $2), $3::inet, $4) returning id",
+    )
+    .bind(user)
+    .bind(ttl.as_secs_f64())
+    .bind(ip.map(|ip| ip.to_string()))
+    .bind(user_agent)
+    .fetch_one(&mut *conn)
+    .await?;
+    let refresh = issue_refresh_token(conn, session, None).await?;
+    Ok((session, refresh))
+}
+
+pub async fn issue_refresh_token(
+    conn: &mut PgConnection,
+    session: Uuid,
+    parent: Option<Uuid>,
+) -> Result<String, sqlx::Error> {
+    let token = random_token();
+    sqlx::query(
+        "insert into refresh_tokens (session_id, parent_id, token_hash) values ($1, $2, $3)",
+    )
+    .bind(session)
+    .bind(parent)
+    .bind(hash_token(&token))
+    .execute(conn)
+    .await?;
+    Ok(token)
+}
+
+/// A presented refresh token, with its session locked for the rest of the
+/// transaction so that concurrent refreshes of one session run one at a time.
+#[derive(Debug, Clone, FromRow)]
+pub struct PresentedRefresh {
+    pub token_id: Uuid,
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+    pub used_at: Option<DateTime<Utc>>,
+    pub session_alive: bool,
+    pub now: DateTime<Utc>,
+}
+
+pub async fn lock_refresh_token(
+    conn: &mut PgConnection,
+    token: &str,
+) -> Result<Option<PresentedRefresh>, sqlx::Error> {
+    let hash = hash_token(token);
+    let session: Option<Uuid> = sqlx::query_scalar(
+        "select s.id from sessions s \
+         where s.id = (select session_id from refresh_tokens where token_hash = $1) \
+         for update",
+    )
+    .bind(&hash)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if session.is_none() {
+        return Ok(None);
+    }
+    // Read after the lock: a concurrent refresh may just have spent it.
+    sqlx::query_as(
+        "select t.id as token_id, s.id as session_id, s.user_id, t.used_at, \
+                (s.revoked_at is null and s.expires_at > now()) as session_alive, \
+                now() as now \
+         from refresh_tokens t join sessions s on s.id = t.session_id \
+         where t.token_hash = $1",
+    )
+    .bind(&hash)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn spend_refresh_token(conn: &mut PgConnection, token: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("update refresh_tokens set used_at = coalesce(used_at, now()) where id = $1")
+        .bind(token)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeReason {
+    Logout,
+    LogoutAll,
+    Revoked,
+    RefreshTokenReused,
+    PasswordReset,
+    PasswordChanged,
+}
+
+impl RevokeReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Logout => "logout",
+            Self::LogoutAll => "logout_all",
+            Self::Revoked => "revoked",
+            Self::RefreshTokenReused => "refresh_token_reused",
+            Self::PasswordReset => "password_reset",
+            Self::PasswordChanged => "password_changed",
+        }
+    }
+}
+
+/// Revokes one session of `user`; `false` when there is no such live session.
+pub async fn revoke_session(
+    conn: &mut PgConnection,
+    user: Uuid,
+    session: Uuid,
+    reason: RevokeReason,
+) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query(
+        "update sessions set revoked_at = now(), revoked_reason = $3 \
+         where id = $2 and user_id = $1 and revoked_at is null",
+    )
+    .bind(user)
+    .bind(session)
+    .bind(reason.as_str())
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Revokes every live session of `user` except `keep`; returns those revoked.
+pub async fn revoke_sessions(
+    conn: &mut PgConnection,
+    user: Uuid,
+    keep: Option<Uuid>,
+    reason: RevokeReason,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "update sessions set revoked_at = now(), revoked_reason = $3 \
+         where user_id = $1 and revoked_at is null and ($2::uuid is null or id <> $2) \
+         returning id",
+    )
+    .bind(user)
+    .bind(keep)
+    .bind(reason.as_str())
+    .fetch_all(conn)
+    .await
+}
+
+/// Whether a session is live, touching its `last_seen_at`.
+pub async fn touch_session(
+    conn: &mut PgConnection,
+    session: Uuid,
+    user: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query(
+        "update sessions set last_seen_at = now() \
+         where id = $1 and user_id = $2 and revoked_at is null and expires_at > now()",
+    )
+    .bind(session)
+    .bind(user)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct SessionRow {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// The caller's live sessions (RLS limits them to the caller's own).
+pub async fn list_sessions(conn: &mut PgConnection) -> Result<Vec<SessionRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, created_at, last_seen_at, host(ip) as ip, user_agent from sessions \
+         where revoked_at is null and expires_at > now() \
+         order by created_at desc limit 100",
+    )
+    .fetch_all(conn)
+    .await
+}
