@@ -58,7 +58,6 @@ struct RawSettings {
     shutdown_timeout_secs: u64,
     log_format: LogFormat,
     job_workers: usize,
-    job_max_attempts: i32,
     job_lease_secs: u64,
     job_poll_interval_ms: u64,
     access_token_ttl_secs: u64,
@@ -91,7 +90,6 @@ impl Default for RawSettings {
             shutdown_timeout_secs: 30,
             log_format: LogFormat::Json,
             job_workers: 4,
-            job_max_attempts: 8,
             job_lease_secs: 60,
             job_poll_interval_ms: 1000,
             access_token_ttl_secs: 900,
@@ -216,7 +214,6 @@ pub struct EmailSettings {
 #[derive(Debug, Clone)]
 pub struct JobSettings {
     pub workers: usize,
-    pub max_attempts: i32,
     pub lease: Duration,
     pub poll_interval: Duration,
 }
@@ -397,9 +394,6 @@ impl RawSettings {
         if !(1..=3600).contains(&self.request_timeout_secs) {
             return Err(ConfigError::new("request_timeout_secs", "must be 1..=3600"));
         }
-        if !(1..=100).contains(&self.job_max_attempts) {
-            return Err(ConfigError::new("job_max_attempts", "must be 1..=100"));
-        }
         if !(1..=3600).contains(&self.job_lease_secs) {
             return Err(ConfigError::new("job_lease_secs", "must be 1..=3600"));
         }
@@ -465,7 +459,6 @@ impl RawSettings {
             log_format: self.log_format,
             jobs: JobSettings {
                 workers: self.job_workers,
-                max_attempts: self.job_max_attempts,
                 lease: Duration::from_secs(self.job_lease_secs),
                 poll_interval: Duration::from_millis(self.job_poll_interval_ms),
             },

@@ -42,7 +42,6 @@ impl JobArgs for Flaky {
 fn settings(lease: Duration) -> JobSettings {
     JobSettings {
         workers: 2,
-        max_attempts: 3,
         lease,
         poll_interval: Duration::from_millis(50),
     }
