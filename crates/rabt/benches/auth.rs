@@ -26,7 +26,10 @@ fn main() {
         .unwrap();
     let settings = Settings::load_with(&[
         ("database_url", "postgres://bench@127.0.0.1/bench".into()),
-        ("jwt_secret", "bench-secret-bench-secret-bench-secret".into()),
+        (
+            "jwt_secret",
+            "bench-secret-bench-secret-bench-secret".into(),
+        ),
     ])
     .unwrap();
     let tokens = AccessTokens::from_settings(&settings);
@@ -50,7 +53,11 @@ fn main() {
         for _ in 0..n {
             std::hint::black_box(kv.get(&key).await.unwrap());
         }
-        report("cached session check (in-process store)", n, started.elapsed());
+        report(
+            "cached session check (in-process store)",
+            n,
+            started.elapsed(),
+        );
     });
 
     if let Ok(url) = std::env::var("REDIS_URL") {
@@ -67,7 +74,11 @@ fn main() {
             for _ in 0..n {
                 std::hint::black_box(kv.get(&key).await.unwrap());
             }
-            report("cached session check (Redis, one client)", n, started.elapsed());
+            report(
+                "cached session check (Redis, one client)",
+                n,
+                started.elapsed(),
+            );
         });
     }
 
@@ -79,7 +90,11 @@ fn main() {
         for _ in 0..n {
             assert!(passwords::verify(&password, &hash).await.unwrap());
         }
-        report("password verify, sequential (one login)", n, started.elapsed());
+        report(
+            "password verify, sequential (one login)",
+            n,
+            started.elapsed(),
+        );
 
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let per_task = 25;

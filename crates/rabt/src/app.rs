@@ -37,6 +37,8 @@ pub struct AppState {
     pub metrics: Option<&'static metrics_exporter_prometheus::PrometheusHandle>,
     pub openapi_json: Arc<String>,
     pub tokens: AccessTokens,
+    /// For calls to identity providers.
+    pub http: reqwest::Client,
 }
 
 #[derive(utoipa::OpenApi)]
@@ -232,6 +234,11 @@ pub async fn build_state(settings: Arc<Settings>) -> anyhow::Result<AppState> {
         metrics: telemetry::metrics_handle(),
         openapi_json: Arc::new(openapi_json),
         tokens,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(15))
+            .build()
+            .map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?,
     })
 }
 

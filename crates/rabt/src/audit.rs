@@ -20,6 +20,7 @@ pub enum Action {
     PasswordReset,
     PasswordChanged,
     SessionRevoked,
+    OauthLinked,
 }
 
 impl Action {
@@ -35,6 +36,7 @@ impl Action {
             Self::PasswordReset => "password_reset",
             Self::PasswordChanged => "password_changed",
             Self::SessionRevoked => "session_revoked",
+            Self::OauthLinked => "oauth_linked",
         }
     }
 }

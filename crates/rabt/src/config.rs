@@ -66,6 +66,15 @@ struct RawSettings {
     smtp_url: Option<String>,
     email_from: String,
     mail_dir: String,
+    oauth_google_client_id: Option<String>,
+    oauth_google_client_secret: Option<String>,
+    oauth_google_issuer: String,
+    oauth_github_client_id: Option<String>,
+    oauth_github_client_secret: Option<String>,
+    oauth_github_authorize_url: String,
+    oauth_github_token_url: String,
+    oauth_github_api_url: String,
+    oauth_redirect_allowlist: Option<String>,
 }
 
 impl Default for RawSettings {
@@ -98,6 +107,15 @@ impl Default for RawSettings {
             smtp_url: None,
             email_from: "rabt <no-reply@localhost>".into(),
             mail_dir: ".data/mail".into(),
+            oauth_google_client_id: None,
+            oauth_google_client_secret: None,
+            oauth_google_issuer: "https://accounts.google.com".into(),
+            oauth_github_client_id: None,
+            oauth_github_client_secret: None,
+            oauth_github_authorize_url: "https://github.com/login/oauth/authorize".into(),
+            oauth_github_token_url: "https://github.com/login/oauth/access_token".into(),
+            oauth_github_api_url: "https://api.github.com".into(),
+            oauth_redirect_allowlist: None,
         }
     }
 }
@@ -187,6 +205,7 @@ pub struct Settings {
     pub jobs: JobSettings,
     pub auth: AuthSettings,
     pub email: EmailSettings,
+    pub oauth: OAuthSettings,
     /// Secrets this start made up because none were given (development only).
     pub generated_secrets: Vec<&'static str>,
     /// `RABT_*` environment variables that name no setting.
@@ -200,6 +219,26 @@ pub struct AuthSettings {
     /// How long a spent refresh token is still answered (concurrent tabs).
     pub refresh_grace: Duration,
     pub session_ttl: Duration,
+}
+
+/// A configured OAuth client.
+#[derive(Debug, Clone)]
+pub struct OAuthClient {
+    pub client_id: String,
+    pub client_secret: SecretString,
+}
+
+/// Google (OpenID Connect, by discovery from `issuer`) and GitHub (OAuth 2).
+#[derive(Debug, Clone)]
+pub struct OAuthSettings {
+    pub google: Option<OAuthClient>,
+    pub google_issuer: Url,
+    pub github: Option<OAuthClient>,
+    pub github_authorize_url: Url,
+    pub github_token_url: Url,
+    pub github_api_url: Url,
+    /// Where a sign-in may send the browser back to, besides the frontend.
+    pub redirect_allowlist: Vec<Url>,
 }
 
 /// Where mail goes: SMTP when configured, else files in `mail_dir`.
@@ -431,6 +470,52 @@ impl RawSettings {
                 "must be an address like `rabt <no-reply@example.com>`",
             ));
         }
+        let client =
+            |id: Option<String>, secret: Option<String>, id_key: &str, secret_key: &str| match (
+                id.filter(|s| !s.is_empty()),
+                secret.filter(|s| !s.is_empty()),
+            ) {
+                (Some(client_id), Some(secret)) => Ok(Some(OAuthClient {
+                    client_id,
+                    client_secret: SecretString::from(secret),
+                })),
+                (None, None) => Ok(None),
+                (Some(_), None) => Err(ConfigError::new(
+                    secret_key,
+                    "is required with the client id",
+                )),
+                (None, Some(_)) => Err(ConfigError::new(
+                    id_key,
+                    "is required with the client secret",
+                )),
+            };
+        let oauth = OAuthSettings {
+            google: client(
+                self.oauth_google_client_id,
+                self.oauth_google_client_secret,
+                "oauth_google_client_id",
+                "oauth_google_client_secret",
+            )?,
+            google_issuer: parse_http_url("oauth_google_issuer", &self.oauth_google_issuer)?,
+            github: client(
+                self.oauth_github_client_id,
+                self.oauth_github_client_secret,
+                "oauth_github_client_id",
+                "oauth_github_client_secret",
+            )?,
+            github_authorize_url: parse_http_url(
+                "oauth_github_authorize_url",
+                &self.oauth_github_authorize_url,
+            )?,
+            github_token_url: parse_http_url(
+                "oauth_github_token_url",
+                &self.oauth_github_token_url,
+            )?,
+            github_api_url: parse_http_url("oauth_github_api_url", &self.oauth_github_api_url)?,
+            redirect_allowlist: split_list(self.oauth_redirect_allowlist.as_deref())
+                .map(|u| parse_http_url("oauth_redirect_allowlist", u))
+                .collect::<Result<_, _>>()?,
+        };
         if self.redis_key_prefix.len() > 64 {
             return Err(ConfigError::new(
                 "redis_key_prefix",
@@ -472,6 +557,7 @@ impl RawSettings {
                 from: self.email_from,
                 mail_dir: PathBuf::from(self.mail_dir),
             },
+            oauth,
             generated_secrets: generated,
             unknown_settings: Vec::new(),
         })

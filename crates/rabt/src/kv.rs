@@ -246,6 +246,25 @@ impl Kv {
         }
     }
 
+    /// Reads and removes `key` in one step: of two concurrent takers, only one
+    /// gets the value.
+    pub async fn take(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let key = self.key(key);
+        match &self.backend {
+            Backend::Redis { conn, .. } => {
+                let value: Option<Vec<u8>> = redis::cmd("GETDEL")
+                    .arg(&key)
+                    .query_async(&mut conn.clone())
+                    .await
+                    .context("redis GETDEL")?;
+                Ok(value)
+            }
+            Backend::Memory(memory) => {
+                Ok(memory.values.remove(&key).await.map(|(v, _)| v.to_vec()))
+            }
+        }
+    }
+
     pub async fn delete(&self, key: &str) -> anyhow::Result<()> {
         let key = self.key(key);
         match &self.backend {

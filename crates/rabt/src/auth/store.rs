@@ -98,6 +98,7 @@ pub async fn mark_email_verified(conn: &mut PgConnection, user: Uuid) -> Result<
 pub enum Purpose {
     VerifyEmail,
     ResetPassword,
+    OauthCode,
 }
 
 impl Purpose {
@@ -105,6 +106,7 @@ impl Purpose {
         match self {
             Self::VerifyEmail => "verify_email",
             Self::ResetPassword => "reset_password",
+            Self::OauthCode => "oauth_code",
         }
     }
 }
@@ -333,4 +335,69 @@ pub async fn list_sessions(conn: &mut PgConnection) -> Result<Vec<SessionRow>, s
     )
     .fetch_all(conn)
     .await
+}
+
+/// The account linked to a provider identity, if any.
+pub async fn user_by_identity(
+    conn: &mut PgConnection,
+    provider: &str,
+    subject: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("select user_id from oauth_identities where provider = $1 and subject = $2")
+        .bind(provider)
+        .bind(subject)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn link_identity(
+    conn: &mut PgConnection,
+    user: Uuid,
+    provider: &str,
+    subject: &str,
+    email: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into oauth_identities (user_id, provider, subject, email) values ($1, $2, $3, $4) \
+         on conflict (provider, subject) do nothing",
+    )
+    .bind(user)
+    .bind(provider)
+    .bind(subject)
+    .bind(email)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// An account made by a provider sign-in: verified by the provider, no password.
+pub async fn insert_oauth_user(
+    conn: &mut PgConnection,
+    email: &str,
+    display_name: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "insert into users (email, display_name, email_verified_at) values ($1, $2, now()) \
+         on conflict (lower(email)) do nothing returning id",
+    )
+    .bind(email)
+    .bind(display_name)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Takes over an account whose address was never verified: whoever set its
+/// password never proved the address, so that password goes.
+pub async fn claim_unverified_account(
+    conn: &mut PgConnection,
+    user: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update users set password_hash = null, email_verified_at = now() \
+         where id = $1 and email_verified_at is null",
+    )
+    .bind(user)
+    .execute(conn)
+    .await
+    .map(|_| ())
 }

@@ -10,6 +10,7 @@ mod health;
 mod helpers;
 mod jobs;
 mod kv;
+mod oauth;
 mod rls;
 mod schema_lint;
 mod smtp;

@@ -270,3 +270,31 @@ async fn token_tables_and_the_audit_log_are_closed_to_users() {
         "the audit log is append-only, even for the service"
     );
 }
+
+#[tokio::test]
+async fn a_user_sees_only_their_own_linked_identities() {
+    let app = spawn_app().await;
+    let alice = app.insert_user("alice@rabt.test", "Alice", "public").await;
+    let bob = app.insert_user("bob@rabt.test", "Bob", "public").await;
+    for (user, subject) in [(alice, "a-1"), (bob, "b-1")] {
+        sqlx::query(
+            "insert into oauth_identities (user_id, provider, subject) values ($1, 'github', $2)",
+        )
+        .bind(user)
+        .bind(subject)
+        .execute(&app.db.admin)
+        .await
+        .unwrap();
+    }
+    let mut tx = app.app_db().begin(&TestApp::as_user(alice)).await.unwrap();
+    let subjects: Vec<String> = sqlx::query_scalar("select subject from oauth_identities")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(subjects, vec!["a-1"]);
+    let stolen = sqlx::query("update oauth_identities set user_id = $1 where subject = 'b-1'")
+        .bind(alice)
+        .execute(&mut *tx)
+        .await;
+    assert!(stolen.is_err(), "users cannot write identities at all");
+}
