@@ -246,6 +246,15 @@ pub async fn build_state(settings: Arc<Settings>) -> anyhow::Result<AppState> {
 pub fn job_registry(settings: &Settings) -> anyhow::Result<JobRegistry> {
     let mut registry = JobRegistry::new();
     EmailSender::from_settings(settings)?.register(&mut registry);
+    auth::jobs::register(
+        &mut registry,
+        settings.frontend_url.clone(),
+        settings
+            .public_url
+            .host_str()
+            .unwrap_or("rabt.local")
+            .to_owned(),
+    );
     Ok(registry)
 }
 

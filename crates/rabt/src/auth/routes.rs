@@ -57,7 +57,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 const VERIFY_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-const RESET_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 const REFRESH_COOKIE: &str = "rabt_refresh";
 const CSRF_COOKIE: &str = "rabt_csrf";
 
@@ -231,13 +230,7 @@ fn email_key(email: &str) -> String {
 }
 
 fn frontend_link(state: &AppState, path: &str, token: Option<&str>) -> String {
-    let mut url = state.settings.frontend_url.clone();
-    url.set_path(path);
-    url.set_query(None);
-    if let Some(token) = token {
-        url.query_pairs_mut().append_pair("token", token);
-    }
-    url.to_string()
+    super::jobs::frontend_link(&state.settings.frontend_url, path, token)
 }
 
 /// Starts a session for `user` and answers with its token pair.
@@ -522,27 +515,9 @@ pub async fn resend_verification(
         PER_EMAIL_MESSAGES,
     )
     .await?;
+    // The same work whatever the address: the job finds out.
     let mut tx = state.db.begin(&Actor::Service).await?;
-    if let Some(account) = store::credentials_by_email(&mut tx, &email).await?
-        && !account.email_verified
-        && !account.suspended
-        && !account.deactivated
-    {
-        let token =
-            store::create_one_time_token(&mut tx, account.id, Purpose::VerifyEmail, VERIFY_TTL)
-                .await?;
-        email::enqueue(
-            &mut tx,
-            &state.settings,
-            &account.email,
-            Template::VerifyEmail,
-            json!({
-                "display_name": account.display_name,
-                "link": frontend_link(&state, "/auth/verify-email", Some(&token)),
-            }),
-        )
-        .await?;
-    }
+    crate::jobs::enqueue(&mut tx, &super::jobs::SendVerification { email }, 5).await?;
     tx.commit().await?;
     Ok(accepted(
         "If the address awaits confirmation, a new email is on its way.",
@@ -762,35 +737,18 @@ pub async fn forgot_password(
         PER_EMAIL_MESSAGES,
     )
     .await?;
+    // The same work whatever the address: the job finds out.
     let mut tx = state.db.begin(&Actor::Service).await?;
-    if let Some(account) = store::credentials_by_email(&mut tx, &email).await?
-        && !account.suspended
-        && !account.deactivated
-    {
-        let token =
-            store::create_one_time_token(&mut tx, account.id, Purpose::ResetPassword, RESET_TTL)
-                .await?;
-        email::enqueue(
-            &mut tx,
-            &state.settings,
-            &account.email,
-            Template::PasswordReset,
-            json!({
-                "display_name": account.display_name,
-                "link": frontend_link(&state, "/auth/reset-password", Some(&token)),
-            }),
-        )
-        .await?;
-        audit::record(
-            &mut tx,
-            Some(account.id),
-            Action::PasswordResetRequested,
-            Some(account.id),
-            &client,
-            json!({}),
-        )
-        .await?;
-    }
+    crate::jobs::enqueue(
+        &mut tx,
+        &super::jobs::SendPasswordReset {
+            email,
+            ip: client.ip,
+            user_agent: client.user_agent.clone(),
+        },
+        5,
+    )
+    .await?;
     tx.commit().await?;
     Ok(accepted(
         "If the address has an account, a reset link is on its way.",

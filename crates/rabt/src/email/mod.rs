@@ -173,6 +173,18 @@ pub async fn enqueue(
     vars: Value,
 ) -> Result<(), sqlx::Error> {
     let host = settings.public_url.host_str().unwrap_or("rabt.local");
+    enqueue_from(conn, host, to, template, vars).await
+}
+
+/// [`enqueue`], for callers that hold only the host of the public URL (for
+/// `Message-ID`s) rather than the settings.
+pub async fn enqueue_from(
+    conn: &mut PgConnection,
+    host: &str,
+    to: &str,
+    template: Template,
+    vars: Value,
+) -> Result<(), sqlx::Error> {
     let message_id = format!("<{}@{host}>", uuid::Uuid::now_v7());
     jobs::enqueue(
         conn,

@@ -654,3 +654,59 @@ async fn a_private_profile_is_visible_to_its_owner_only() {
     assert_eq!(env.app.get_as(access(&eve), &path).await.status(), 404);
     assert_eq!(env.app.get(&path).await.status(), 404);
 }
+
+#[tokio::test]
+async fn known_and_unknown_addresses_cost_the_same_one_job() {
+    let env = spawn(vec![]).await;
+    signed_in(&env, "ada@rabt.test").await;
+    let before = env.smtp.messages().len();
+    for email in ["ada@rabt.test", "nobody@rabt.test"] {
+        let response = env
+            .app
+            .post_json("/v1/auth/password/forgot", &json!({"email": email}))
+            .await;
+        assert_eq!(response.status(), 202);
+    }
+    let queued: Vec<String> = sqlx::query_scalar(
+        "select payload->>'email' from jobs where kind = 'auth.send_password_reset' order by created_at",
+    )
+    .fetch_all(&env.app.db.admin)
+    .await
+    .unwrap();
+    assert_eq!(queued, vec!["ada@rabt.test", "nobody@rabt.test"]);
+    env.app.drain_jobs().await;
+    assert_eq!(
+        env.smtp.messages().len(),
+        before + 1,
+        "only the account gets mail"
+    );
+}
+
+#[tokio::test]
+async fn without_smtp_mail_is_written_to_the_mail_folder() {
+    let dir = std::env::temp_dir().join(format!("rabt-mail-{}", uuid::Uuid::new_v4().simple()));
+    let app = spawn_app_with(AppOptions {
+        overrides: vec![("mail_dir", dir.display().to_string())],
+        ..AppOptions::default()
+    })
+    .await;
+    let response = app
+        .post_json(
+            "/v1/auth/signup",
+            &json!({"email": "ada@rabt.test", "password": PASSWORD, "display_name": "Ada"}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    app.drain_jobs().await;
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(files.len(), 1);
+    let mail = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
+    assert!(unfold(&mail).contains("https://app.rabt.test/auth/verify-email?token="));
+    // Sent: its token no longer sits in the queue.
+    let payload: Value = sqlx::query_scalar("select payload from jobs where kind = 'email.send'")
+        .fetch_one(&app.db.admin)
+        .await
+        .unwrap();
+    assert_eq!(payload, json!({}));
+    std::fs::remove_dir_all(dir).ok();
+}
