@@ -167,22 +167,12 @@ pub async fn finish(
     flow_state: &str,
     code: &str,
 ) -> Result<(ProviderIdentity, Url), ApiError> {
-    let invalid =
-        || ApiError::new(ErrorCode::InvalidToken).with_detail("Unknown or expired sign-in.");
-    if flow_state.len() > 128 || code.len() > 2048 {
-        return Err(invalid());
+    if code.len() > 2048 {
+        return Err(unknown_flow());
     }
-    let raw = state
-        .kv
-        .take(&flow_key(flow_state))
-        .await?
-        .ok_or_else(invalid)?;
-    let flow: PendingFlow = serde_json::from_slice(&raw).map_err(|_| invalid())?;
-    if flow.provider != provider {
-        return Err(invalid());
-    }
+    let flow = take_flow(state, provider, flow_state).await?;
     let client = provider.client(state)?;
-    let redirect_to = Url::parse(&flow.redirect_to).map_err(|_| invalid())?;
+    let redirect_to = Url::parse(&flow.redirect_to).map_err(|_| unknown_flow())?;
     let identity = match provider {
         Provider::Google => google_identity(state, client, &flow, code).await?,
         Provider::Github => github_identity(state, client, &flow, code).await?,
@@ -195,22 +185,34 @@ pub async fn abandon(
     state: &AppState,
     provider: Provider,
     flow_state: &str,
-) -> Result<((), Url), ApiError> {
-    let invalid =
-        || ApiError::new(ErrorCode::InvalidToken).with_detail("Unknown or expired sign-in.");
+) -> Result<Url, ApiError> {
+    let flow = take_flow(state, provider, flow_state).await?;
+    Url::parse(&flow.redirect_to).map_err(|_| unknown_flow())
+}
+
+fn unknown_flow() -> ApiError {
+    ApiError::new(ErrorCode::InvalidToken).with_detail("Unknown or expired sign-in.")
+}
+
+/// Takes (once) the pending flow stored under `flow_state`.
+async fn take_flow(
+    state: &AppState,
+    provider: Provider,
+    flow_state: &str,
+) -> Result<PendingFlow, ApiError> {
     if flow_state.len() > 128 {
-        return Err(invalid());
+        return Err(unknown_flow());
     }
     let raw = state
         .kv
         .take(&flow_key(flow_state))
         .await?
-        .ok_or_else(invalid)?;
-    let flow: PendingFlow = serde_json::from_slice(&raw).map_err(|_| invalid())?;
+        .ok_or_else(unknown_flow)?;
+    let flow: PendingFlow = serde_json::from_slice(&raw).map_err(|_| unknown_flow())?;
     if flow.provider != provider {
-        return Err(invalid());
+        return Err(unknown_flow());
     }
-    Ok(((), Url::parse(&flow.redirect_to).map_err(|_| invalid())?))
+    Ok(flow)
 }
 
 /// The part of OpenID discovery we use.

@@ -225,6 +225,27 @@ const PER_EMAIL_MESSAGES: Rate = Rate {
     period: std::time::Duration::from_secs(3600),
 };
 
+/// Requests that send mail to an address: limited per client and per address.
+async fn limit_mail_request(
+    state: &AppState,
+    kind: &str,
+    client: &ClientInfo,
+    email: &str,
+) -> Result<(), ApiError> {
+    limit(
+        state,
+        &format!("{kind}:ip:{}", client.ip_key()),
+        PER_ADDRESS,
+    )
+    .await?;
+    limit(
+        state,
+        &format!("{kind}:email:{}", email_key(email)),
+        PER_EMAIL_MESSAGES,
+    )
+    .await
+}
+
 fn email_key(email: &str) -> String {
     email.to_lowercase()
 }
@@ -395,18 +416,7 @@ pub async fn signup(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    limit(
-        &state,
-        &format!("signup:ip:{}", client.ip_key()),
-        PER_ADDRESS,
-    )
-    .await?;
-    limit(
-        &state,
-        &format!("signup:email:{}", email_key(&email)),
-        PER_EMAIL_MESSAGES,
-    )
-    .await?;
+    limit_mail_request(&state, "signup", &client, &email).await?;
 
     // Hash first, whatever happens next: a taken email costs the same time.
     let hash = passwords::hash(password.secret()).await?;
@@ -503,18 +513,7 @@ pub async fn resend_verification(
     AppJson(body): AppJson<EmailRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let email = validation(parse_email("email", &body.email))?;
-    limit(
-        &state,
-        &format!("resend:ip:{}", client.ip_key()),
-        PER_ADDRESS,
-    )
-    .await?;
-    limit(
-        &state,
-        &format!("resend:email:{}", email_key(&email)),
-        PER_EMAIL_MESSAGES,
-    )
-    .await?;
+    limit_mail_request(&state, "resend", &client, &email).await?;
     // The same work whatever the address: the job finds out.
     let mut tx = state.db.begin(&Actor::Service).await?;
     crate::jobs::enqueue(&mut tx, &super::jobs::SendVerification { email }, 5).await?;
@@ -725,18 +724,7 @@ pub async fn forgot_password(
     AppJson(body): AppJson<EmailRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let email = validation(parse_email("email", &body.email))?;
-    limit(
-        &state,
-        &format!("forgot:ip:{}", client.ip_key()),
-        PER_ADDRESS,
-    )
-    .await?;
-    limit(
-        &state,
-        &format!("forgot:email:{}", email_key(&email)),
-        PER_EMAIL_MESSAGES,
-    )
-    .await?;
+    limit_mail_request(&state, "forgot", &client, &email).await?;
     // The same work whatever the address: the job finds out.
     let mut tx = state.db.begin(&Actor::Service).await?;
     crate::jobs::enqueue(
@@ -1014,7 +1002,7 @@ pub async fn oauth_callback(
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken).with_detail("No state."))?;
     if let Some(error) = params.error {
         // The user declined: take the flow (so it cannot be replayed) and say so.
-        let (_, mut back) = oauth::abandon(&state, provider, &flow_state).await?;
+        let mut back = oauth::abandon(&state, provider, &flow_state).await?;
         let code: String = error
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
