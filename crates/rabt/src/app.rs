@@ -25,7 +25,7 @@ use crate::{
     http::{ApiError, middleware as mw, request_id},
     jobs::{JobRegistry, Worker},
     kv::Kv,
-    ops, telemetry, users,
+    ops, roles, telemetry, users,
 };
 
 /// What every handler can reach.
@@ -54,6 +54,7 @@ pub struct AppState {
         (name = "operations", description = "Health, metrics and this description"),
         (name = "auth", description = "Sign-up, sign-in, tokens and sessions"),
         (name = "users", description = "Accounts and profiles"),
+        (name = "roles", description = "Roles and permissions"),
     )
 )]
 struct ApiDoc;
@@ -91,7 +92,12 @@ fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi))
         .routes(routes!(ops::docs))
-        .nest("/v1", users::routes::router().merge(auth::routes::router()))
+        .nest(
+            "/v1",
+            users::routes::router()
+                .merge(auth::routes::router())
+                .merge(roles::routes::router()),
+        )
         .split_for_parts()
 }
 
@@ -163,6 +169,9 @@ impl Application {
             crate::db::migrate(&settings).await?;
         }
         let state = build_state(settings.clone()).await?;
+        if let Some(email) = &settings.bootstrap_admin_email {
+            bootstrap_admin(&state.db, email).await;
+        }
         let listener = TcpListener::bind(settings.bind)
             .await
             .map_err(|e| anyhow::anyhow!("RABT_BIND: cannot listen on {}: {e}", settings.bind))?;
@@ -216,6 +225,16 @@ impl Application {
         }
         self.state.db.pool().close().await;
         Ok(())
+    }
+}
+
+/// Makes `RABT_BOOTSTRAP_ADMIN_EMAIL` an admin. A start never fails over it: the
+/// account may not exist yet (then the next start after sign-up does it).
+async fn bootstrap_admin(db: &Db, email: &str) {
+    match roles::grant_by_email(db, email, "admin").await {
+        Ok(true) => tracing::info!("RABT_BOOTSTRAP_ADMIN_EMAIL made admin"),
+        Ok(false) => {}
+        Err(err) => tracing::warn!(error = %err, "RABT_BOOTSTRAP_ADMIN_EMAIL not applied"),
     }
 }
 

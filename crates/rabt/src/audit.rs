@@ -21,6 +21,7 @@ pub enum Action {
     PasswordChanged,
     SessionRevoked,
     OauthLinked,
+    RolesChanged,
 }
 
 impl Action {
@@ -37,6 +38,7 @@ impl Action {
             Self::PasswordChanged => "password_changed",
             Self::SessionRevoked => "session_revoked",
             Self::OauthLinked => "oauth_linked",
+            Self::RolesChanged => "roles_changed",
         }
     }
 }

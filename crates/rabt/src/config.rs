@@ -75,6 +75,7 @@ struct RawSettings {
     oauth_github_token_url: String,
     oauth_github_api_url: String,
     oauth_redirect_allowlist: Option<String>,
+    bootstrap_admin_email: Option<String>,
 }
 
 impl Default for RawSettings {
@@ -116,6 +117,7 @@ impl Default for RawSettings {
             oauth_github_token_url: "https://github.com/login/oauth/access_token".into(),
             oauth_github_api_url: "https://api.github.com".into(),
             oauth_redirect_allowlist: None,
+            bootstrap_admin_email: None,
         }
     }
 }
@@ -206,6 +208,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub email: EmailSettings,
     pub oauth: OAuthSettings,
+    /// Made `admin` at every start, once the account exists.
+    pub bootstrap_admin_email: Option<String>,
     /// Secrets this start made up because none were given (development only).
     pub generated_secrets: Vec<&'static str>,
     /// `RABT_*` environment variables that name no setting.
@@ -558,6 +562,7 @@ impl RawSettings {
                 mail_dir: PathBuf::from(self.mail_dir),
             },
             oauth,
+            bootstrap_admin_email: self.bootstrap_admin_email.filter(|e| !e.trim().is_empty()),
             generated_secrets: generated,
             unknown_settings: Vec::new(),
         })

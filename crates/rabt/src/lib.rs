@@ -19,5 +19,6 @@ pub mod http;
 pub mod jobs;
 pub mod kv;
 pub mod ops;
+pub mod roles;
 pub mod telemetry;
 pub mod users;

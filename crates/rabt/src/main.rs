@@ -34,6 +34,19 @@ enum Command {
     Migrate,
     /// Print the OpenAPI document.
     Openapi,
+    /// Operator commands.
+    Admin {
+        #[command(subcommand)]
+        action: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Grant a role (e.g. `admin`) to the user with this email.
+    Grant { email: String, role: String },
+    /// Take a role away from the user with this email.
+    Revoke { email: String, role: String },
 }
 
 fn main() -> ExitCode {
@@ -131,5 +144,39 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Openapi => Ok(()),
+        Command::Admin { action } => {
+            let db = rabt::db::Db::connect_lazy(&settings)?;
+            let result = match &action {
+                AdminCommand::Grant { email, role } => {
+                    rabt::roles::grant_by_email(&db, email, role)
+                        .await
+                        .map(|changed| {
+                            if changed {
+                                format!("granted {role} to {email}")
+                            } else {
+                                format!("{email} already has {role}")
+                            }
+                        })
+                }
+                AdminCommand::Revoke { email, role } => {
+                    rabt::roles::revoke_by_email(&db, email, role)
+                        .await
+                        .map(|changed| {
+                            if changed {
+                                format!("revoked {role} from {email}")
+                            } else {
+                                format!("{email} did not have {role}")
+                            }
+                        })
+                }
+            };
+            db.pool().close().await;
+            let message = result?;
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{message}");
+            }
+            Ok(())
+        }
     }
 }

@@ -19,7 +19,9 @@ use crate::{
 pub struct AuthUser {
     pub id: Uuid,
     pub session_id: Uuid,
+    /// Current, not as of the token: a changed role counts from the next request.
     pub roles: Vec<String>,
+    pub permissions: Vec<String>,
 }
 
 impl AuthUser {
@@ -27,7 +29,21 @@ impl AuthUser {
     pub fn actor(&self) -> Actor {
         Actor::User {
             id: self.id,
-            permissions: Vec::new(),
+            permissions: self.permissions.clone(),
+        }
+    }
+
+    pub fn can(&self, permission: &str) -> bool {
+        self.permissions.iter().any(|p| p == permission)
+    }
+
+    /// 403 `forbidden` unless the caller holds `permission`.
+    pub fn require(&self, permission: &str) -> Result<(), ApiError> {
+        if self.can(permission) {
+            Ok(())
+        } else {
+            Err(ApiError::new(ErrorCode::Forbidden)
+                .with_detail(format!("This needs the `{permission}` permission.")))
         }
     }
 }
@@ -49,15 +65,16 @@ where
         let state = AppState::from_ref(state);
         let token = bearer(parts).ok_or_else(|| ApiError::new(ErrorCode::Unauthorized))?;
         let claims = state.tokens.verify(token)?;
-        if !sessions::is_alive(&state, claims.sid, claims.sub).await? {
-            return Err(
+        let grants = sessions::check(&state, claims.sid, claims.sub)
+            .await?
+            .ok_or_else(|| {
                 ApiError::new(ErrorCode::Unauthorized).with_detail("This session has ended.")
-            );
-        }
+            })?;
         Ok(Self {
             id: claims.sub,
             session_id: claims.sid,
-            roles: claims.roles,
+            roles: grants.roles,
+            permissions: grants.permissions,
         })
     }
 }

@@ -60,11 +60,6 @@ const VERIFY_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600
 const REFRESH_COOKIE: &str = "rabt_refresh";
 const CSRF_COOKIE: &str = "rabt_csrf";
 
-/// Every role holds `member` until roles arrive with user management.
-fn default_roles() -> Vec<String> {
-    vec!["member".to_owned()]
-}
-
 // ---------------------------------------------------------------------------
 // Shapes
 
@@ -281,7 +276,7 @@ async fn pair(
     refresh: String,
     cookie: bool,
 ) -> Result<(TokenPair, Option<HeaderMap>), ApiError> {
-    let roles = default_roles();
+    let roles = crate::roles::store::grants_of(tx, user).await?.roles;
     let access_token = state.tokens.issue(user, session, roles.clone())?;
     let me = load_me(tx, user, roles).await?;
     let (refresh_token, csrf_token, cookies) = if cookie {

@@ -401,3 +401,17 @@ pub async fn claim_unverified_account(
     .await
     .map(|_| ())
 }
+
+/// Live sessions of any of `users`.
+pub async fn live_sessions_of(
+    conn: &mut PgConnection,
+    users: &[Uuid],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select id from sessions \
+         where user_id = any($1) and revoked_at is null and expires_at > now()",
+    )
+    .bind(users)
+    .fetch_all(conn)
+    .await
+}

@@ -9,12 +9,12 @@ use crate::helpers::{AppOptions, SmtpSink, TestApp, problem, spawn_app_with};
 
 const PASSWORD: &str = "tangerine-umbrella-42";
 
-struct AuthApp {
-    app: TestApp,
-    smtp: SmtpSink,
+pub struct AuthApp {
+    pub app: TestApp,
+    pub smtp: SmtpSink,
 }
 
-async fn spawn(extra: Vec<(&'static str, String)>) -> AuthApp {
+pub async fn spawn(extra: Vec<(&'static str, String)>) -> AuthApp {
     let smtp = SmtpSink::start().await;
     let mut overrides = vec![("smtp_url", format!("smtp://{}", smtp.address))];
     overrides.extend(extra);
@@ -66,7 +66,7 @@ async fn signup(env: &AuthApp, email: &str) {
 }
 
 /// Signs up and verifies; returns the token pair.
-async fn signed_in(env: &AuthApp, email: &str) -> Value {
+pub async fn signed_in(env: &AuthApp, email: &str) -> Value {
     signup(env, email).await;
     let token = token_in_mail(&env.smtp, email, "/auth/verify-email");
     let response = env
@@ -77,7 +77,7 @@ async fn signed_in(env: &AuthApp, email: &str) -> Value {
     response.json().await.unwrap()
 }
 
-async fn login(env: &AuthApp, email: &str, password: &str) -> reqwest::Response {
+pub async fn login(env: &AuthApp, email: &str, password: &str) -> reqwest::Response {
     env.app
         .post_json(
             "/v1/auth/login",
@@ -92,7 +92,7 @@ async fn refresh(env: &AuthApp, token: &str) -> reqwest::Response {
         .await
 }
 
-fn access(pair: &Value) -> &str {
+pub fn access(pair: &Value) -> &str {
     pair["access_token"].as_str().unwrap()
 }
 

@@ -134,3 +134,80 @@ async fn serve_migrates_answers_and_stops_cleanly_on_sigterm() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn admin_grant_and_revoke_change_a_users_roles() {
+    let db = TestDb::new().await;
+    sqlx::query("insert into users (email, display_name) values ('Ops@rabt.test', 'Ops')")
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    let run = |args: &[&str]| {
+        rabt()
+            .arg("admin")
+            .args(args)
+            .env("DATABASE_URL", db.url())
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap()
+    };
+    let granted = run(&["grant", "ops@rabt.test", "admin"]);
+    assert!(granted.status.success(), "{granted:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&granted.stdout).trim(),
+        "granted admin to ops@rabt.test"
+    );
+    let again = run(&["grant", "ops@rabt.test", "admin"]);
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout).trim(),
+        "ops@rabt.test already has admin"
+    );
+    let roles: Vec<String> = sqlx::query_scalar("select role_name from user_roles")
+        .fetch_all(&db.admin)
+        .await
+        .unwrap();
+    assert_eq!(roles, vec!["admin"]);
+
+    let nobody = run(&["grant", "nobody@rabt.test", "admin"]);
+    assert!(!nobody.status.success());
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("no user has the email"));
+    let no_role = run(&["grant", "ops@rabt.test", "overlord"]);
+    assert!(!no_role.status.success());
+
+    let revoked = run(&["revoke", "ops@rabt.test", "admin"]);
+    assert!(revoked.status.success());
+    let left: i64 = sqlx::query_scalar("select count(*) from user_roles")
+        .fetch_one(&db.admin)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn the_bootstrap_admin_email_is_made_admin_at_start() {
+    let db = TestDb::new().await;
+    sqlx::query("insert into users (email, display_name) values ('root@rabt.test', 'Root')")
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    let settings = crate::helpers::test_settings(
+        &db,
+        false,
+        &[("bootstrap_admin_email", "root@rabt.test".into())],
+    );
+    let app = rabt::app::Application::build(
+        settings,
+        rabt::app::ServeOptions {
+            workers: false,
+            migrate: false,
+        },
+    )
+    .await
+    .unwrap();
+    drop(app);
+    let roles: Vec<String> = sqlx::query_scalar("select role_name from user_roles")
+        .fetch_all(&db.admin)
+        .await
+        .unwrap();
+    assert_eq!(roles, vec!["admin"]);
+}

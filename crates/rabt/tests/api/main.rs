@@ -12,5 +12,6 @@ mod jobs;
 mod kv;
 mod oauth;
 mod rls;
+mod roles;
 mod schema_lint;
 mod smtp;

@@ -1,0 +1,52 @@
+//! Roles and permissions: the catalogue, built-in and custom roles, grants, and
+//! the operator commands that make the first admin.
+
+pub mod routes;
+pub mod store;
+
+use crate::db::{Actor, Db};
+
+/// Grants `role` to the user with `email` (the operator's `rabt admin grant`
+/// and `RABT_BOOTSTRAP_ADMIN_EMAIL`). `Ok(false)` when it was already held.
+pub async fn grant_by_email(db: &Db, email: &str, role: &str) -> anyhow::Result<bool> {
+    change_by_email(db, email, role, true).await
+}
+
+/// Takes `role` away from the user with `email`.
+pub async fn revoke_by_email(db: &Db, email: &str, role: &str) -> anyhow::Result<bool> {
+    change_by_email(db, email, role, false).await
+}
+
+async fn change_by_email(db: &Db, email: &str, role: &str, grant: bool) -> anyhow::Result<bool> {
+    let mut tx = db.begin(&Actor::Service).await?;
+    let user = store::user_id_by_email(&mut tx, email)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no user has the email {email}"))?;
+    if !store::unknown_roles(&mut tx, &[role.to_owned()])
+        .await?
+        .is_empty()
+    {
+        anyhow::bail!("there is no role named {role}");
+    }
+    let changed = if grant {
+        store::grant(&mut tx, user, role).await?
+    } else {
+        store::revoke(&mut tx, user, role).await?
+    };
+    if changed {
+        crate::audit::record(
+            &mut tx,
+            None,
+            crate::audit::Action::RolesChanged,
+            Some(user),
+            &crate::http::ClientInfo {
+                ip: None,
+                user_agent: Some("rabt admin".into()),
+            },
+            serde_json::json!({"change": if grant { "granted" } else { "revoked" }, "role": role}),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(changed)
+}

@@ -1,0 +1,396 @@
+//! HTTP routes of roles and permissions (API.md §4).
+//!
+//! Nobody grants a permission they lack, themselves included: creating or
+//! editing a role, and granting or taking away a role, all need every
+//! permission involved. The policies of `migrations/0004_rbac.sql` hold the
+//! same line in the database.
+
+use axum::{Json, extract::State, http::StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::store::{self, EVERYONE};
+use crate::{
+    app::AppState,
+    audit::{self, Action},
+    auth::{AuthUser, sessions},
+    db::Actor,
+    http::{ApiError, AppJson, AppPath, ClientInfo, ErrorCode, FieldError, error::ProblemBody},
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_permissions))
+        .routes(routes!(list_roles, create_role))
+        .routes(routes!(update_role, delete_role))
+        .routes(routes!(set_user_roles))
+}
+
+/// A role and what it grants.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Role {
+    pub name: String,
+    pub description: String,
+    pub permissions: Vec<String>,
+    pub builtin: bool,
+}
+
+impl From<store::RoleRow> for Role {
+    fn from(row: store::RoleRow) -> Self {
+        Self {
+            name: row.name,
+            description: row.description,
+            permissions: row.permissions,
+            builtin: row.builtin,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRole {
+    /// 2..40 characters: lower-case letters, digits, `_` and `-`, starting with a letter.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub permissions: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleChange {
+    pub description: Option<String>,
+    pub permissions: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserRoles {
+    /// The granted roles; `member` is implied.
+    pub roles: Vec<String>,
+}
+
+fn valid_role_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    (2..=40).contains(&name.len())
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+fn check_description(description: &str) -> Result<(), ApiError> {
+    if description.chars().count() > 500 {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "description",
+            "too_long",
+            "At most 500 characters.",
+        )]));
+    }
+    Ok(())
+}
+
+/// Validates a permission list: known names, all held by the caller.
+async fn check_permissions(
+    tx: &mut sqlx::PgConnection,
+    caller: &AuthUser,
+    permissions: &[String],
+) -> Result<(), ApiError> {
+    if permissions.len() > 100 {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "permissions",
+            "too_long",
+            "At most 100 permissions.",
+        )]));
+    }
+    let unknown = store::unknown_permissions(tx, permissions).await?;
+    if !unknown.is_empty() {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "permissions",
+            "invalid",
+            format!("Unknown permissions: {}.", unknown.join(", ")),
+        )]));
+    }
+    if let Some(lacking) = permissions.iter().find(|p| !caller.can(p)) {
+        return Err(ApiError::new(ErrorCode::Forbidden).with_detail(format!(
+            "You cannot grant `{lacking}`, which you do not hold."
+        )));
+    }
+    Ok(())
+}
+
+fn builtin_conflict() -> ApiError {
+    ApiError::new(ErrorCode::Conflict).with_detail("Built-in roles cannot be changed or deleted.")
+}
+
+/// The catalogue of permission names.
+#[utoipa::path(get, path = "/permissions", tag = "roles", security(("bearer" = [])),
+    responses((status = 200, body = Vec<String>),
+        (status = 401, body = ProblemBody, content_type = "application/problem+json")))]
+pub async fn list_permissions(
+    State(state): State<AppState>,
+    caller: AuthUser,
+) -> Result<Json<Vec<String>>, ApiError> {
+    let mut tx = state.db.begin(&caller.actor()).await?;
+    let names = store::permission_names(&mut tx).await?;
+    tx.commit().await?;
+    Ok(Json(names))
+}
+
+/// Every role, built-in first.
+#[utoipa::path(get, path = "/roles", tag = "roles", security(("bearer" = [])),
+    responses((status = 200, body = Vec<Role>),
+        (status = 401, body = ProblemBody, content_type = "application/problem+json")))]
+pub async fn list_roles(
+    State(state): State<AppState>,
+    caller: AuthUser,
+) -> Result<Json<Vec<Role>>, ApiError> {
+    let mut tx = state.db.begin(&caller.actor()).await?;
+    let roles = store::list_roles(&mut tx).await?;
+    tx.commit().await?;
+    Ok(Json(roles.into_iter().map(Role::from).collect()))
+}
+
+/// Create a role (needs `roles.manage`, and every permission it grants).
+#[utoipa::path(post, path = "/roles", tag = "roles", request_body = NewRole,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = Role),
+        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The name is taken", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn create_role(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    client: ClientInfo,
+    AppJson(body): AppJson<NewRole>,
+) -> Result<(StatusCode, Json<Role>), ApiError> {
+    caller.require("roles.manage")?;
+    if !valid_role_name(&body.name) {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "name",
+            "invalid",
+            "2 to 40 lower-case letters, digits, `_` or `-`, starting with a letter.",
+        )]));
+    }
+    check_description(&body.description)?;
+    let mut tx = state.db.begin(&caller.actor()).await?;
+    check_permissions(&mut tx, &caller, &body.permissions).await?;
+    store::insert_role(&mut tx, &body.name, &body.description).await?;
+    store::set_role_permissions(&mut tx, &body.name, &body.permissions).await?;
+    let role = store::find_role(&mut tx, &body.name)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    tx.commit().await?;
+    record(
+        &state,
+        &caller,
+        &client,
+        "role_created",
+        json!({"role": body.name}),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(role.into())))
+}
+
+/// Change a custom role's description or permissions (needs `roles.manage`).
+#[utoipa::path(patch, path = "/roles/{name}", tag = "roles", request_body = RoleChange,
+    params(("name" = String, Path)), security(("bearer" = [])),
+    responses(
+        (status = 200, body = Role),
+        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "A built-in role", body = ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn update_role(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    client: ClientInfo,
+    AppPath(name): AppPath<String>,
+    AppJson(body): AppJson<RoleChange>,
+) -> Result<Json<Role>, ApiError> {
+    caller.require("roles.manage")?;
+    let mut tx = state.db.begin(&caller.actor()).await?;
+    let existing = store::find_role(&mut tx, &name)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if existing.builtin {
+        return Err(builtin_conflict());
+    }
+    if let Some(description) = &body.description {
+        check_description(description)?;
+        store::set_description(&mut tx, &name, description).await?;
+    }
+    if let Some(permissions) = &body.permissions {
+        // Both what is added and what is taken away must be the caller's own.
+        let mut involved = permissions.clone();
+        involved.extend(existing.permissions.iter().cloned());
+        involved.sort();
+        involved.dedup();
+        check_permissions(&mut tx, &caller, &involved).await?;
+        store::set_role_permissions(&mut tx, &name, permissions).await?;
+    }
+    let role = store::find_role(&mut tx, &name)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let holders = store::holders(&mut tx, &name).await?;
+    tx.commit().await?;
+    sessions::reload_grants(&state, &holders).await?;
+    record(
+        &state,
+        &caller,
+        &client,
+        "role_updated",
+        json!({"role": name}),
+    )
+    .await?;
+    Ok(Json(role.into()))
+}
+
+/// Delete a custom role (needs `roles.manage`); built-in roles stay.
+#[utoipa::path(delete, path = "/roles/{name}", tag = "roles", params(("name" = String, Path)),
+    security(("bearer" = [])),
+    responses(
+        (status = 204),
+        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "A built-in role", body = ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn delete_role(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    client: ClientInfo,
+    AppPath(name): AppPath<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require("roles.manage")?;
+    let mut tx = state.db.begin(&caller.actor()).await?;
+    let existing = store::find_role(&mut tx, &name)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if existing.builtin {
+        return Err(builtin_conflict());
+    }
+    check_permissions(&mut tx, &caller, &existing.permissions).await?;
+    let holders = store::holders(&mut tx, &name).await?;
+    store::delete_role(&mut tx, &name).await?;
+    tx.commit().await?;
+    sessions::reload_grants(&state, &holders).await?;
+    record(
+        &state,
+        &caller,
+        &client,
+        "role_deleted",
+        json!({"role": name}),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Set a user's roles (needs `roles.assign`, and every permission of every role
+/// granted or taken away). Takes effect on the user's next request.
+#[utoipa::path(put, path = "/users/{id}/roles", tag = "roles", request_body = UserRoles,
+    params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses(
+        (status = 200, body = UserRoles),
+        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn set_user_roles(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    client: ClientInfo,
+    AppPath(user): AppPath<Uuid>,
+    AppJson(body): AppJson<UserRoles>,
+) -> Result<Json<UserRoles>, ApiError> {
+    caller.require("roles.assign")?;
+    let mut wanted: Vec<String> = body.roles.into_iter().filter(|r| r != EVERYONE).collect();
+    wanted.sort();
+    wanted.dedup();
+    if wanted.len() > 50 {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "roles",
+            "too_long",
+            "At most 50 roles.",
+        )]));
+    }
+    let mut tx = state.db.begin(&caller.actor()).await?;
+    let unknown = store::unknown_roles(&mut tx, &wanted).await?;
+    if !unknown.is_empty() {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "roles",
+            "invalid",
+            format!("Unknown roles: {}.", unknown.join(", ")),
+        )]));
+    }
+    let mut service = state.db.begin(&Actor::Service).await?;
+    if !store::user_exists(&mut service, user).await? {
+        return Err(ApiError::not_found());
+    }
+    let current = store::grants_of(&mut service, user).await?.roles;
+    service.commit().await?;
+    // Every role that changes hands, granted or removed, must be within the
+    // caller's own permissions.
+    let changed: Vec<String> = wanted
+        .iter()
+        .filter(|r| !current.contains(r))
+        .chain(
+            current
+                .iter()
+                .filter(|r| *r != EVERYONE && !wanted.contains(r)),
+        )
+        .cloned()
+        .collect();
+    let involved = store::permissions_of_roles(&mut tx, &changed).await?;
+    if let Some(lacking) = involved.iter().find(|p| !caller.can(p)) {
+        return Err(ApiError::new(ErrorCode::Forbidden)
+            .with_detail(format!("You cannot grant or take away `{lacking}`.")));
+    }
+    store::set_user_roles(&mut tx, user, &wanted, Some(caller.id)).await?;
+    tx.commit().await?;
+    sessions::reload_grants(&state, &[user]).await?;
+    let mut audit_tx = state.db.begin(&Actor::Service).await?;
+    audit::record(
+        &mut audit_tx,
+        Some(caller.id),
+        Action::RolesChanged,
+        Some(user),
+        &client,
+        json!({"from": current, "to": wanted}),
+    )
+    .await?;
+    audit_tx.commit().await?;
+    let mut roles = vec![EVERYONE.to_owned()];
+    roles.extend(wanted);
+    Ok(Json(UserRoles { roles }))
+}
+
+async fn record(
+    state: &AppState,
+    caller: &AuthUser,
+    client: &ClientInfo,
+    what: &str,
+    details: serde_json::Value,
+) -> Result<(), ApiError> {
+    let mut tx = state.db.begin(&Actor::Service).await?;
+    let mut details = details;
+    if let serde_json::Value::Object(map) = &mut details {
+        map.insert("change".into(), what.into());
+    }
+    audit::record(
+        &mut tx,
+        Some(caller.id),
+        Action::RolesChanged,
+        None,
+        client,
+        details,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

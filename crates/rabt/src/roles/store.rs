@@ -1,0 +1,223 @@
+//! SQL for roles and permissions.
+
+use sqlx::{FromRow, PgConnection};
+use uuid::Uuid;
+
+/// The role everyone holds without a grant.
+pub const EVERYONE: &str = "member";
+
+/// What a user may do: their roles (with `member`) and the union of the
+/// permissions those roles grant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Grants {
+    pub roles: Vec<String>,
+    pub permissions: Vec<String>,
+}
+
+pub async fn grants_of(conn: &mut PgConnection, user: Uuid) -> Result<Grants, sqlx::Error> {
+    let mut roles: Vec<String> =
+        sqlx::query_scalar("select role_name from user_roles where user_id = $1 order by 1")
+            .bind(user)
+            .fetch_all(&mut *conn)
+            .await?;
+    roles.insert(0, EVERYONE.to_owned());
+    let permissions = permissions_of_roles(conn, &roles).await?;
+    Ok(Grants { roles, permissions })
+}
+
+pub async fn permissions_of_roles(
+    conn: &mut PgConnection,
+    roles: &[String],
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select distinct permission_name from role_permissions \
+         where role_name = any($1) order by 1",
+    )
+    .bind(roles)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn permission_names(conn: &mut PgConnection) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("select name from permissions order by name")
+        .fetch_all(conn)
+        .await
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct RoleRow {
+    pub name: String,
+    pub description: String,
+    pub builtin: bool,
+    pub permissions: Vec<String>,
+}
+
+pub async fn list_roles(conn: &mut PgConnection) -> Result<Vec<RoleRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select r.name, r.description, r.builtin, \
+                coalesce(array_agg(p.permission_name order by p.permission_name) \
+                         filter (where p.permission_name is not null), '{}') as permissions \
+         from roles r left join role_permissions p on p.role_name = r.name \
+         group by r.name order by r.builtin desc, r.name",
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn find_role(
+    conn: &mut PgConnection,
+    name: &str,
+) -> Result<Option<RoleRow>, sqlx::Error> {
+    Ok(list_roles(conn).await?.into_iter().find(|r| r.name == name))
+}
+
+/// Names among `roles` that do not exist.
+pub async fn unknown_roles(
+    conn: &mut PgConnection,
+    roles: &[String],
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select n from unnest($1::text[]) n where not exists (select 1 from roles where name = n)",
+    )
+    .bind(roles)
+    .fetch_all(conn)
+    .await
+}
+
+/// Names among `permissions` that are not in the catalogue.
+pub async fn unknown_permissions(
+    conn: &mut PgConnection,
+    permissions: &[String],
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select n from unnest($1::text[]) n \
+         where not exists (select 1 from permissions where name = n)",
+    )
+    .bind(permissions)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn insert_role(
+    conn: &mut PgConnection,
+    name: &str,
+    description: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("insert into roles (name, description) values ($1, $2)")
+        .bind(name)
+        .bind(description)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+pub async fn set_description(
+    conn: &mut PgConnection,
+    name: &str,
+    description: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("update roles set description = $2 where name = $1")
+        .bind(name)
+        .bind(description)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+pub async fn set_role_permissions(
+    conn: &mut PgConnection,
+    role: &str,
+    permissions: &[String],
+) -> Result<(), sqlx::Error> {
+    sqlx::query("delete from role_permissions where role_name = $1")
+        .bind(role)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "insert into role_permissions (role_name, permission_name) \
+         select $1, unnest($2::text[])",
+    )
+    .bind(role)
+    .bind(permissions)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+pub async fn delete_role(conn: &mut PgConnection, name: &str) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query("delete from roles where name = $1")
+        .bind(name)
+        .execute(conn)
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Users holding `role`, so their sessions can pick up a changed role.
+pub async fn holders(conn: &mut PgConnection, role: &str) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("select user_id from user_roles where role_name = $1")
+        .bind(role)
+        .fetch_all(conn)
+        .await
+}
+
+/// Replaces the granted roles of `user` (never `member`, which is implicit).
+pub async fn set_user_roles(
+    conn: &mut PgConnection,
+    user: Uuid,
+    roles: &[String],
+    granted_by: Option<Uuid>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("delete from user_roles where user_id = $1 and role_name <> all($2)")
+        .bind(user)
+        .bind(roles)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "insert into user_roles (user_id, role_name, granted_by) \
+         select $1, r, $3 from unnest($2::text[]) r \
+         on conflict (user_id, role_name) do nothing",
+    )
+    .bind(user)
+    .bind(roles)
+    .bind(granted_by)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+pub async fn grant(conn: &mut PgConnection, user: Uuid, role: &str) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query(
+        "insert into user_roles (user_id, role_name) values ($1, $2) on conflict do nothing",
+    )
+    .bind(user)
+    .bind(role)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub async fn revoke(conn: &mut PgConnection, user: Uuid, role: &str) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query("delete from user_roles where user_id = $1 and role_name = $2")
+        .bind(user)
+        .bind(role)
+        .execute(conn)
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub async fn user_id_by_email(
+    conn: &mut PgConnection,
+    email: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("select id from users where lower(email) = lower($1)")
+        .bind(email)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn user_exists(conn: &mut PgConnection, user: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("select exists(select 1 from users where id = $1)")
+        .bind(user)
+        .fetch_one(conn)
+        .await
+}

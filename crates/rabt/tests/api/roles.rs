@@ -1,0 +1,290 @@
+//! Roles and permissions (API.md §4): the catalogue, custom roles, grants that
+//! take effect on the next request, and nobody granting what they lack.
+
+use serde_json::{Value, json};
+
+use crate::{
+    auth::{AuthApp, access, signed_in, spawn},
+    helpers::problem,
+};
+
+async fn make(env: &AuthApp, email: &str, role: &str) {
+    assert!(
+        rabt::roles::grant_by_email(env.app.app_db(), email, role)
+            .await
+            .unwrap()
+    );
+}
+
+fn id(pair: &Value) -> String {
+    pair["user"]["id"].as_str().unwrap().to_owned()
+}
+
+async fn put_roles(env: &AuthApp, as_pair: &Value, user: &str, roles: Value) -> reqwest::Response {
+    env.app
+        .client
+        .put(env.app.url(&format!("/v1/users/{user}/roles")))
+        .bearer_auth(access(as_pair))
+        .json(&json!({ "roles": roles }))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_catalogue_and_the_builtin_roles_are_listed() {
+    let env = spawn(vec![]).await;
+    let ada = signed_in(&env, "ada@rabt.test").await;
+    let permissions: Vec<String> = env
+        .app
+        .get_as(access(&ada), "/v1/permissions")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(permissions.len(), 10);
+    assert!(permissions.contains(&"roles.assign".to_owned()));
+    let roles: Vec<Value> = env
+        .app
+        .get_as(access(&ada), "/v1/roles")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = roles.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["admin", "member", "moderator"]);
+    let moderator = roles.iter().find(|r| r["name"] == "moderator").unwrap();
+    assert_eq!(
+        moderator["permissions"],
+        json!(["projects.moderate", "users.manage", "users.read_private"])
+    );
+    assert_eq!(moderator["builtin"], true);
+}
+
+#[tokio::test]
+async fn a_granted_role_counts_from_the_next_request() {
+    let env = spawn(vec![]).await;
+    let admin = signed_in(&env, "admin@rabt.test").await;
+    make(&env, "admin@rabt.test", "admin").await;
+    let eve = signed_in(&env, "eve@rabt.test").await;
+    let hidden = signed_in(&env, "hidden@rabt.test").await;
+    sqlx::query("update users set visibility = 'private' where email = 'hidden@rabt.test'")
+        .execute(&env.app.db.admin)
+        .await
+        .unwrap();
+    let hidden_profile = format!("/v1/users/{}", id(&hidden));
+    // Eve's session has been checked (and cached) without the permission.
+    assert_eq!(
+        env.app.get_as(access(&eve), &hidden_profile).await.status(),
+        404
+    );
+
+    let granted = put_roles(&env, &admin, &id(&eve), json!(["moderator"])).await;
+    assert_eq!(granted.status(), 200);
+    assert_eq!(
+        granted.json::<Value>().await.unwrap()["roles"],
+        json!(["member", "moderator"])
+    );
+    // Same access token, next request: the database now shows her private rows.
+    assert_eq!(
+        env.app.get_as(access(&eve), &hidden_profile).await.status(),
+        200
+    );
+    let me: Value = env
+        .app
+        .get_as(access(&eve), "/v1/me")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["roles"], json!(["member", "moderator"]));
+
+    let removed = put_roles(&env, &admin, &id(&eve), json!([])).await;
+    assert_eq!(removed.status(), 200);
+    assert_eq!(
+        env.app.get_as(access(&eve), &hidden_profile).await.status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn nobody_grants_a_permission_they_lack_themselves_included() {
+    let env = spawn(vec![]).await;
+    let admin = signed_in(&env, "admin@rabt.test").await;
+    make(&env, "admin@rabt.test", "admin").await;
+    // A role that may assign roles, and nothing else.
+    let created = env
+        .app
+        .post_json_as(
+            access(&admin),
+            "/v1/roles",
+            &json!({"name": "assigner", "description": "Hands out roles", "permissions": ["roles.assign"]}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let sam = signed_in(&env, "sam@rabt.test").await;
+    make(&env, "sam@rabt.test", "assigner").await;
+    let eve = signed_in(&env, "eve@rabt.test").await;
+
+    for (target, roles) in [
+        (id(&sam), json!(["assigner", "admin"])),
+        (id(&eve), json!(["moderator"])),
+    ] {
+        let refused = put_roles(&env, &sam, &target, roles).await;
+        assert_eq!(refused.status(), 403);
+        assert_eq!(problem(refused).await["code"], "forbidden");
+    }
+    // Within their own permissions, fine.
+    assert_eq!(
+        put_roles(&env, &sam, &id(&eve), json!(["assigner"]))
+            .await
+            .status(),
+        200
+    );
+    // Taking away what they lack is refused too.
+    let admin_id = id(&admin);
+    assert_eq!(
+        put_roles(&env, &sam, &admin_id, json!([])).await.status(),
+        403
+    );
+    // A plain member may not assign at all.
+    let plain = signed_in(&env, "plain@rabt.test").await;
+    assert_eq!(
+        put_roles(&env, &plain, &id(&eve), json!([])).await.status(),
+        403
+    );
+}
+
+#[tokio::test]
+async fn custom_roles_are_managed_and_builtin_ones_are_fixed() {
+    let env = spawn(vec![]).await;
+    let admin = signed_in(&env, "admin@rabt.test").await;
+    make(&env, "admin@rabt.test", "admin").await;
+    let token = access(&admin);
+
+    let bad = env
+        .app
+        .post_json_as(
+            token,
+            "/v1/roles",
+            &json!({"name": "Bad Name", "permissions": []}),
+        )
+        .await;
+    assert_eq!(problem(bad).await["errors"][0]["field"], "name");
+    let unknown = env
+        .app
+        .post_json_as(
+            token,
+            "/v1/roles",
+            &json!({"name": "editor", "permissions": ["rockets.launch"]}),
+        )
+        .await;
+    assert_eq!(unknown.status(), 422);
+    let created = env
+        .app
+        .post_json_as(
+            token,
+            "/v1/roles",
+            &json!({"name": "editor", "permissions": ["users.manage"]}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let twice = env
+        .app
+        .post_json_as(
+            token,
+            "/v1/roles",
+            &json!({"name": "editor", "permissions": []}),
+        )
+        .await;
+    assert_eq!(problem(twice).await["code"], "conflict");
+
+    let patched = env
+        .app
+        .client
+        .patch(env.app.url("/v1/roles/editor"))
+        .bearer_auth(token)
+        .json(
+            &json!({"description": "Edits", "permissions": ["users.manage", "users.read_private"]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    assert_eq!(
+        patched.json::<Value>().await.unwrap()["permissions"],
+        json!(["users.manage", "users.read_private"])
+    );
+
+    for builtin in ["admin", "member", "moderator"] {
+        let deleted = env
+            .app
+            .client
+            .delete(env.app.url(&format!("/v1/roles/{builtin}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.status(), 409, "{builtin}");
+    }
+    let deleted = env
+        .app
+        .client
+        .delete(env.app.url("/v1/roles/editor"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+
+    // Without roles.manage: 403.
+    let eve = signed_in(&env, "eve@rabt.test").await;
+    let refused = env
+        .app
+        .post_json_as(
+            access(&eve),
+            "/v1/roles",
+            &json!({"name": "mine", "permissions": []}),
+        )
+        .await;
+    assert_eq!(refused.status(), 403);
+}
+
+#[tokio::test]
+async fn the_database_refuses_role_changes_without_the_permission() {
+    let env = spawn(vec![]).await;
+    let eve = signed_in(&env, "eve@rabt.test").await;
+    let eve_id: uuid::Uuid = id(&eve).parse().unwrap();
+    let member = rabt::db::Actor::User {
+        id: eve_id,
+        permissions: vec![],
+    };
+    let mut tx = env.app.app_db().begin(&member).await.unwrap();
+    let self_grant =
+        sqlx::query("insert into user_roles (user_id, role_name) values ($1, 'admin')")
+            .bind(eve_id)
+            .execute(&mut *tx)
+            .await;
+    assert!(self_grant.is_err(), "RLS refuses a self-grant");
+    drop(tx);
+    let mut tx = env.app.app_db().begin(&member).await.unwrap();
+    let escalate = sqlx::query(
+        "insert into role_permissions (role_name, permission_name) values ('member', 'roles.manage')",
+    )
+    .execute(&mut *tx)
+    .await;
+    assert!(escalate.is_err());
+    // Even with roles.manage, built-in roles are fixed by the database.
+    let manager = rabt::db::Actor::User {
+        id: eve_id,
+        permissions: vec!["roles.manage".into()],
+    };
+    drop(tx);
+    let mut tx = env.app.app_db().begin(&manager).await.unwrap();
+    let fixed = sqlx::query(
+        "insert into role_permissions (role_name, permission_name) values ('member', 'roles.manage')",
+    )
+    .execute(&mut *tx)
+    .await;
+    assert!(fixed.is_err());
+}
