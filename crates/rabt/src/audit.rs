@@ -22,6 +22,9 @@ pub enum Action {
     SessionRevoked,
     OauthLinked,
     RolesChanged,
+    UserSuspended,
+    UserReinstated,
+    UserDeactivated,
 }
 
 impl Action {
@@ -39,6 +42,9 @@ impl Action {
             Self::SessionRevoked => "session_revoked",
             Self::OauthLinked => "oauth_linked",
             Self::RolesChanged => "roles_changed",
+            Self::UserSuspended => "user_suspended",
+            Self::UserReinstated => "user_reinstated",
+            Self::UserDeactivated => "user_deactivated",
         }
     }
 }

@@ -247,6 +247,8 @@ pub enum RevokeReason {
     RefreshTokenReused,
     PasswordReset,
     PasswordChanged,
+    Suspended,
+    Deactivated,
 }
 
 impl RevokeReason {
@@ -258,6 +260,8 @@ impl RevokeReason {
             Self::RefreshTokenReused => "refresh_token_reused",
             Self::PasswordReset => "password_reset",
             Self::PasswordChanged => "password_changed",
+            Self::Suspended => "suspended",
+            Self::Deactivated => "deactivated",
         }
     }
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{AppOptions, SmtpSink, TestApp, problem, spawn_app_with};
 
-const PASSWORD: &str = "tangerine-umbrella-42";
+pub const PASSWORD: &str = "tangerine-umbrella-42";
 
 pub struct AuthApp {
     pub app: TestApp,

@@ -15,3 +15,4 @@ mod rls;
 mod roles;
 mod schema_lint;
 mod smtp;
+mod users;
