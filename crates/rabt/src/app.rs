@@ -39,6 +39,7 @@ pub struct AppState {
     pub tokens: AccessTokens,
     /// For calls to identity providers.
     pub http: reqwest::Client,
+    pub cursors: crate::http::pagination::Cursors,
 }
 
 #[derive(utoipa::OpenApi)]
@@ -242,6 +243,7 @@ async fn bootstrap_admin(db: &Db, email: &str) {
 pub async fn build_state(settings: Arc<Settings>) -> anyhow::Result<AppState> {
     let db = Db::connect_lazy(&settings)?;
     let tokens = AccessTokens::from_settings(&settings);
+    let cursors = crate::http::pagination::Cursors::from_settings(&settings);
     let kv = Kv::connect(&settings).await?;
     let openapi_json = openapi_document()
         .to_json()
@@ -253,6 +255,7 @@ pub async fn build_state(settings: Arc<Settings>) -> anyhow::Result<AppState> {
         metrics: telemetry::metrics_handle(),
         openapi_json: Arc::new(openapi_json),
         tokens,
+        cursors,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(15))

@@ -5,6 +5,7 @@ pub mod client;
 pub mod error;
 pub mod extract;
 pub mod middleware;
+pub mod pagination;
 pub mod request_id;
 
 pub use client::ClientInfo;

@@ -9,19 +9,23 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::store::{self, ProfileRow};
+use super::store::{self, ProfileRow, SearchFilters};
 use crate::{
     app::AppState,
     audit::{self, Action},
     auth::{AuthUser, MaybeAuthUser, sessions, store::RevokeReason},
     db::Actor,
-    http::{ApiError, AppJson, AppPath, ClientInfo, FieldError, error::ProblemBody},
+    http::{
+        ApiError, AppJson, AppPath, AppQuery, ClientInfo, ErrorCode, FieldError,
+        error::ProblemBody, pagination,
+    },
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_me, update_me))
         .routes(routes!(get_user, moderate_user, delete_user))
+        .routes(routes!(search_users))
 }
 
 /// The caller's own account.
@@ -394,4 +398,201 @@ pub async fn delete_user(
     tx.commit().await?;
     sessions::forget(&state, &ended).await;
     Ok(StatusCode::ACCEPTED)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    /// Words; every one must match the name, headline, skills or bio (prefixes
+    /// count), or the name must be close to them (typos).
+    pub q: Option<String>,
+    /// Comma-separated; profiles with any of them.
+    pub skills: Option<String>,
+    pub location: Option<String>,
+    /// Holders of this role (signed-in callers; only memberships they may see).
+    pub role: Option<String>,
+    /// `relevance` (needs `q`; the default with `q`), `newest` (the default
+    /// without), or `name`.
+    pub sort: Option<String>,
+    /// 1..=100, default 20.
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// A page of profiles.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProfilePage {
+    pub items: Vec<PublicProfile>,
+    pub next_cursor: Option<String>,
+}
+
+/// Where a page ended, by sort.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "s")]
+enum Position {
+    #[serde(rename = "n")]
+    Newest { t: DateTime<Utc>, id: Uuid },
+    #[serde(rename = "a")]
+    Name { n: String, id: Uuid },
+    #[serde(rename = "r")]
+    Relevance { r: f64, id: Uuid },
+}
+
+/// Sanitised words for `to_tsquery`: letters and digits only, each a prefix.
+fn tsquery(q: &str) -> Option<(String, String)> {
+    let words: Vec<String> = q
+        .split_whitespace()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric())
+                .take(50)
+                .collect::<String>()
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .take(10)
+        .collect();
+    if words.is_empty() {
+        return None;
+    }
+    let query = words
+        .iter()
+        .map(|w| format!("{w}:*"))
+        .collect::<Vec<_>>()
+        .join(" & ");
+    Some((query, words.join(" ")))
+}
+
+fn too_long(field: &str, value: &Option<String>, max: usize) -> Option<FieldError> {
+    value
+        .as_ref()
+        .filter(|v| v.chars().count() > max)
+        .map(|_| FieldError::new(field, "too_long", format!("At most {max} characters.")))
+}
+
+/// Search public profiles.
+#[utoipa::path(get, path = "/users", tag = "users", params(SearchParams),
+    responses(
+        (status = 200, body = ProfilePage),
+        (status = 401, description = "`role` given without signing in", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn search_users(
+    State(state): State<AppState>,
+    caller: MaybeAuthUser,
+    AppQuery(params): AppQuery<SearchParams>,
+) -> Result<Json<ProfilePage>, ApiError> {
+    let limit = pagination::limit(params.limit)?;
+    let errors: Vec<FieldError> = [
+        too_long("q", &params.q, 200),
+        too_long("skills", &params.skills, 1000),
+        too_long("location", &params.location, 100),
+        too_long("role", &params.role, 40),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    if params.role.is_some() && caller.0.is_none() {
+        return Err(ApiError::new(ErrorCode::Unauthorized)
+            .with_detail("Filtering by role needs a signed-in caller."));
+    }
+    let words = params.q.as_deref().and_then(tsquery);
+    let filters = SearchFilters {
+        tsquery: words.as_ref().map(|w| w.0.clone()),
+        text: words.as_ref().map(|w| w.1.clone()),
+        skills: params.skills.as_deref().map(|s| {
+            s.split(',')
+                .map(|k| k.trim().to_lowercase())
+                .filter(|k| !k.is_empty())
+                .take(30)
+                .collect()
+        }),
+        location: params.location.clone().filter(|l| !l.trim().is_empty()),
+        role: params.role.clone(),
+    };
+    let sort = match params.sort.as_deref() {
+        None if words.is_some() => "relevance",
+        None => "newest",
+        Some(s @ ("newest" | "name")) => s,
+        Some("relevance") if words.is_some() => "relevance",
+        Some("relevance") => {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "sort",
+                "invalid",
+                "`relevance` needs `q`.",
+            )]));
+        }
+        Some(_) => {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "sort",
+                "invalid",
+                "`relevance`, `newest` or `name`.",
+            )]));
+        }
+    };
+    let position: Option<Position> = params
+        .cursor
+        .as_deref()
+        .map(|c| state.cursors.decode(c))
+        .transpose()?;
+    let wrong_cursor = || {
+        ApiError::validation(vec![FieldError::new(
+            "cursor",
+            "invalid",
+            "This cursor belongs to another sort.",
+        )])
+    };
+    // One more than asked, to know whether a next page exists.
+    let fetch = limit + 1;
+    let mut tx = state.db.begin(&caller.actor()).await?;
+    let mut rows = match (sort, position) {
+        ("newest", None) => store::search_newest(&mut tx, &filters, None, fetch).await?,
+        ("newest", Some(Position::Newest { t, id })) => {
+            store::search_newest(&mut tx, &filters, Some((t, id)), fetch).await?
+        }
+        ("name", None) => store::search_by_name(&mut tx, &filters, None, fetch).await?,
+        ("name", Some(Position::Name { n, id })) => {
+            store::search_by_name(&mut tx, &filters, Some((n, id)), fetch).await?
+        }
+        ("relevance", None) => store::search_relevance(&mut tx, &filters, None, fetch).await?,
+        ("relevance", Some(Position::Relevance { r, id })) => {
+            store::search_relevance(&mut tx, &filters, Some((r, id)), fetch).await?
+        }
+        _ => return Err(wrong_cursor()),
+    };
+    tx.commit().await?;
+    let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    let next_cursor = match rows.last().filter(|_| more) {
+        None => None,
+        Some(last) => {
+            let p = &last.profile;
+            let position = match sort {
+                "name" => Position::Name {
+                    n: p.display_name.to_lowercase(),
+                    id: p.id,
+                },
+                "relevance" => Position::Relevance {
+                    r: last.rank,
+                    id: p.id,
+                },
+                _ => Position::Newest {
+                    t: p.created_at,
+                    id: p.id,
+                },
+            };
+            Some(state.cursors.encode(&position)?)
+        }
+    };
+    Ok(Json(ProfilePage {
+        items: rows
+            .into_iter()
+            .map(|r| PublicProfile::new(r.profile, None))
+            .collect(),
+        next_cursor,
+    }))
 }

@@ -111,3 +111,129 @@ pub async fn deactivate(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx:
     .await?;
     Ok(result.rows_affected() == 1)
 }
+
+/// Filters of the profile search; every one optional.
+#[derive(Debug, Default)]
+pub struct SearchFilters {
+    /// A `to_tsquery` text built from sanitised words (`w1:* & w2:*`).
+    pub tsquery: Option<String>,
+    /// The raw words, for trigram typo tolerance on names.
+    pub text: Option<String>,
+    pub skills: Option<Vec<String>>,
+    pub location: Option<String>,
+    pub role: Option<String>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct SearchRow {
+    #[sqlx(flatten)]
+    pub profile: ProfileRow,
+    pub rank: f64,
+}
+
+/// Newest first; keyset on (created_at, id).
+pub async fn search_newest(
+    conn: &mut PgConnection,
+    f: &SearchFilters,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<SearchRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select u.id, u.display_name, u.headline, u.bio, u.skills, u.location, \
+                u.avatar_file_id, u.visibility, u.created_at, 0::float8 as rank \
+         from users u \
+         where u.visibility = 'public' \
+           and ($1::text is null or u.search @@ to_tsquery('simple', $1) \
+                or $2 operator(extensions.<%) u.display_name) \
+           and ($3::text[] is null or u.skills && $3) \
+           and ($4::text is null or lower(u.location) = lower($4)) \
+           and ($5::text is null or $5 = 'member' or exists ( \
+                select 1 from user_roles r where r.user_id = u.id and r.role_name = $5)) \
+           and ($6::timestamptz is null or (u.created_at, u.id) < ($6, $7)) \
+         order by u.created_at desc, u.id desc \
+         limit $8",
+    )
+    .bind(&f.tsquery)
+    .bind(&f.text)
+    .bind(&f.skills)
+    .bind(&f.location)
+    .bind(&f.role)
+    .bind(after.map(|a| a.0))
+    .bind(after.map(|a| a.1))
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// By name; keyset on (lower(display_name), id).
+pub async fn search_by_name(
+    conn: &mut PgConnection,
+    f: &SearchFilters,
+    after: Option<(String, Uuid)>,
+    limit: i64,
+) -> Result<Vec<SearchRow>, sqlx::Error> {
+    let (after_name, after_id) = after.map_or((None, None), |(n, i)| (Some(n), Some(i)));
+    sqlx::query_as(
+        "select u.id, u.display_name, u.headline, u.bio, u.skills, u.location, \
+                u.avatar_file_id, u.visibility, u.created_at, 0::float8 as rank \
+         from users u \
+         where u.visibility = 'public' \
+           and ($1::text is null or u.search @@ to_tsquery('simple', $1) \
+                or $2 operator(extensions.<%) u.display_name) \
+           and ($3::text[] is null or u.skills && $3) \
+           and ($4::text is null or lower(u.location) = lower($4)) \
+           and ($5::text is null or $5 = 'member' or exists ( \
+                select 1 from user_roles r where r.user_id = u.id and r.role_name = $5)) \
+           and ($6::text is null or (lower(u.display_name), u.id) > ($6, $7)) \
+         order by lower(u.display_name), u.id \
+         limit $8",
+    )
+    .bind(&f.tsquery)
+    .bind(&f.text)
+    .bind(&f.skills)
+    .bind(&f.location)
+    .bind(&f.role)
+    .bind(after_name)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// By relevance to the words (needs them); keyset on (rank, id).
+pub async fn search_relevance(
+    conn: &mut PgConnection,
+    f: &SearchFilters,
+    after: Option<(f64, Uuid)>,
+    limit: i64,
+) -> Result<Vec<SearchRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select * from ( \
+             select u.id, u.display_name, u.headline, u.bio, u.skills, u.location, \
+                    u.avatar_file_id, u.visibility, u.created_at, \
+                    (ts_rank(u.search, to_tsquery('simple', $1)) \
+                     + extensions.word_similarity($2, u.display_name))::float8 as rank \
+             from users u \
+             where u.visibility = 'public' \
+               and (u.search @@ to_tsquery('simple', $1) \
+                    or $2 operator(extensions.<%) u.display_name) \
+               and ($3::text[] is null or u.skills && $3) \
+               and ($4::text is null or lower(u.location) = lower($4)) \
+               and ($5::text is null or $5 = 'member' or exists ( \
+                    select 1 from user_roles r where r.user_id = u.id and r.role_name = $5)) \
+         ) s \
+         where ($6::float8 is null or (s.rank, s.id) < ($6, $7)) \
+         order by s.rank desc, s.id desc \
+         limit $8",
+    )
+    .bind(&f.tsquery)
+    .bind(&f.text)
+    .bind(&f.skills)
+    .bind(&f.location)
+    .bind(&f.role)
+    .bind(after.map(|a| a.0))
+    .bind(after.map(|a| a.1))
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}

@@ -14,5 +14,6 @@ mod oauth;
 mod rls;
 mod roles;
 mod schema_lint;
+mod search;
 mod smtp;
 mod users;

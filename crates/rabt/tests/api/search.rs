@@ -1,0 +1,192 @@
+//! Profile search (API.md §4): words with prefixes and typos, filters, sorts,
+//! and signed keyset cursors.
+
+use serde_json::Value;
+
+use crate::helpers::{TestApp, problem, spawn_app};
+
+async fn people(app: &TestApp) {
+    for (name, headline, skills, location, visibility) in [
+        (
+            "Ada Lovelace",
+            "Analytical engines",
+            vec!["math", "rust"],
+            "London",
+            "public",
+        ),
+        (
+            "Alan Turing",
+            "Codebreaker",
+            vec!["math", "crypto"],
+            "Manchester",
+            "public",
+        ),
+        (
+            "Grace Hopper",
+            "Compilers",
+            vec!["cobol"],
+            "New York",
+            "public",
+        ),
+        (
+            "Adele Goldberg",
+            "Smalltalk",
+            vec!["rust", "ui"],
+            "London",
+            "public",
+        ),
+        (
+            "Hidden Ada",
+            "Private person",
+            vec!["rust"],
+            "London",
+            "private",
+        ),
+    ] {
+        sqlx::query(
+            "insert into users (email, display_name, headline, skills, location, visibility) \
+             values ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(format!(
+            "{}@rabt.test",
+            name.replace(' ', ".").to_lowercase()
+        ))
+        .bind(name)
+        .bind(headline)
+        .bind(skills.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .bind(location)
+        .bind(visibility)
+        .execute(&app.db.admin)
+        .await
+        .unwrap();
+    }
+}
+
+async fn names(app: &TestApp, query: &str) -> Vec<String> {
+    let response = app.get(&format!("/v1/users?{query}")).await;
+    assert_eq!(response.status(), 200, "{query}");
+    let page: Value = response.json().await.unwrap();
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["display_name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn words_match_with_prefixes_typos_and_all_words_required() {
+    let app = spawn_app().await;
+    people(&app).await;
+    assert_eq!(names(&app, "q=lovelace").await, vec!["Ada Lovelace"]);
+    assert_eq!(names(&app, "q=lovel").await, vec!["Ada Lovelace"], "prefix");
+    assert_eq!(
+        names(&app, "q=Lovelase").await,
+        vec!["Ada Lovelace"],
+        "typo"
+    );
+    assert_eq!(names(&app, "q=ada+engines").await, vec!["Ada Lovelace"]);
+    assert!(
+        names(&app, "q=ada+cobol").await.is_empty(),
+        "every word must match"
+    );
+    assert_eq!(
+        names(&app, "q=compil").await,
+        vec!["Grace Hopper"],
+        "headline counts"
+    );
+    assert!(
+        !names(&app, "q=hidden")
+            .await
+            .contains(&"Hidden Ada".to_owned())
+    );
+    // Query syntax is words, never tsquery operators.
+    assert!(names(&app, "q=%27%29%7C%21%3A*").await.len() <= 4);
+}
+
+#[tokio::test]
+async fn filters_and_sorts_list_public_profiles_only() {
+    let app = spawn_app().await;
+    people(&app).await;
+    assert_eq!(
+        names(&app, "sort=name").await,
+        vec![
+            "Ada Lovelace",
+            "Adele Goldberg",
+            "Alan Turing",
+            "Grace Hopper"
+        ]
+    );
+    assert_eq!(
+        names(&app, "skills=rust,crypto&sort=name").await,
+        vec!["Ada Lovelace", "Adele Goldberg", "Alan Turing"]
+    );
+    assert_eq!(
+        names(&app, "location=london&sort=name").await,
+        vec!["Ada Lovelace", "Adele Goldberg"]
+    );
+    assert_eq!(names(&app, "sort=newest").await[0], "Adele Goldberg");
+    let anonymous_role = app.get("/v1/users?role=admin").await;
+    assert_eq!(anonymous_role.status(), 401);
+}
+
+#[tokio::test]
+async fn cursors_page_through_without_gaps_and_refuse_tampering() {
+    let app = spawn_app().await;
+    people(&app).await;
+    for sort in ["newest", "name"] {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/v1/users?sort={sort}&limit=1");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let page: Value = app.get(&path).await.json().await.unwrap();
+            for item in page["items"].as_array().unwrap() {
+                seen.push(item["id"].as_str().unwrap().to_owned());
+            }
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 4, "{sort}");
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 4, "{sort}: no repeats");
+    }
+
+    let page: Value = app
+        .get("/v1/users?sort=name&limit=2")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let tampered = format!("x{cursor}");
+    let response = app
+        .get(&format!("/v1/users?sort=name&cursor={tampered}"))
+        .await;
+    assert_eq!(response.status(), 422);
+    assert_eq!(problem(response).await["errors"][0]["field"], "cursor");
+    let other_sort = app
+        .get(&format!("/v1/users?sort=newest&cursor={cursor}"))
+        .await;
+    assert_eq!(other_sort.status(), 422);
+    for bad in ["limit=0", "limit=101", "sort=random", "sort=relevance"] {
+        assert_eq!(
+            app.get(&format!("/v1/users?{bad}")).await.status(),
+            422,
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn relevance_ranks_name_matches_first() {
+    let app = spawn_app().await;
+    people(&app).await;
+    let found = names(&app, "q=ada").await;
+    assert_eq!(found[0], "Ada Lovelace");
+}
