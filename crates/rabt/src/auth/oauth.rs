@@ -90,8 +90,9 @@ pub fn allowed_redirect(state: &AppState, target: &str) -> Result<Url, ApiError>
     let allowed = std::iter::once(&settings.frontend_url)
         .chain(settings.oauth.redirect_allowlist.iter())
         .any(|base| {
+            let prefix = base.path().trim_end_matches('/');
             url.origin() == base.origin()
-                && url.path().starts_with(base.path().trim_end_matches('/'))
+                && (url.path() == prefix || url.path().starts_with(&format!("{prefix}/")))
                 && url.username().is_empty()
                 && url.password().is_none()
         });
@@ -105,12 +106,22 @@ fn callback_url(state: &AppState, provider: Provider) -> String {
     url.to_string()
 }
 
-/// Starts a flow: the provider URL to send the browser to.
+/// The cookie that ties a flow to the browser that started it, so a callback URL
+/// made by someone else cannot sign a victim into the attacker's account.
+pub const BROWSER_COOKIE: &str = "rabt_oauth";
+
+/// What the browser cookie holds for a flow: a hash of its state.
+pub fn browser_binding(flow_state: &str) -> String {
+    hex::encode(Sha256::digest(flow_state.as_bytes()))
+}
+
+/// Starts a flow: the provider URL to send the browser to, and the flow's
+/// state (for the browser cookie).
 pub async fn authorize_url(
     state: &AppState,
     provider: Provider,
     redirect_to: &str,
-) -> Result<String, ApiError> {
+) -> Result<(String, String), ApiError> {
     let client = provider.client(state)?;
     let redirect_to = allowed_redirect(state, redirect_to)?;
     let flow_state = random_token();
@@ -146,7 +157,7 @@ pub async fn authorize_url(
         .kv
         .set(&flow_key(&flow_state), &value, FLOW_TTL)
         .await?;
-    Ok(url.to_string())
+    Ok((url.to_string(), flow_state))
 }
 
 /// Who the provider says signed in.

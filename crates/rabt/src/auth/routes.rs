@@ -550,13 +550,16 @@ pub async fn login(
     )
     .await?;
 
-    let mut tx = state.db.begin(&Actor::Service).await?;
-    let account = store::credentials_by_email(&mut tx, &email).await?;
+    // No connection is held while Argon2 runs.
+    let mut lookup = state.db.begin(&Actor::Service).await?;
+    let account = store::credentials_by_email(&mut lookup, &email).await?;
+    lookup.commit().await?;
     let hash = account
         .as_ref()
         .and_then(|a| a.password_hash.clone())
         .unwrap_or_else(|| passwords::DUMMY_HASH.clone());
     let matches = passwords::verify(&body.password, &hash).await?;
+    let mut tx = state.db.begin(&Actor::Service).await?;
     let account = match account {
         Some(account) if matches => account,
         other => {
@@ -815,10 +818,12 @@ pub async fn change_password(
         PER_ACCOUNT_LOGIN,
     )
     .await?;
-    let mut tx = state.db.begin(&Actor::Service).await?;
-    let account = store::credentials_by_id(&mut tx, user.id)
+    // No connection is held while Argon2 runs (twice here).
+    let mut lookup = state.db.begin(&Actor::Service).await?;
+    let account = store::credentials_by_id(&mut lookup, user.id)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized))?;
+    lookup.commit().await?;
     let current = account
         .password_hash
         .clone()
@@ -827,6 +832,7 @@ pub async fn change_password(
         return Err(ApiError::new(ErrorCode::InvalidCredentials));
     }
     let hash = passwords::hash(password.secret()).await?;
+    let mut tx = state.db.begin(&Actor::Service).await?;
     store::set_password(&mut tx, user.id, &hash).await?;
     let ended = store::revoke_sessions(
         &mut tx,
@@ -970,8 +976,18 @@ pub async fn oauth_authorize(
         PER_ADDRESS,
     )
     .await?;
-    let url = oauth::authorize_url(&state, provider, &params.redirect_to).await?;
-    redirect(&url)
+    let (url, flow_state) = oauth::authorize_url(&state, provider, &params.redirect_to).await?;
+    let mut response = redirect(&url)?;
+    let cookie = format!(
+        "{}={}; HttpOnly; Secure; SameSite=Lax; Path=/v1/auth/oauth; Max-Age=600",
+        oauth::BROWSER_COOKIE,
+        oauth::browser_binding(&flow_state)
+    );
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(ApiError::internal)?,
+    );
+    Ok(response)
 }
 
 /// Where the provider sends the browser back: links or creates the account,
@@ -988,6 +1004,7 @@ pub async fn oauth_authorize(
 pub async fn oauth_callback(
     State(state): State<AppState>,
     client: ClientInfo,
+    headers: HeaderMap,
     AppPath(name): AppPath<String>,
     AppQuery(params): AppQuery<CallbackParams>,
 ) -> Result<Response, ApiError> {
@@ -995,6 +1012,18 @@ pub async fn oauth_callback(
     let flow_state = params
         .state
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken).with_detail("No state."))?;
+    // The flow must come back to the browser that started it.
+    let bound = cookie_value(&headers, oauth::BROWSER_COOKIE).is_some_and(|value| {
+        bool::from(
+            value
+                .as_bytes()
+                .ct_eq(oauth::browser_binding(&flow_state).as_bytes()),
+        )
+    });
+    if !bound {
+        return Err(ApiError::new(ErrorCode::InvalidToken)
+            .with_detail("This sign-in was started in another browser."));
+    }
     if let Some(error) = params.error {
         // The user declined: take the flow (so it cannot be replayed) and say so.
         let mut back = oauth::abandon(&state, provider, &flow_state).await?;

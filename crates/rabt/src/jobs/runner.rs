@@ -150,6 +150,13 @@ impl Worker {
         self.id
     }
 
+    async fn extend_lease(&self, job: Uuid) -> Result<bool, sqlx::Error> {
+        let mut tx = self.db.begin(&Actor::Service).await?;
+        let held = queue::extend_lease(&mut *tx, job, self.id, self.settings.lease).await?;
+        tx.commit().await?;
+        Ok(held)
+    }
+
     async fn claim(&self) -> Result<Option<ClaimedJob>, sqlx::Error> {
         let mut tx = self.db.begin(&Actor::Service).await?;
         let job = queue::claim(&mut *tx, self.id, self.settings.lease).await?;
@@ -206,7 +213,7 @@ impl Worker {
                     Err(join_error) => Err(anyhow::anyhow!("handler panicked: {join_error}").into()),
                 },
                 _ = heartbeat.tick() => {
-                    match queue::extend_lease(self.db.pool(), job.id, self.id, self.settings.lease).await {
+                    match self.extend_lease(job.id).await {
                         Ok(true) => {}
                         Ok(false) => tracing::warn!(job_id = %job.id, "job lease lost while running"),
                         Err(err) => tracing::warn!(job_id = %job.id, error = %err, "could not extend job lease"),

@@ -319,6 +319,14 @@ pub async fn set_user_roles(
             "At most 50 roles.",
         )]));
     }
+    // Who the user is and holds, read first and apart (the caller may not see
+    // a private profile), so no request holds two connections at once.
+    let mut service = state.db.begin(&Actor::Service).await?;
+    if !store::user_exists(&mut service, user).await? {
+        return Err(ApiError::not_found());
+    }
+    let current = store::grants_of(&mut service, user).await?.roles;
+    service.commit().await?;
     let mut tx = state.db.begin(&caller.actor()).await?;
     let unknown = store::unknown_roles(&mut tx, &wanted).await?;
     if !unknown.is_empty() {
@@ -328,12 +336,6 @@ pub async fn set_user_roles(
             format!("Unknown roles: {}.", unknown.join(", ")),
         )]));
     }
-    let mut service = state.db.begin(&Actor::Service).await?;
-    if !store::user_exists(&mut service, user).await? {
-        return Err(ApiError::not_found());
-    }
-    let current = store::grants_of(&mut service, user).await?.roles;
-    service.commit().await?;
     // Every role that changes hands, granted or removed, must be within the
     // caller's own permissions.
     let changed: Vec<String> = wanted

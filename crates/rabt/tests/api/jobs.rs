@@ -364,3 +364,31 @@ async fn the_served_app_runs_jobs_as_they_are_enqueued_and_drains_on_shutdown() 
     assert_eq!(done.load(Ordering::SeqCst), 1, "the running job finished");
     assert_eq!(job_row(&app, id).await.0, "succeeded");
 }
+
+#[tokio::test]
+async fn a_job_running_longer_than_its_lease_keeps_it_by_heartbeat() {
+    let app = spawn_app().await;
+    let lease = Duration::from_secs(1);
+    let mut slow = JobRegistry::new();
+    slow.register::<Flaky, _, _>(|_, _| async {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        Ok::<(), JobError>(())
+    });
+    let mut tx = app.app_db().begin(&Actor::Service).await.unwrap();
+    let id = jobs::enqueue(&mut tx, &Flaky, 3).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let holder = Worker::new(app.app_db().clone(), slow, settings(lease));
+    let running = tokio::spawn(async move { holder.run_once().await });
+    // Another worker keeps asking well past the first lease: the heartbeat
+    // keeps the job with its holder.
+    let mut rival_registry = JobRegistry::new();
+    rival_registry.register::<Flaky, _, _>(|_, _| async { Ok::<(), JobError>(()) });
+    let rival = Worker::new(app.app_db().clone(), rival_registry, settings(lease));
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(rival.run_once().await.unwrap(), Outcome::EmptyQueue);
+    }
+    assert_eq!(running.await.unwrap().unwrap(), Outcome::Completed);
+    assert_eq!(job_row(&app, id).await, ("succeeded".into(), 1));
+}

@@ -263,15 +263,30 @@ async fn sign_in(app: &TestApp, provider: &str) -> reqwest::Response {
             "/v1/auth/oauth/{provider}/authorize?redirect_to=https%3A%2F%2Fapp.rabt.test%2Fwelcome"
         ))
         .await;
+    let cookie = browser_cookie(&start);
     let at_provider = location(&start);
     assert!(query(&at_provider, "state").is_some());
     assert!(query(&at_provider, "code_challenge").is_some());
     let consent = app.client.get(at_provider).send().await.unwrap();
     app.client
         .get(callback_here(app, &consent))
+        .header("cookie", cookie)
         .send()
         .await
         .unwrap()
+}
+
+/// The cookie that binds the flow to this browser, as the browser would send it.
+fn browser_cookie(authorize: &reqwest::Response) -> String {
+    let set = authorize
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("rabt_oauth="))
+        .expect("the flow cookie");
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax"));
+    set.split(';').next().unwrap().to_owned()
 }
 
 /// The provider sends the browser to rabt's public URL; the test app listens on
@@ -378,22 +393,18 @@ async fn a_bad_state_is_refused() {
     assert_eq!(forged.status(), 400);
     assert_eq!(problem(forged).await["code"], "invalid_token");
 
-    // A state is good once: replaying the callback fails.
+    // A state is good once, and only in the browser that started it.
     let start = app
         .get("/v1/auth/oauth/google/authorize?redirect_to=https%3A%2F%2Fapp.rabt.test%2F")
         .await;
+    let cookie = browser_cookie(&start);
     let consent = app.client.get(location(&start)).send().await.unwrap();
     let callback = callback_here(&app, &consent);
-    assert_eq!(
-        app.client
-            .get(callback.clone())
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        302
-    );
-    assert_eq!(app.client.get(callback).send().await.unwrap().status(), 400);
+    let elsewhere = app.client.get(callback.clone()).send().await.unwrap();
+    assert_eq!(elsewhere.status(), 400, "another browser (no flow cookie)");
+    let with_cookie = |url: url::Url| app.client.get(url).header("cookie", cookie.clone()).send();
+    assert_eq!(with_cookie(callback.clone()).await.unwrap().status(), 302);
+    assert_eq!(with_cookie(callback).await.unwrap().status(), 400, "replay");
 }
 
 #[tokio::test]

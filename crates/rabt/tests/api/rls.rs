@@ -298,3 +298,19 @@ async fn a_user_sees_only_their_own_linked_identities() {
         .await;
     assert!(stolen.is_err(), "users cannot write identities at all");
 }
+
+#[tokio::test]
+async fn no_request_can_read_a_password_hash() {
+    let app = spawn_app().await;
+    let alice = app.insert_user("alice@rabt.test", "Alice", "public").await;
+    for actor in [TestApp::as_user(alice), Actor::Anonymous] {
+        let mut tx = app.app_db().begin(&actor).await.unwrap();
+        let err = sqlx::query("select password_hash from users where id = $1")
+            .bind(alice)
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("permission denied"), "{err}");
+    }
+}
