@@ -431,11 +431,20 @@ pub struct ProfilePage {
 #[serde(tag = "s")]
 enum Position {
     #[serde(rename = "n")]
-    Newest { t: DateTime<Utc>, id: Uuid },
+    Newest { t: DateTime<Utc>, id: Uuid, f: bool },
     #[serde(rename = "a")]
-    Name { n: String, id: Uuid },
+    Name { n: String, id: Uuid, f: bool },
     #[serde(rename = "r")]
-    Relevance { r: f64, id: Uuid },
+    Relevance { r: f64, id: Uuid, f: bool },
+}
+
+impl Position {
+    /// Whether the pages it continues matched by typo tolerance.
+    fn fuzzy(&self) -> bool {
+        match self {
+            Self::Newest { f, .. } | Self::Name { f, .. } | Self::Relevance { f, .. } => *f,
+        }
+    }
 }
 
 /// Sanitised words for `to_tsquery`: letters and digits only, each a prefix.
@@ -513,6 +522,7 @@ pub async fn search_users(
         }),
         location: params.location.clone().filter(|l| !l.trim().is_empty()),
         role: params.role.clone(),
+        fuzzy: false,
     };
     let sort = match params.sort.as_deref() {
         None if words.is_some() => "relevance",
@@ -549,21 +559,18 @@ pub async fn search_users(
     // One more than asked, to know whether a next page exists.
     let fetch = limit + 1;
     let mut tx = state.db.begin(&caller.actor()).await?;
-    let mut rows = match (sort, position) {
-        ("newest", None) => store::search_newest(&mut tx, &filters, None, fetch).await?,
-        ("newest", Some(Position::Newest { t, id })) => {
-            store::search_newest(&mut tx, &filters, Some((t, id)), fetch).await?
-        }
-        ("name", None) => store::search_by_name(&mut tx, &filters, None, fetch).await?,
-        ("name", Some(Position::Name { n, id })) => {
-            store::search_by_name(&mut tx, &filters, Some((n, id)), fetch).await?
-        }
-        ("relevance", None) => store::search_relevance(&mut tx, &filters, None, fetch).await?,
-        ("relevance", Some(Position::Relevance { r, id })) => {
-            store::search_relevance(&mut tx, &filters, Some((r, id)), fetch).await?
-        }
-        _ => return Err(wrong_cursor()),
-    };
+    let mut filters = filters;
+    filters.fuzzy = position.as_ref().is_some_and(Position::fuzzy);
+    let mut rows = run_search(&mut tx, sort, &filters, position.as_ref(), fetch)
+        .await?
+        .ok_or_else(wrong_cursor)?;
+    // The words found nobody: widen them to names that are close (typos).
+    if rows.is_empty() && position.is_none() && filters.tsquery.is_some() {
+        filters.fuzzy = true;
+        rows = run_search(&mut tx, sort, &filters, None, fetch)
+            .await?
+            .ok_or_else(wrong_cursor)?;
+    }
     tx.commit().await?;
     let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
     rows.truncate(usize::try_from(limit).unwrap_or(0));
@@ -575,14 +582,17 @@ pub async fn search_users(
                 "name" => Position::Name {
                     n: p.display_name.to_lowercase(),
                     id: p.id,
+                    f: filters.fuzzy,
                 },
                 "relevance" => Position::Relevance {
                     r: last.rank,
                     id: p.id,
+                    f: filters.fuzzy,
                 },
                 _ => Position::Newest {
                     t: p.created_at,
                     id: p.id,
+                    f: filters.fuzzy,
                 },
             };
             Some(state.cursors.encode(&position)?)
@@ -594,5 +604,31 @@ pub async fn search_users(
             .map(|r| PublicProfile::new(r.profile, None))
             .collect(),
         next_cursor,
+    }))
+}
+
+/// One page in `sort` order after `position`; `None` when the cursor belongs to
+/// another sort.
+async fn run_search(
+    tx: &mut sqlx::PgConnection,
+    sort: &str,
+    filters: &SearchFilters,
+    position: Option<&Position>,
+    fetch: i64,
+) -> Result<Option<Vec<store::SearchRow>>, ApiError> {
+    Ok(Some(match (sort, position) {
+        ("newest", None) => store::search_newest(tx, filters, None, fetch).await?,
+        ("newest", Some(Position::Newest { t, id, .. })) => {
+            store::search_newest(tx, filters, Some((*t, *id)), fetch).await?
+        }
+        ("name", None) => store::search_by_name(tx, filters, None, fetch).await?,
+        ("name", Some(Position::Name { n, id, .. })) => {
+            store::search_by_name(tx, filters, Some((n.clone(), *id)), fetch).await?
+        }
+        ("relevance", None) => store::search_relevance(tx, filters, None, fetch).await?,
+        ("relevance", Some(Position::Relevance { r, id, .. })) => {
+            store::search_relevance(tx, filters, Some((*r, *id)), fetch).await?
+        }
+        _ => return Ok(None),
     }))
 }

@@ -122,6 +122,9 @@ pub struct SearchFilters {
     pub skills: Option<Vec<String>>,
     pub location: Option<String>,
     pub role: Option<String>,
+    /// Match names by trigram similarity (typos) instead of the words; each
+    /// branch alone can use its index.
+    pub fuzzy: bool,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -143,8 +146,9 @@ pub async fn search_newest(
                 u.avatar_file_id, u.visibility, u.created_at, 0::float8 as rank \
          from users u \
          where u.visibility = 'public' \
-           and ($1::text is null or u.search @@ to_tsquery('simple', $1) \
-                or $2 operator(extensions.<%) u.display_name) \
+           and ($1::text is null \
+                or (not $9 and u.search @@ to_tsquery('simple', $1)) \
+                or ($9 and $2 operator(extensions.<%) u.display_name)) \
            and ($3::text[] is null or u.skills && $3) \
            and ($4::text is null or lower(u.location) = lower($4)) \
            and ($5::text is null or $5 = 'member' or exists ( \
@@ -161,6 +165,7 @@ pub async fn search_newest(
     .bind(after.map(|a| a.0))
     .bind(after.map(|a| a.1))
     .bind(limit)
+    .bind(f.fuzzy)
     .fetch_all(conn)
     .await
 }
@@ -178,8 +183,9 @@ pub async fn search_by_name(
                 u.avatar_file_id, u.visibility, u.created_at, 0::float8 as rank \
          from users u \
          where u.visibility = 'public' \
-           and ($1::text is null or u.search @@ to_tsquery('simple', $1) \
-                or $2 operator(extensions.<%) u.display_name) \
+           and ($1::text is null \
+                or (not $9 and u.search @@ to_tsquery('simple', $1)) \
+                or ($9 and $2 operator(extensions.<%) u.display_name)) \
            and ($3::text[] is null or u.skills && $3) \
            and ($4::text is null or lower(u.location) = lower($4)) \
            and ($5::text is null or $5 = 'member' or exists ( \
@@ -196,6 +202,7 @@ pub async fn search_by_name(
     .bind(after_name)
     .bind(after_id)
     .bind(limit)
+    .bind(f.fuzzy)
     .fetch_all(conn)
     .await
 }
@@ -215,8 +222,8 @@ pub async fn search_relevance(
                      + extensions.word_similarity($2, u.display_name))::float8 as rank \
              from users u \
              where u.visibility = 'public' \
-               and (u.search @@ to_tsquery('simple', $1) \
-                    or $2 operator(extensions.<%) u.display_name) \
+               and ((not $9 and u.search @@ to_tsquery('simple', $1)) \
+                    or ($9 and $2 operator(extensions.<%) u.display_name)) \
                and ($3::text[] is null or u.skills && $3) \
                and ($4::text is null or lower(u.location) = lower($4)) \
                and ($5::text is null or $5 = 'member' or exists ( \
@@ -234,6 +241,7 @@ pub async fn search_relevance(
     .bind(after.map(|a| a.0))
     .bind(after.map(|a| a.1))
     .bind(limit)
+    .bind(f.fuzzy)
     .fetch_all(conn)
     .await
 }

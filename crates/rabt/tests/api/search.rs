@@ -190,3 +190,13 @@ async fn relevance_ranks_name_matches_first() {
     let found = names(&app, "q=ada").await;
     assert_eq!(found[0], "Ada Lovelace");
 }
+
+#[tokio::test]
+async fn a_typo_widens_to_close_names_only_when_the_words_find_nobody() {
+    let app = spawn_app().await;
+    people(&app).await;
+    // "alan" finds Alan by its words; a close name (no words) is not mixed in.
+    assert_eq!(names(&app, "q=alan").await, vec!["Alan Turing"]);
+    // "Hoper" finds nobody by words, so names close to it are tried.
+    assert_eq!(names(&app, "q=Hoper").await, vec!["Grace Hopper"]);
+}
