@@ -218,8 +218,8 @@ pub async fn search_relevance(
         "select * from ( \
              select u.id, u.display_name, u.headline, u.bio, u.skills, u.location, \
                     u.avatar_file_id, u.visibility, u.created_at, \
-                    (ts_rank(u.search, to_tsquery('simple', $1)) \
-                     + extensions.word_similarity($2, u.display_name))::float8 as rank \
+                    (case when $9 then extensions.word_similarity($2, u.display_name) \
+                          else ts_rank(u.search, to_tsquery('simple', $1)) end)::float8 as rank \
              from users u \
              where u.visibility = 'public' \
                and ((not $9 and u.search @@ to_tsquery('simple', $1)) \
