@@ -134,14 +134,11 @@ pub struct SearchRow {
     pub rank: f64,
 }
 
-/// Newest first; keyset on (created_at, id).
-pub async fn search_newest(
-    conn: &mut PgConnection,
-    f: &SearchFilters,
-    after: Option<(DateTime<Utc>, Uuid)>,
-    limit: i64,
-) -> Result<Vec<SearchRow>, sqlx::Error> {
-    sqlx::query_as(
+/// The listed profiles and every filter but the keyset; `$1`/`$2` words and
+/// name, `$3` skills, `$4` location, `$5` role, `$9` fuzzy. A macro, so the
+/// queries stay static text.
+macro_rules! listed_profiles {
+    () => {
         "select u.id, u.display_name, u.headline, u.bio, u.skills, u.location, \
                 u.avatar_file_id, u.visibility, u.created_at, 0::float8 as rank \
          from users u \
@@ -152,11 +149,23 @@ pub async fn search_newest(
            and ($3::text[] is null or u.skills && $3) \
            and ($4::text is null or lower(u.location) = lower($4)) \
            and ($5::text is null or $5 = 'member' or exists ( \
-                select 1 from user_roles r where r.user_id = u.id and r.role_name = $5)) \
-           and ($6::timestamptz is null or (u.created_at, u.id) < ($6, $7)) \
+                select 1 from user_roles r where r.user_id = u.id and r.role_name = $5)) "
+    };
+}
+
+/// Newest first; keyset on (created_at, id).
+pub async fn search_newest(
+    conn: &mut PgConnection,
+    f: &SearchFilters,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<SearchRow>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        listed_profiles!(),
+        "           and ($6::timestamptz is null or (u.created_at, u.id) < ($6, $7)) \
          order by u.created_at desc, u.id desc \
-         limit $8",
-    )
+         limit $8"
+    ))
     .bind(&f.tsquery)
     .bind(&f.text)
     .bind(&f.skills)
@@ -178,22 +187,12 @@ pub async fn search_by_name(
     limit: i64,
 ) -> Result<Vec<SearchRow>, sqlx::Error> {
     let (after_name, after_id) = after.map_or((None, None), |(n, i)| (Some(n), Some(i)));
-    sqlx::query_as(
-        "select u.id, u.display_name, u.headline, u.bio, u.skills, u.location, \
-                u.avatar_file_id, u.visibility, u.created_at, 0::float8 as rank \
-         from users u \
-         where u.visibility = 'public' \
-           and ($1::text is null \
-                or (not $9 and u.search @@ to_tsquery('simple', $1)) \
-                or ($9 and $2 operator(extensions.<%) u.display_name)) \
-           and ($3::text[] is null or u.skills && $3) \
-           and ($4::text is null or lower(u.location) = lower($4)) \
-           and ($5::text is null or $5 = 'member' or exists ( \
-                select 1 from user_roles r where r.user_id = u.id and r.role_name = $5)) \
-           and ($6::text is null or (lower(u.display_name), u.id) > ($6, $7)) \
+    sqlx::query_as(concat!(
+        listed_profiles!(),
+        "           and ($6::text is null or (lower(u.display_name), u.id) > ($6, $7)) \
          order by lower(u.display_name), u.id \
-         limit $8",
-    )
+         limit $8"
+    ))
     .bind(&f.tsquery)
     .bind(&f.text)
     .bind(&f.skills)
