@@ -84,11 +84,6 @@ impl Db {
         Ok(Self { pool })
     }
 
-    /// Wraps an existing pool (tests build their own).
-    pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
-    }
-
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

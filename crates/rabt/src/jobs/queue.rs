@@ -170,20 +170,6 @@ pub async fn fail(
     Ok(result.rows_affected() == 1)
 }
 
-/// Gives a job back without counting the attempt (a worker shutting down).
-pub async fn release(db: impl PgExecutor<'_>, job: Uuid, worker: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "update jobs set status = 'queued', locked_by = null, run_at = now(), \
-                         attempts = greatest(attempts - 1, 0) \
-         where id = $1 and locked_by = $2 and status = 'running'",
-    )
-    .bind(job)
-    .bind(worker)
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
 /// Puts a dead job back in the queue with fresh attempts (the admin's retry).
 pub async fn retry_dead(db: impl PgExecutor<'_>, job: Uuid) -> Result<bool, sqlx::Error> {
     let result = sqlx::query(
