@@ -25,7 +25,7 @@ use crate::{
     http::{ApiError, middleware as mw, request_id},
     jobs::{JobRegistry, Worker},
     kv::Kv,
-    ops, roles, telemetry, users,
+    notifications, ops, projects, roles, telemetry, users,
 };
 
 /// What every handler can reach.
@@ -56,6 +56,9 @@ pub struct AppState {
         (name = "auth", description = "Sign-up, sign-in, tokens and sessions"),
         (name = "users", description = "Accounts and profiles"),
         (name = "roles", description = "Roles and permissions"),
+        (name = "projects", description = "Projects, their search and status machine"),
+        (name = "applications", description = "Applications to projects"),
+        (name = "notifications", description = "The notification inbox and preferences"),
     )
 )]
 struct ApiDoc;
@@ -97,7 +100,10 @@ fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             "/v1",
             users::routes::router()
                 .merge(auth::routes::router())
-                .merge(roles::routes::router()),
+                .merge(roles::routes::router())
+                .merge(projects::routes::router())
+                .merge(projects::applications::router())
+                .merge(notifications::routes::router()),
         )
         .split_for_parts()
 }
@@ -267,16 +273,14 @@ pub async fn build_state(settings: Arc<Settings>) -> anyhow::Result<AppState> {
 /// Every job kind this server knows how to run.
 pub fn job_registry(settings: &Settings) -> anyhow::Result<JobRegistry> {
     let mut registry = JobRegistry::new();
+    let host = settings
+        .public_url
+        .host_str()
+        .unwrap_or("rabt.local")
+        .to_owned();
     EmailSender::from_settings(settings)?.register(&mut registry);
-    auth::jobs::register(
-        &mut registry,
-        settings.frontend_url.clone(),
-        settings
-            .public_url
-            .host_str()
-            .unwrap_or("rabt.local")
-            .to_owned(),
-    );
+    auth::jobs::register(&mut registry, settings.frontend_url.clone(), host.clone());
+    notifications::register(&mut registry, settings.frontend_url.clone(), host);
     Ok(registry)
 }
 

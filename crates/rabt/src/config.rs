@@ -76,6 +76,7 @@ struct RawSettings {
     oauth_github_api_url: String,
     oauth_redirect_allowlist: Option<String>,
     bootstrap_admin_email: Option<String>,
+    free_plan_open_projects: u32,
 }
 
 impl Default for RawSettings {
@@ -118,6 +119,7 @@ impl Default for RawSettings {
             oauth_github_api_url: "https://api.github.com".into(),
             oauth_redirect_allowlist: None,
             bootstrap_admin_email: None,
+            free_plan_open_projects: 3,
         }
     }
 }
@@ -210,6 +212,8 @@ pub struct Settings {
     pub oauth: OAuthSettings,
     /// Made `admin` at every start, once the account exists.
     pub bootstrap_admin_email: Option<String>,
+    /// How many open projects the `free` plan allows at once.
+    pub free_plan_open_projects: u32,
     /// Secrets this start made up because none were given (development only).
     pub generated_secrets: Vec<&'static str>,
     /// `RABT_*` environment variables that name no setting.
@@ -434,6 +438,12 @@ impl RawSettings {
                 "must be 1 KiB..=1 GiB",
             ));
         }
+        if self.free_plan_open_projects > 1_000_000 {
+            return Err(ConfigError::new(
+                "free_plan_open_projects",
+                "must be 0..=1000000",
+            ));
+        }
         if !(1..=3600).contains(&self.request_timeout_secs) {
             return Err(ConfigError::new("request_timeout_secs", "must be 1..=3600"));
         }
@@ -563,6 +573,7 @@ impl RawSettings {
             },
             oauth,
             bootstrap_admin_email: self.bootstrap_admin_email.filter(|e| !e.trim().is_empty()),
+            free_plan_open_projects: self.free_plan_open_projects,
             generated_secrets: generated,
             unknown_settings: Vec::new(),
         })

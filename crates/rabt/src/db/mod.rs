@@ -164,6 +164,28 @@ struct ConstraintRule {
 /// Named constraints whose violation is the client's doing. Capabilities add
 /// their own rows here as their tables arrive.
 const CONSTRAINTS: &[ConstraintRule] = &[
+    // Raised by the status triggers when a step is not in the machine (a race
+    // with a concurrent step, since handlers check first).
+    ConstraintRule {
+        name: "projects_transition",
+        code: ErrorCode::InvalidTransition,
+        field: None,
+    },
+    ConstraintRule {
+        name: "applications_transition",
+        code: ErrorCode::InvalidTransition,
+        field: None,
+    },
+    ConstraintRule {
+        name: "applications_project_open",
+        code: ErrorCode::ProjectNotOpen,
+        field: None,
+    },
+    ConstraintRule {
+        name: "applications_one_active_idx",
+        code: ErrorCode::AlreadyApplied,
+        field: None,
+    },
     ConstraintRule {
         name: "users_email_key",
         code: ErrorCode::Conflict,

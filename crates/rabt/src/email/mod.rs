@@ -36,6 +36,7 @@ pub enum Template {
     SignupAttempt,
     PasswordReset,
     PasswordChanged,
+    ApplicationEvent,
 }
 
 impl Template {
@@ -45,6 +46,7 @@ impl Template {
             Self::SignupAttempt => "signup_attempt",
             Self::PasswordReset => "password_reset",
             Self::PasswordChanged => "password_changed",
+            Self::ApplicationEvent => "application_event",
         }
     }
 
@@ -67,14 +69,16 @@ impl Template {
             Self::SignupAttempt => files!("signup_attempt"),
             Self::PasswordReset => files!("password_reset"),
             Self::PasswordChanged => files!("password_changed"),
+            Self::ApplicationEvent => files!("application_event"),
         }
     }
 
-    const ALL: [Self; 4] = [
+    const ALL: [Self; 5] = [
         Self::VerifyEmail,
         Self::SignupAttempt,
         Self::PasswordReset,
         Self::PasswordChanged,
+        Self::ApplicationEvent,
     ];
 }
 
@@ -313,6 +317,8 @@ mod tests {
                 "link": "https://app.rabt.test/x?token=a&b=c",
                 "login_link": "https://app.rabt.test/login",
                 "reset_link": "https://app.rabt.test/reset",
+                "event": "shortlisted",
+                "project_title": "<b>Site</b>",
             });
             let rendered = templates.render(template, &vars).unwrap();
             assert!(!rendered.subject.is_empty());

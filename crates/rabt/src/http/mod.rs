@@ -4,6 +4,7 @@
 pub mod client;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod middleware;
 pub mod pagination;
 pub mod request_id;

@@ -353,7 +353,8 @@ async fn listen_for_jobs(db: Db, wake: Arc<Notify>, shutdown: CancellationToken)
     }
 }
 
-/// Succeeded jobs are kept a week for the admin view, then removed.
+/// Hourly housekeeping: succeeded jobs are kept a week for the admin view,
+/// idempotency keys a day; then they are removed.
 async fn prune_finished_jobs(db: Db, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(Duration::from_secs(3600));
     loop {
@@ -369,12 +370,16 @@ async fn prune_finished_jobs(db: Db, shutdown: CancellationToken) {
             )
             .execute(&mut *tx)
             .await?;
+            let keys = crate::http::idempotency::sweep(&mut tx).await?;
             tx.commit().await?;
-            Ok::<u64, sqlx::Error>(result.rows_affected())
+            Ok::<u64, sqlx::Error>(result.rows_affected() + keys)
         };
         match pruned.await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(pruned = n, "old succeeded jobs removed"),
+            Ok(n) => tracing::info!(
+                pruned = n,
+                "old succeeded jobs and idempotency keys removed"
+            ),
             Err(err) => tracing::warn!(error = %err, "pruning jobs failed"),
         }
     }

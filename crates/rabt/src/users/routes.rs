@@ -19,6 +19,7 @@ use crate::{
         ApiError, AppJson, AppPath, AppQuery, ClientInfo, ErrorCode, FieldError,
         error::ProblemBody, pagination,
     },
+    search::{self, Words, too_long},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -447,38 +448,6 @@ impl Position {
     }
 }
 
-/// Sanitised words for `to_tsquery`: letters and digits only, each a prefix.
-fn tsquery(q: &str) -> Option<(String, String)> {
-    let words: Vec<String> = q
-        .split_whitespace()
-        .map(|w| {
-            w.chars()
-                .filter(|c| c.is_alphanumeric())
-                .take(50)
-                .collect::<String>()
-                .to_lowercase()
-        })
-        .filter(|w| !w.is_empty())
-        .take(10)
-        .collect();
-    if words.is_empty() {
-        return None;
-    }
-    let query = words
-        .iter()
-        .map(|w| format!("{w}:*"))
-        .collect::<Vec<_>>()
-        .join(" & ");
-    Some((query, words.join(" ")))
-}
-
-fn too_long(field: &str, value: &Option<String>, max: usize) -> Option<FieldError> {
-    value
-        .as_ref()
-        .filter(|v| v.chars().count() > max)
-        .map(|_| FieldError::new(field, "too_long", format!("At most {max} characters.")))
-}
-
 /// Search public profiles.
 #[utoipa::path(get, path = "/users", tag = "users", params(SearchParams),
     responses(
@@ -494,10 +463,10 @@ pub async fn search_users(
 ) -> Result<Json<ProfilePage>, ApiError> {
     let limit = pagination::limit(params.limit)?;
     let errors: Vec<FieldError> = [
-        too_long("q", &params.q, 200),
-        too_long("skills", &params.skills, 1000),
-        too_long("location", &params.location, 100),
-        too_long("role", &params.role, 40),
+        too_long("q", params.q.as_deref(), 200),
+        too_long("skills", params.skills.as_deref(), 1000),
+        too_long("location", params.location.as_deref(), 100),
+        too_long("role", params.role.as_deref(), 40),
     ]
     .into_iter()
     .flatten()
@@ -509,17 +478,11 @@ pub async fn search_users(
         return Err(ApiError::new(ErrorCode::Unauthorized)
             .with_detail("Filtering by role needs a signed-in caller."));
     }
-    let words = params.q.as_deref().and_then(tsquery);
+    let words = params.q.as_deref().and_then(Words::parse);
     let filters = SearchFilters {
-        tsquery: words.as_ref().map(|w| w.0.clone()),
-        text: words.as_ref().map(|w| w.1.clone()),
-        skills: params.skills.as_deref().map(|s| {
-            s.split(',')
-                .map(|k| k.trim().to_lowercase())
-                .filter(|k| !k.is_empty())
-                .take(30)
-                .collect()
-        }),
+        tsquery: words.as_ref().map(Words::all),
+        text: words.as_ref().map(Words::text),
+        skills: search::list(params.skills.as_deref(), 30),
         location: params.location.clone().filter(|l| !l.trim().is_empty()),
         role: params.role.clone(),
         fuzzy: false,

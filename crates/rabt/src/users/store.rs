@@ -141,7 +141,7 @@ macro_rules! listed_profiles {
     () => {
         "select u.id, u.display_name, u.headline, u.bio, u.skills, u.location, \
                 u.avatar_file_id, u.visibility, u.created_at, 0::float8 as rank \
-         from users u \
+         from user_directory u \
          where u.visibility = 'public' \
            and ($1::text is null \
                 or (not $9 and u.search @@ to_tsquery('simple', $1)) \
@@ -219,7 +219,7 @@ pub async fn search_relevance(
                     u.avatar_file_id, u.visibility, u.created_at, \
                     (case when $9 then extensions.word_similarity($2, u.display_name) \
                           else ts_rank(u.search, to_tsquery('simple', $1)) end)::float8 as rank \
-             from users u \
+             from user_directory u \
              where u.visibility = 'public' \
                and ((not $9 and u.search @@ to_tsquery('simple', $1)) \
                     or ($9 and $2 operator(extensions.<%) u.display_name)) \

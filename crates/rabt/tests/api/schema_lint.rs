@@ -132,6 +132,30 @@ async fn lint(pool: &PgPool) -> Vec<Violation> {
         }
     }
 
+    // A view runs with its owner's rights, past row-level security, unless it is
+    // `security_invoker`. Such a view is a public read path by design
+    // (migrations/0008): only the reviewed ones may exist, and none may be
+    // writable by the application roles.
+    found.extend(
+        rows(
+            pool,
+            "view_bypassing_rls",
+            "select format('%I.%I', n.nspname, c.relname) \
+             from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+             where c.relkind in ('v', 'm') \
+               and n.nspname not in ('pg_catalog', 'information_schema') \
+               and n.nspname not like 'pg\\_%' \
+               and not coalesce('security_invoker=true' = any (c.reloptions), false) \
+               and (format('%I.%I', n.nspname, c.relname) \
+                        not in ('public.user_directory', 'public.project_listings') \
+                    or exists (select 1 from unnest(array['rabt_anonymous', \
+                                   'rabt_authenticated', 'rabt_service', 'rabt_app']) r(role) \
+                               where has_table_privilege(r.role, c.oid, \
+                                     'insert, update, delete, truncate')))",
+        )
+        .await,
+    );
+
     found.extend(
         rows(
             pool,
@@ -213,6 +237,9 @@ async fn the_lint_catches_each_broken_rule() {
          create policy lint_child_open on lint_child for insert to rabt_authenticated \
              with check (true); \
          grant select, insert on lint_child to rabt_authenticated; \
+         create view lint_open_view as select id from lint_parent; \
+         grant select on lint_open_view to rabt_anonymous; \
+         create view lint_invoker_view with (security_invoker = true) as select id from lint_parent; \
          create function lint_no_path() returns int language sql as 'select 1'; \
          create function lint_definer() returns int language sql security definer \
              set search_path = '' as 'select 1'; \
@@ -254,6 +281,14 @@ async fn the_lint_catches_each_broken_rule() {
     );
     assert!(
         has("duplicate_index", "lint_dup_a = lint_dup_b"),
+        "{violations:#?}"
+    );
+    assert!(
+        has("view_bypassing_rls", "lint_open_view"),
+        "{violations:#?}"
+    );
+    assert!(
+        !has("view_bypassing_rls", "lint_invoker_view"),
         "{violations:#?}"
     );
     assert!(

@@ -1,0 +1,77 @@
+//! The notification inbox and preferences (API.md §6), and the email that
+//! follows a notification when the recipient's preferences ask for it.
+//!
+//! Notifications are written by the database, in the transaction of the event
+//! that causes them (the application triggers of migrations/0010), together
+//! with a `notifications.email` job when the recipient wants email; the job
+//! renders the email from the stored notification.
+
+pub mod routes;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{
+    db::Actor,
+    email::{self, Template},
+    jobs::{JobArgs, JobContext, JobError, JobRegistry},
+};
+
+/// Email the recipient of a notification.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EmailNotification {
+    pub notification_id: Uuid,
+}
+
+impl JobArgs for EmailNotification {
+    const KIND: &'static str = "notifications.email";
+}
+
+/// Registers the `notifications.email` handler.
+pub fn register(registry: &mut JobRegistry, frontend: url::Url, host: String) {
+    registry.register::<EmailNotification, _, _>(move |ctx: JobContext, args| {
+        let (frontend, host) = (frontend.clone(), host.clone());
+        async move {
+            let mut tx = ctx.db.begin(&Actor::Service).await?;
+            let found: Option<(String, Value, String, String, bool)> = sqlx::query_as(
+                "select n.kind, n.payload, u.email, u.display_name, \
+                        u.deactivated_at is null and u.suspended_at is null \
+                 from notifications n join users u on u.id = n.user_id \
+                 where n.id = $1",
+            )
+            .bind(args.notification_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            // Gone (the account was erased) or no longer reachable: nothing to send.
+            if let Some((kind, payload, to, display_name, active)) = found
+                && active
+                && let Some(event) = kind.strip_prefix("application.")
+            {
+                let application = payload
+                    .get("application_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                email::enqueue_from(
+                    &mut tx,
+                    &host,
+                    &to,
+                    Template::ApplicationEvent,
+                    json!({
+                        "display_name": display_name,
+                        "event": event,
+                        "project_title": payload.get("project_title").cloned()
+                            .unwrap_or(Value::Null),
+                        "link": crate::auth::jobs::frontend_link(
+                            &frontend, &format!("/applications/{application}"), None),
+                    }),
+                )
+                .await?;
+            }
+            if ctx.complete_in(&mut tx).await? {
+                tx.commit().await?;
+            }
+            Ok::<(), JobError>(())
+        }
+    });
+}

@@ -1,0 +1,395 @@
+//! Applications to projects (API.md §5): apply, list, read, and the steps of
+//! the application machine. Every event notifies the other side through the
+//! database (migrations/0010), which also queues their email.
+
+pub mod store;
+
+use axum::{Json, extract::State, http::StatusCode, response::Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use self::store::{ApplicationRow, NewApplication, Scope};
+use super::{
+    routes::clean_budget,
+    status::{ApplicationStatus, ProjectStatus, Side},
+    store as projects,
+};
+use crate::{
+    app::AppState,
+    auth::AuthUser,
+    http::{
+        ApiError, AppJson, AppPath, AppQuery, ErrorCode, FieldError,
+        error::ProblemBody,
+        idempotency::{IdempotencyKey, Idempotent},
+        pagination,
+    },
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(apply, project_applications))
+        .routes(routes!(my_applications))
+        .routes(routes!(get_application))
+        .routes(routes!(transition_application))
+}
+
+/// Money as minor units and an ISO 4217 code.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Money {
+    pub amount: i64,
+    pub currency: String,
+}
+
+/// An application to a project.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Application {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub applicant_id: Uuid,
+    pub cover_letter: String,
+    pub proposed_budget: Option<Money>,
+    pub attachment_file_ids: Vec<Uuid>,
+    pub status: ApplicationStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<ApplicationRow> for Application {
+    fn from(row: ApplicationRow) -> Self {
+        let proposed_budget = match (row.proposed_budget_amount, row.proposed_budget_currency) {
+            (Some(amount), Some(currency)) => Some(Money { amount, currency }),
+            _ => None,
+        };
+        Self {
+            id: row.id,
+            project_id: row.project_id,
+            applicant_id: row.applicant_id,
+            cover_letter: row.cover_letter,
+            proposed_budget,
+            attachment_file_ids: row.attachment_file_ids,
+            // The table's check admits only the machine's statuses.
+            status: ApplicationStatus::parse(&row.status).unwrap_or(ApplicationStatus::Withdrawn),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// What an applicant sends.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationRequest {
+    /// 1 to 5000 characters, plain text.
+    pub cover_letter: String,
+    pub proposed_budget: Option<Money>,
+    /// Up to 10 uploaded files.
+    pub attachment_file_ids: Option<Vec<Uuid>>,
+}
+
+fn validate(
+    project_id: Uuid,
+    applicant_id: Uuid,
+    request: ApplicationRequest,
+) -> Result<NewApplication, ApiError> {
+    let mut errors = Vec::new();
+    let cover_letter = request.cover_letter.trim().to_owned();
+    if !(1..=5000).contains(&cover_letter.chars().count()) {
+        errors.push(FieldError::new(
+            "cover_letter",
+            "invalid",
+            "1 to 5000 characters.",
+        ));
+    }
+    let budget = request.proposed_budget.and_then(|m| {
+        clean_budget(
+            "proposed_budget",
+            super::routes::Budget {
+                min: m.amount,
+                max: m.amount,
+                currency: m.currency,
+            },
+            &mut errors,
+        )
+        .map(|b| (b.min, b.currency))
+    });
+    // Keep the field names of this body in the errors.
+    for error in &mut errors {
+        error.field = error
+            .field
+            .replace("proposed_budget.min", "proposed_budget.amount")
+            .replace("proposed_budget.max", "proposed_budget.amount");
+    }
+    errors.dedup();
+    let attachment_file_ids = request.attachment_file_ids.unwrap_or_default();
+    if attachment_file_ids.len() > 10 {
+        errors.push(FieldError::new(
+            "attachment_file_ids",
+            "too_long",
+            "At most 10 files.",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    Ok(NewApplication {
+        project_id,
+        applicant_id,
+        cover_letter,
+        budget,
+        attachment_file_ids,
+    })
+}
+
+/// Apply to an open project.
+#[utoipa::path(post, path = "/projects/{id}/applications", tag = "applications",
+    request_body = ApplicationRequest, params(("id" = Uuid, Path),
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "Replays the first response for 24 hours")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = Application),
+        (status = 403, description = "Own project", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "`project_not_open` or `already_applied`",
+            body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn apply(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    key: IdempotencyKey,
+    AppPath(project_id): AppPath<Uuid>,
+    AppJson(request): AppJson<ApplicationRequest>,
+) -> Result<Response, ApiError> {
+    let idem = Idempotent::new(
+        key,
+        caller.id,
+        &format!("POST /v1/projects/{project_id}/applications"),
+        &request,
+    )?;
+    let new = validate(project_id, caller.id, request)?;
+    let actor = caller.actor();
+    let mut tx = state.db.begin(&actor).await?;
+    if let Some(saved) = idem.saved(&mut tx).await? {
+        return Ok(saved);
+    }
+    let project = projects::find(&mut tx, project_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if project.owner_id == caller.id {
+        return Err(ApiError::new(ErrorCode::Forbidden)
+            .with_detail("You cannot apply to your own project."));
+    }
+    if project.status != ProjectStatus::Open.as_str() {
+        return Err(ApiError::new(ErrorCode::ProjectNotOpen));
+    }
+    let id = store::insert(&mut tx, &new).await?;
+    let row = store::find(&mut tx, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    idem.commit(
+        &state.db,
+        &actor,
+        tx,
+        StatusCode::CREATED,
+        &Application::from(row),
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only applications in this status.
+    pub status: Option<ApplicationStatus>,
+    /// 1..=100, default 20.
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// A page of applications, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApplicationPage {
+    pub items: Vec<Application>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Position {
+    t: DateTime<Utc>,
+    id: Uuid,
+}
+
+async fn page(
+    state: &AppState,
+    caller: &AuthUser,
+    scope: Scope,
+    params: ListParams,
+) -> Result<ApplicationPage, ApiError> {
+    let limit = pagination::limit(params.limit)?;
+    let after: Option<Position> = params
+        .cursor
+        .as_deref()
+        .map(|c| state.cursors.decode(c))
+        .transpose()?;
+    let mut tx = state.db.begin(&caller.actor()).await?;
+    if let Scope::Project(id) = scope {
+        let project = projects::find(&mut tx, id)
+            .await?
+            .ok_or_else(ApiError::not_found)?;
+        if project.owner_id != caller.id && !caller.can("projects.moderate") {
+            return Err(ApiError::new(ErrorCode::Forbidden)
+                .with_detail("Only the project's owner or a moderator sees its applications."));
+        }
+    }
+    let mut rows = store::list(
+        &mut tx,
+        scope,
+        params.status.map(ApplicationStatus::as_str),
+        after.map(|p| (p.t, p.id)),
+        limit + 1,
+    )
+    .await?;
+    tx.commit().await?;
+    let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    let next_cursor = match rows.last().filter(|_| more) {
+        Some(last) => Some(state.cursors.encode(&Position {
+            t: last.created_at,
+            id: last.id,
+        })?),
+        None => None,
+    };
+    Ok(ApplicationPage {
+        items: rows.into_iter().map(Application::from).collect(),
+        next_cursor,
+    })
+}
+
+/// The applications to a project (its owner and moderators).
+#[utoipa::path(get, path = "/projects/{id}/applications", tag = "applications",
+    params(("id" = Uuid, Path), ListParams), security(("bearer" = [])),
+    responses(
+        (status = 200, body = ApplicationPage),
+        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn project_applications(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+    AppQuery(params): AppQuery<ListParams>,
+) -> Result<Json<ApplicationPage>, ApiError> {
+    Ok(Json(
+        page(&state, &caller, Scope::Project(id), params).await?,
+    ))
+}
+
+/// The caller's own applications.
+#[utoipa::path(get, path = "/me/applications", tag = "applications",
+    params(ListParams), security(("bearer" = [])),
+    responses(
+        (status = 200, body = ApplicationPage),
+        (status = 401, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn my_applications(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    AppQuery(params): AppQuery<ListParams>,
+) -> Result<Json<ApplicationPage>, ApiError> {
+    let scope = Scope::Applicant(caller.id);
+    Ok(Json(page(&state, &caller, scope, params).await?))
+}
+
+/// An application (the project's owner or the applicant; moderators).
+#[utoipa::path(get, path = "/applications/{id}", tag = "applications",
+    params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses(
+        (status = 200, body = Application),
+        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn get_application(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<Application>, ApiError> {
+    let mut tx = state.db.begin(&caller.actor()).await?;
+    let row = store::find(&mut tx, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    tx.commit().await?;
+    Ok(Json(row.into()))
+}
+
+/// A step of the application machine.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationTransition {
+    pub to: ApplicationStatus,
+    /// Up to 2000 characters, kept in the history.
+    pub note: Option<String>,
+}
+
+/// Move an application: the owner shortlists, accepts or rejects; the
+/// applicant withdraws.
+#[utoipa::path(post, path = "/applications/{id}/transitions", tag = "applications",
+    request_body = ApplicationTransition, params(("id" = Uuid, Path)),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Application),
+        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn transition_application(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(step): AppJson<ApplicationTransition>,
+) -> Result<Json<Application>, ApiError> {
+    let note = step
+        .note
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty());
+    if let Some(error) = crate::search::too_long("note", note.as_deref(), 2000) {
+        return Err(ApiError::validation(vec![error]));
+    }
+    let mut tx = state.db.begin(&caller.actor()).await?;
+    let row = store::find(&mut tx, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let side = if row.applicant_id == caller.id {
+        Side::Applicant
+    } else if row.project_owner_id == Some(caller.id) {
+        Side::Owner
+    } else {
+        return Err(ApiError::new(ErrorCode::Forbidden)
+            .with_detail("Only the applicant and the project's owner move an application."));
+    };
+    let from = ApplicationStatus::parse(&row.status).ok_or_else(ApiError::not_found)?;
+    if from.transition(step.to, side).is_none() {
+        return Err(
+            ApiError::new(ErrorCode::InvalidTransition).with_detail(format!(
+                "This side cannot move an application from {} to {}.",
+                from.as_str(),
+                step.to.as_str()
+            )),
+        );
+    }
+    if !store::set_status(&mut tx, id, step.to.as_str(), note.as_deref()).await? {
+        return Err(ApiError::not_found());
+    }
+    let row = store::find(&mut tx, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    tx.commit().await?;
+    Ok(Json(row.into()))
+}

@@ -1,0 +1,961 @@
+//! HTTP routes for projects (API.md §5): create, search, read, edit, delete,
+//! status transitions and their history.
+
+use std::collections::HashMap;
+
+use axum::{Json, extract::State, http::StatusCode, response::Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::{
+    markdown,
+    status::ProjectStatus,
+    store::{self, Filters, ProjectRow},
+};
+use crate::{
+    app::AppState,
+    auth::{AuthUser, MaybeAuthUser},
+    config::Settings,
+    http::{
+        ApiError, AppJson, AppPath, AppQuery, ErrorCode, FieldError,
+        error::ProblemBody,
+        idempotency::{IdempotencyKey, Idempotent},
+        pagination,
+    },
+    search::{self, Words, too_long},
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_project, search_projects))
+        .routes(routes!(get_project, update_project, delete_project))
+        .routes(routes!(transition_project))
+        .routes(routes!(project_history))
+}
+
+/// Money as minor units and an ISO 4217 code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Minor units, 0 or more.
+    pub min: i64,
+    /// Minor units, at least `min`.
+    pub max: i64,
+    /// ISO 4217, lowercase (`usd`).
+    pub currency: String,
+}
+
+/// Who owns a project; the name only when their profile is visible to the caller.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Owner {
+    pub id: Uuid,
+    pub display_name: Option<String>,
+}
+
+/// A project.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Project {
+    pub id: Uuid,
+    pub owner: Owner,
+    pub title: String,
+    pub summary: Option<String>,
+    /// Markdown, with raw HTML cleaned on write.
+    pub description: String,
+    /// The description rendered and sanitised.
+    pub description_html: String,
+    pub category: Option<String>,
+    pub skills: Vec<String>,
+    pub budget: Option<Budget>,
+    pub remote: bool,
+    pub location: Option<String>,
+    pub status: ProjectStatus,
+    pub application_count: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub published_at: Option<DateTime<Utc>>,
+}
+
+impl Project {
+    pub fn new(row: ProjectRow, owner_name: Option<String>) -> Self {
+        let budget = match (row.budget_min, row.budget_max, row.currency) {
+            (Some(min), Some(max), Some(currency)) => Some(Budget { min, max, currency }),
+            _ => None,
+        };
+        Self {
+            id: row.id,
+            owner: Owner {
+                id: row.owner_id,
+                display_name: owner_name,
+            },
+            title: row.title,
+            summary: row.summary,
+            description: row.description,
+            description_html: row.description_html,
+            category: row.category,
+            skills: row.skills,
+            budget,
+            remote: row.remote,
+            location: row.location,
+            // The table's check admits only the machine's statuses.
+            status: ProjectStatus::parse(&row.status).unwrap_or(ProjectStatus::Archived),
+            application_count: row.application_count,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            published_at: row.published_at,
+        }
+    }
+}
+
+/// A new project, saved as a draft.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProject {
+    /// 1 to 200 characters.
+    pub title: String,
+    /// Up to 500 characters; needed to publish.
+    pub summary: Option<String>,
+    /// Markdown, up to 20,000 characters.
+    pub description: Option<String>,
+    /// A slug (`web-development`); needed to publish.
+    pub category: Option<String>,
+    pub skills: Option<Vec<String>>,
+    pub budget: Option<Budget>,
+    pub remote: Option<bool>,
+    pub location: Option<String>,
+}
+
+/// Absent stays as is; `null` clears.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A change to a project: absent fields stay; `null` (or `""` for text) clears
+/// an optional field.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectChange {
+    pub title: Option<String>,
+    pub summary: Option<String>,
+    pub description: Option<String>,
+    pub category: Option<String>,
+    pub skills: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Budget>)]
+    pub budget: Option<Option<Budget>>,
+    pub remote: Option<bool>,
+    pub location: Option<String>,
+}
+
+fn optional_text(
+    field: &str,
+    value: Option<String>,
+    max: usize,
+    current: Option<String>,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
+    match value {
+        None => current,
+        Some(text) => {
+            let text = text.trim().to_owned();
+            if text.chars().count() > max {
+                errors.push(FieldError::new(
+                    field,
+                    "too_long",
+                    format!("At most {max} characters."),
+                ));
+                current
+            } else if text.is_empty() {
+                None
+            } else {
+                Some(text)
+            }
+        }
+    }
+}
+
+fn is_slug(value: &str) -> bool {
+    (1..=40).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !value.starts_with('-')
+}
+
+/// Lowercased, trimmed, de-duplicated skills (1..=40 characters each, 30 at most).
+pub fn clean_skills(skills: &[String], errors: &mut Vec<FieldError>) -> Vec<String> {
+    let mut clean: Vec<String> = Vec::new();
+    for (i, skill) in skills.iter().enumerate() {
+        let skill = skill.trim().to_lowercase();
+        if !(1..=40).contains(&skill.chars().count()) {
+            errors.push(FieldError::new(
+                format!("skills[{i}]"),
+                "invalid",
+                "1 to 40 characters.",
+            ));
+        } else if !clean.contains(&skill) {
+            clean.push(skill);
+        }
+    }
+    if clean.len() > 30 {
+        errors.push(FieldError::new("skills", "too_long", "At most 30 skills."));
+    }
+    clean
+}
+
+/// Checks a budget; `None` when it is invalid (the error is recorded).
+pub fn clean_budget(field: &str, budget: Budget, errors: &mut Vec<FieldError>) -> Option<Budget> {
+    let currency = budget.currency.trim().to_ascii_lowercase();
+    let mut ok = true;
+    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_lowercase()) {
+        errors.push(FieldError::new(
+            format!("{field}.currency"),
+            "invalid",
+            "An ISO 4217 code such as `usd`.",
+        ));
+        ok = false;
+    }
+    if !(0..=1_000_000_000_000).contains(&budget.min) {
+        errors.push(FieldError::new(
+            format!("{field}.min"),
+            "out_of_range",
+            "0 to 10^12 minor units.",
+        ));
+        ok = false;
+    }
+    if !(budget.min..=1_000_000_000_000).contains(&budget.max) {
+        errors.push(FieldError::new(
+            format!("{field}.max"),
+            "out_of_range",
+            "At least `min`, at most 10^12 minor units.",
+        ));
+        ok = false;
+    }
+    ok.then_some(Budget {
+        min: budget.min,
+        max: budget.max,
+        currency,
+    })
+}
+
+/// Merges a change into a project, validating every field.
+fn apply(change: ProjectChange, mut row: ProjectRow) -> Result<ProjectRow, ApiError> {
+    let mut errors = Vec::new();
+    if let Some(title) = change.title {
+        let title = title.trim().to_owned();
+        if (1..=200).contains(&title.chars().count()) {
+            row.title = title;
+        } else {
+            errors.push(FieldError::new("title", "invalid", "1 to 200 characters."));
+        }
+    }
+    row.summary = optional_text("summary", change.summary, 500, row.summary, &mut errors);
+    row.location = optional_text("location", change.location, 100, row.location, &mut errors);
+    if let Some(description) = change.description {
+        if description.chars().count() > 20_000 {
+            errors.push(FieldError::new(
+                "description",
+                "too_long",
+                "At most 20000 characters.",
+            ));
+        } else {
+            let text = markdown::render(&description);
+            if text.source.chars().count() > 20_000 || text.html.chars().count() > 60_000 {
+                errors.push(FieldError::new(
+                    "description",
+                    "too_long",
+                    "The description renders too long.",
+                ));
+            } else {
+                row.description = text.source;
+                row.description_html = text.html;
+            }
+        }
+    }
+    if let Some(category) = change.category {
+        let category = category.trim().to_lowercase();
+        if category.is_empty() {
+            row.category = None;
+        } else if is_slug(&category) {
+            row.category = Some(category);
+        } else {
+            errors.push(FieldError::new(
+                "category",
+                "invalid",
+                "Lowercase letters, digits and `-`, up to 40.",
+            ));
+        }
+    }
+    if let Some(skills) = change.skills {
+        row.skills = clean_skills(&skills, &mut errors);
+    }
+    match change.budget {
+        None => {}
+        Some(None) => (row.budget_min, row.budget_max, row.currency) = (None, None, None),
+        Some(Some(budget)) => {
+            if let Some(b) = clean_budget("budget", budget, &mut errors) {
+                (row.budget_min, row.budget_max, row.currency) =
+                    (Some(b.min), Some(b.max), Some(b.currency));
+            }
+        }
+    }
+    if let Some(remote) = change.remote {
+        row.remote = remote;
+    }
+    if errors.is_empty() {
+        Ok(row)
+    } else {
+        Err(ApiError::validation(errors))
+    }
+}
+
+fn empty_row(owner: Uuid) -> ProjectRow {
+    let now = Utc::now();
+    ProjectRow {
+        id: Uuid::nil(),
+        owner_id: owner,
+        title: String::new(),
+        summary: None,
+        description: String::new(),
+        description_html: String::new(),
+        category: None,
+        skills: Vec::new(),
+        budget_min: None,
+        budget_max: None,
+        currency: None,
+        remote: false,
+        location: None,
+        status: ProjectStatus::Draft.as_str().to_owned(),
+        application_count: 0,
+        created_at: now,
+        updated_at: now,
+        published_at: None,
+    }
+}
+
+/// Loads a project as the caller sees it, with its owner's name.
+async fn load(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Project, ApiError> {
+    let row = store::find(conn, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let name = store::owner_names(conn, &[row.owner_id])
+        .await?
+        .into_iter()
+        .next()
+        .map(|(_, name)| name);
+    Ok(Project::new(row, name))
+}
+
+/// Owner or `projects.moderate`; others who can see the project get 403.
+fn may_manage(caller: &AuthUser, row: &ProjectRow) -> Result<(), ApiError> {
+    if row.owner_id == caller.id || caller.can("projects.moderate") {
+        Ok(())
+    } else {
+        Err(ApiError::new(ErrorCode::Forbidden)
+            .with_detail("Only the project's owner or a moderator may do this."))
+    }
+}
+
+/// Create a draft project.
+#[utoipa::path(post, path = "/projects", tag = "projects", request_body = NewProject,
+    security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Replays the first response for 24 hours")),
+    responses(
+        (status = 201, body = Project),
+        (status = 401, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn create_project(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    key: IdempotencyKey,
+    AppJson(new): AppJson<NewProject>,
+) -> Result<Response, ApiError> {
+    let idem = Idempotent::new(key, caller.id, "POST /v1/projects", &new)?;
+    let change = ProjectChange {
+        title: Some(new.title),
+        summary: new.summary,
+        description: new.description,
+        category: new.category,
+        skills: new.skills,
+        budget: new.budget.map(Some),
+        remote: new.remote,
+        location: new.location,
+    };
+    let row = apply(change, empty_row(caller.id))?;
+    let actor = caller.actor();
+    let mut tx = state.db.begin(&actor).await?;
+    if let Some(saved) = idem.saved(&mut tx).await? {
+        return Ok(saved);
+    }
+    let id = store::insert(&mut tx, &row).await?;
+    let project = load(&mut tx, id).await?;
+    idem.commit(&state.db, &actor, tx, StatusCode::CREATED, &project)
+        .await
+}
+
+/// A project: public statuses for everyone, the rest for the owner and moderators.
+#[utoipa::path(get, path = "/projects/{id}", tag = "projects",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = Project),
+        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn get_project(
+    State(state): State<AppState>,
+    caller: MaybeAuthUser,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<Project>, ApiError> {
+    let mut tx = state.db.begin(&caller.actor()).await?;
+    let project = load(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(Json(project))
+}
+
+/// Edit a project (owner or `projects.moderate`); completed, cancelled and
+/// archived projects are 409 `invalid_transition`.
+#[utoipa::path(patch, path = "/projects/{id}", tag = "projects", request_body = ProjectChange,
+    params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses(
+        (status = 200, body = Project),
+        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn update_project(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(change): AppJson<ProjectChange>,
+) -> Result<Json<Project>, ApiError> {
+    let mut tx = state.db.begin(&caller.actor()).await?;
+    let row = store::find(&mut tx, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    may_manage(&caller, &row)?;
+    if !ProjectStatus::parse(&row.status).is_some_and(ProjectStatus::is_editable) {
+        return Err(ApiError::new(ErrorCode::InvalidTransition)
+            .with_detail(format!("A {} project can no longer be edited.", row.status)));
+    }
+    let row = apply(change, row)?;
+    if (row.summary.is_none() || row.category.is_none()) && row.status != "draft" {
+        return Err(ApiError::validation(publish_errors(&row)));
+    }
+    if !store::save(&mut tx, &row).await? {
+        return Err(ApiError::not_found());
+    }
+    let project = load(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(Json(project))
+}
+
+/// Delete a project: owners their drafts, moderators any.
+#[utoipa::path(delete, path = "/projects/{id}", tag = "projects",
+    params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "Owners delete drafts only", body = ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn delete_project(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    let mut tx = state.db.begin(&caller.actor()).await?;
+    let row = store::find(&mut tx, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    may_manage(&caller, &row)?;
+    if row.status != "draft" && !caller.can("projects.moderate") {
+        return Err(ApiError::new(ErrorCode::Conflict)
+            .with_detail("Only drafts can be deleted; cancel or archive the project instead."));
+    }
+    if !store::delete(&mut tx, id).await? {
+        return Err(ApiError::not_found());
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A step of the status machine.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectTransition {
+    pub to: ProjectStatus,
+    /// Up to 500 characters, kept in the history.
+    pub reason: Option<String>,
+}
+
+fn publish_errors(row: &ProjectRow) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if row.summary.is_none() {
+        errors.push(FieldError::new("summary", "required", "Needed to publish."));
+    }
+    if row.category.is_none() {
+        errors.push(FieldError::new(
+            "category",
+            "required",
+            "Needed to publish.",
+        ));
+    }
+    errors
+}
+
+/// The open-project limit of `plan` (`None`: no limit).
+fn open_project_limit(settings: &Settings, plan: Option<&str>) -> Option<i64> {
+    match plan.unwrap_or("free") {
+        "free" => Some(i64::from(settings.free_plan_open_projects)),
+        // Paid plans arrive with billing; until then only `free` exists.
+        _ => None,
+    }
+}
+
+/// Move a project along its status machine (owner or `projects.moderate`).
+#[utoipa::path(post, path = "/projects/{id}/transitions", tag = "projects",
+    request_body = ProjectTransition, params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses(
+        (status = 200, body = Project),
+        (status = 402, description = "Publishing past the plan's open-project limit",
+            body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "Not a step of the machine", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn transition_project(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(step): AppJson<ProjectTransition>,
+) -> Result<Json<Project>, ApiError> {
+    let reason = step
+        .reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty());
+    if let Some(error) = too_long("reason", reason.as_deref(), 500) {
+        return Err(ApiError::validation(vec![error]));
+    }
+    let mut tx = state.db.begin(&caller.actor()).await?;
+    let row = store::find(&mut tx, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    may_manage(&caller, &row)?;
+    let from = ProjectStatus::parse(&row.status).ok_or_else(ApiError::not_found)?;
+    if from
+        .transition(step.to, row.application_count > 0)
+        .is_none()
+    {
+        return Err(
+            ApiError::new(ErrorCode::InvalidTransition).with_detail(format!(
+                "A project cannot go from {} to {}.",
+                from.as_str(),
+                step.to.as_str()
+            )),
+        );
+    }
+    if step.to == ProjectStatus::Open {
+        let missing = publish_errors(&row);
+        if !missing.is_empty() {
+            return Err(ApiError::validation(missing));
+        }
+        let (plan, open) = store::lock_owner_plan(&mut tx, row.owner_id).await?;
+        if let Some(limit) = open_project_limit(&state.settings, plan.as_deref())
+            && open >= limit
+        {
+            return Err(ApiError::new(ErrorCode::PlanLimitReached)
+                .with_detail(format!("The plan allows {limit} open projects at once.")));
+        }
+    }
+    if !store::set_status(&mut tx, id, step.to.as_str(), reason.as_deref()).await? {
+        return Err(ApiError::not_found());
+    }
+    let project = load(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(Json(project))
+}
+
+/// One step a project took.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryEntry {
+    pub from: ProjectStatus,
+    pub to: ProjectStatus,
+    pub actor_id: Option<Uuid>,
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// The status history of a project, oldest first (owner and moderators).
+#[utoipa::path(get, path = "/projects/{id}/history", tag = "projects",
+    params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses(
+        (status = 200, body = [HistoryEntry]),
+        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn project_history(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
+    let mut tx = state.db.begin(&caller.actor()).await?;
+    let row = store::find(&mut tx, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    may_manage(&caller, &row)?;
+    let rows = store::history(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(Json(
+        rows.into_iter()
+            .filter_map(|r| {
+                Some(HistoryEntry {
+                    from: ProjectStatus::parse(&r.from_status)?,
+                    to: ProjectStatus::parse(&r.to_status)?,
+                    actor_id: r.actor_id,
+                    reason: r.reason,
+                    at: r.at,
+                })
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    /// Words; every one must match the title, summary, skills or description
+    /// (prefixes count). When they find nothing, each word may instead match
+    /// a title word close to it (typos).
+    pub q: Option<String>,
+    /// Comma-separated statuses. Default: every status the caller may see
+    /// (public ones, plus their own drafts and closed projects).
+    pub status: Option<String>,
+    /// Comma-separated categories: projects in any of them.
+    pub category: Option<String>,
+    /// Comma-separated: projects with any of these skills.
+    pub skills: Option<String>,
+    /// Comma-separated: projects with all of these skills.
+    pub skills_all: Option<String>,
+    /// Projects whose `budget.max` is at least this (minor units).
+    pub budget_min: Option<i64>,
+    /// Projects whose `budget.min` is at most this (minor units).
+    pub budget_max: Option<i64>,
+    pub currency: Option<String>,
+    pub remote: Option<bool>,
+    /// Exact location, ignoring case.
+    pub location: Option<String>,
+    pub owner_id: Option<Uuid>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    /// `relevance` (needs `q`; the default with `q`), `newest` (the default
+    /// without), `oldest`, `budget_high`, `budget_low`.
+    pub sort: Option<String>,
+    /// Comma-separated from `category`, `skills`, `status`: counts over the
+    /// whole filtered set.
+    pub facets: Option<String>,
+    /// 1..=100, default 20.
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// One value of a facet and how many projects have it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FacetValue {
+    pub value: String,
+    pub count: i64,
+}
+
+/// A page of projects.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectPage {
+    pub items: Vec<Project>,
+    pub next_cursor: Option<String>,
+    /// Present when `facets` was asked for: the 20 most frequent values of each.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facets: Option<HashMap<String, Vec<FacetValue>>>,
+}
+
+/// Where a page ended, by sort; `f` is the typo-tolerant mode.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "s")]
+enum Position {
+    #[serde(rename = "n")]
+    Newest { t: DateTime<Utc>, id: Uuid, f: bool },
+    #[serde(rename = "o")]
+    Oldest { t: DateTime<Utc>, id: Uuid, f: bool },
+    #[serde(rename = "h")]
+    BudgetHigh { b: i64, id: Uuid, f: bool },
+    #[serde(rename = "l")]
+    BudgetLow { b: i64, id: Uuid, f: bool },
+    #[serde(rename = "r")]
+    Relevance { r: f64, id: Uuid, f: bool },
+}
+
+impl Position {
+    fn fuzzy(&self) -> bool {
+        match self {
+            Self::Newest { f, .. }
+            | Self::Oldest { f, .. }
+            | Self::BudgetHigh { f, .. }
+            | Self::BudgetLow { f, .. }
+            | Self::Relevance { f, .. } => *f,
+        }
+    }
+
+    fn after(sort: Sort, row: &store::SearchRow, fuzzy: bool) -> Self {
+        let (p, f) = (&row.project, fuzzy);
+        match sort {
+            Sort::Newest => Self::Newest {
+                t: p.created_at,
+                id: p.id,
+                f,
+            },
+            Sort::Oldest => Self::Oldest {
+                t: p.created_at,
+                id: p.id,
+                f,
+            },
+            Sort::BudgetHigh => Self::BudgetHigh {
+                b: p.budget_max.unwrap_or(-1),
+                id: p.id,
+                f,
+            },
+            Sort::BudgetLow => Self::BudgetLow {
+                b: p.budget_min.unwrap_or(i64::MAX),
+                id: p.id,
+                f,
+            },
+            Sort::Relevance => Self::Relevance {
+                r: row.rank,
+                id: p.id,
+                f,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sort {
+    Relevance,
+    Newest,
+    Oldest,
+    BudgetHigh,
+    BudgetLow,
+}
+
+fn invalid(field: &str, message: &str) -> ApiError {
+    ApiError::validation(vec![FieldError::new(field, "invalid", message)])
+}
+
+fn parse_sort(sort: Option<&str>, has_words: bool) -> Result<Sort, ApiError> {
+    Ok(match sort {
+        None if has_words => Sort::Relevance,
+        None | Some("newest") => Sort::Newest,
+        Some("relevance") if has_words => Sort::Relevance,
+        Some("relevance") => return Err(invalid("sort", "`relevance` needs `q`.")),
+        Some("oldest") => Sort::Oldest,
+        Some("budget_high") => Sort::BudgetHigh,
+        Some("budget_low") => Sort::BudgetLow,
+        Some(_) => {
+            return Err(invalid(
+                "sort",
+                "`relevance`, `newest`, `oldest`, `budget_high` or `budget_low`.",
+            ));
+        }
+    })
+}
+
+fn parse_filters(params: &SearchParams) -> Result<Filters, ApiError> {
+    let errors: Vec<FieldError> = [
+        too_long("q", params.q.as_deref(), 200),
+        too_long("status", params.status.as_deref(), 200),
+        too_long("category", params.category.as_deref(), 1000),
+        too_long("skills", params.skills.as_deref(), 1000),
+        too_long("skills_all", params.skills_all.as_deref(), 1000),
+        too_long("location", params.location.as_deref(), 100),
+        too_long("facets", params.facets.as_deref(), 100),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let statuses = search::list(params.status.as_deref(), 6);
+    if let Some(statuses) = &statuses
+        && statuses.iter().any(|s| ProjectStatus::parse(s).is_none())
+    {
+        return Err(invalid(
+            "status",
+            "Statuses among draft, open, in_progress, completed, cancelled, archived.",
+        ));
+    }
+    let currency = params.currency.as_deref().map(str::to_ascii_lowercase);
+    if let Some(c) = &currency
+        && (c.len() != 3 || !c.bytes().all(|b| b.is_ascii_lowercase()))
+    {
+        return Err(invalid("currency", "An ISO 4217 code such as `usd`."));
+    }
+    for (field, value) in [
+        ("budget_min", params.budget_min),
+        ("budget_max", params.budget_max),
+    ] {
+        if value.is_some_and(|v| v < 0) {
+            return Err(ApiError::validation(vec![FieldError::new(
+                field,
+                "out_of_range",
+                "0 or more.",
+            )]));
+        }
+    }
+    let words = params.q.as_deref().and_then(Words::parse);
+    Ok(Filters {
+        all_words: words.as_ref().map(Words::all),
+        any_words: words.as_ref().map(Words::any),
+        text: words.as_ref().map(Words::text),
+        words: words.map(|w| w.list),
+        fuzzy: false,
+        statuses,
+        categories: search::list(params.category.as_deref(), 20),
+        skills_any: search::list(params.skills.as_deref(), 30),
+        skills_all: search::list(params.skills_all.as_deref(), 30),
+        budget_min: params.budget_min,
+        budget_max: params.budget_max,
+        currency,
+        remote: params.remote,
+        location: params.location.clone().filter(|l| !l.trim().is_empty()),
+        owner_id: params.owner_id,
+        created_after: params.created_after,
+        created_before: params.created_before,
+    })
+}
+
+fn parse_facets(facets: Option<&str>) -> Result<Vec<String>, ApiError> {
+    let facets = search::list(facets, 3).unwrap_or_default();
+    if facets
+        .iter()
+        .any(|f| !matches!(f.as_str(), "category" | "skills" | "status"))
+    {
+        return Err(invalid("facets", "Any of `category`, `skills`, `status`."));
+    }
+    Ok(facets)
+}
+
+/// Search projects.
+#[utoipa::path(get, path = "/projects", tag = "projects", params(SearchParams),
+    responses(
+        (status = 200, body = ProjectPage),
+        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn search_projects(
+    State(state): State<AppState>,
+    caller: MaybeAuthUser,
+    AppQuery(params): AppQuery<SearchParams>,
+) -> Result<Json<ProjectPage>, ApiError> {
+    let limit = pagination::limit(params.limit)?;
+    let mut filters = parse_filters(&params)?;
+    let facets = parse_facets(params.facets.as_deref())?;
+    let sort = parse_sort(params.sort.as_deref(), filters.all_words.is_some())?;
+    let position: Option<Position> = params
+        .cursor
+        .as_deref()
+        .map(|c| state.cursors.decode(c))
+        .transpose()?;
+    filters.fuzzy = position.as_ref().is_some_and(Position::fuzzy);
+    let fetch = limit + 1;
+    let mut tx = state.db.begin(&caller.actor()).await?;
+    let mut rows = run_search(&mut tx, sort, &filters, position.as_ref(), fetch).await?;
+    // The words found nothing: let each one match a close title word (typos).
+    if rows.is_empty() && position.is_none() && filters.all_words.is_some() {
+        filters.fuzzy = true;
+        rows = run_search(&mut tx, sort, &filters, None, fetch).await?;
+    }
+    let counted = if facets.is_empty() {
+        None
+    } else {
+        Some(store::facets(&mut tx, &filters).await?)
+    };
+    let mut owners: Vec<Uuid> = rows.iter().map(|r| r.project.owner_id).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    let names: HashMap<Uuid, String> = store::owner_names(&mut tx, &owners)
+        .await?
+        .into_iter()
+        .collect();
+    tx.commit().await?;
+
+    let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    let next_cursor = match rows.last().filter(|_| more) {
+        Some(last) => Some(
+            state
+                .cursors
+                .encode(&Position::after(sort, last, filters.fuzzy))?,
+        ),
+        None => None,
+    };
+    let facets = counted.map(|counted| {
+        let mut by_facet: HashMap<String, Vec<FacetValue>> =
+            facets.iter().map(|f| (f.clone(), Vec::new())).collect();
+        for (facet, value, count) in counted {
+            if let Some(values) = by_facet.get_mut(&facet) {
+                values.push(FacetValue { value, count });
+            }
+        }
+        by_facet
+    });
+    Ok(Json(ProjectPage {
+        items: rows
+            .into_iter()
+            .map(|r| {
+                let name = names.get(&r.project.owner_id).cloned();
+                Project::new(r.project, name)
+            })
+            .collect(),
+        next_cursor,
+        facets,
+    }))
+}
+
+/// One page in `sort` order after `position` (which must belong to that sort).
+async fn run_search(
+    tx: &mut sqlx::PgConnection,
+    sort: Sort,
+    f: &Filters,
+    position: Option<&Position>,
+    fetch: i64,
+) -> Result<Vec<store::SearchRow>, ApiError> {
+    use Position as P;
+    Ok(match (sort, position) {
+        (Sort::Newest, None) => store::search_newest(tx, f, None, fetch).await?,
+        (Sort::Newest, Some(P::Newest { t, id, .. })) => {
+            store::search_newest(tx, f, Some((*t, *id)), fetch).await?
+        }
+        (Sort::Oldest, None) => store::search_oldest(tx, f, None, fetch).await?,
+        (Sort::Oldest, Some(P::Oldest { t, id, .. })) => {
+            store::search_oldest(tx, f, Some((*t, *id)), fetch).await?
+        }
+        (Sort::BudgetHigh, None) => store::search_budget_high(tx, f, None, fetch).await?,
+        (Sort::BudgetHigh, Some(P::BudgetHigh { b, id, .. })) => {
+            store::search_budget_high(tx, f, Some((*b, *id)), fetch).await?
+        }
+        (Sort::BudgetLow, None) => store::search_budget_low(tx, f, None, fetch).await?,
+        (Sort::BudgetLow, Some(P::BudgetLow { b, id, .. })) => {
+            store::search_budget_low(tx, f, Some((*b, *id)), fetch).await?
+        }
+        (Sort::Relevance, None) => store::search_relevance(tx, f, None, fetch).await?,
+        (Sort::Relevance, Some(P::Relevance { r, id, .. })) => {
+            store::search_relevance(tx, f, Some((*r, *id)), fetch).await?
+        }
+        _ => return Err(invalid("cursor", "This cursor belongs to another sort.")),
+    })
+}

@@ -1,0 +1,446 @@
+//! SQL for projects. Every function takes a transaction opened for an actor, so
+//! row-level security decides what it finds; searches read the
+//! `project_listings` view, which states the same visibility rule where the
+//! planner can use the search indexes (migrations/0008).
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgConnection};
+use uuid::Uuid;
+
+/// A project row as stored.
+#[derive(Debug, Clone, FromRow)]
+pub struct ProjectRow {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub title: String,
+    pub summary: Option<String>,
+    pub description: String,
+    pub description_html: String,
+    pub category: Option<String>,
+    pub skills: Vec<String>,
+    pub budget_min: Option<i64>,
+    pub budget_max: Option<i64>,
+    pub currency: Option<String>,
+    pub remote: bool,
+    pub location: Option<String>,
+    pub status: String,
+    pub application_count: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub published_at: Option<DateTime<Utc>>,
+}
+
+macro_rules! project_columns {
+    () => {
+        "p.id, p.owner_id, p.title, p.summary, p.description, p.description_html, p.category, \
+         p.skills, p.budget_min, p.budget_max, p.currency, p.remote, p.location, p.status, \
+         p.application_count, p.created_at, p.updated_at, p.published_at"
+    };
+}
+
+/// The project with this id, if the actor may see it.
+pub async fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<ProjectRow>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "select ",
+        project_columns!(),
+        " from projects p where p.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Inserts a draft for `row.owner_id`; returns its id.
+pub async fn insert(conn: &mut PgConnection, row: &ProjectRow) -> Result<Uuid, sqlx::Error> {
+    sqlx::query_scalar(
+        "insert into projects (owner_id, title, summary, description, description_html, \
+                               category, skills, budget_min, budget_max, currency, remote, \
+                               location) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         returning id",
+    )
+    .bind(row.owner_id)
+    .bind(&row.title)
+    .bind(&row.summary)
+    .bind(&row.description)
+    .bind(&row.description_html)
+    .bind(&row.category)
+    .bind(&row.skills)
+    .bind(row.budget_min)
+    .bind(row.budget_max)
+    .bind(&row.currency)
+    .bind(row.remote)
+    .bind(&row.location)
+    .fetch_one(conn)
+    .await
+}
+
+/// Writes every editable field (the caller merged the change in). `false` when
+/// the row is not the actor's to change.
+pub async fn save(conn: &mut PgConnection, row: &ProjectRow) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "update projects set title = $2, summary = $3, description = $4, \
+                description_html = $5, category = $6, skills = $7, budget_min = $8, \
+                budget_max = $9, currency = $10, remote = $11, location = $12 \
+         where id = $1",
+    )
+    .bind(row.id)
+    .bind(&row.title)
+    .bind(&row.summary)
+    .bind(&row.description)
+    .bind(&row.description_html)
+    .bind(&row.category)
+    .bind(&row.skills)
+    .bind(row.budget_min)
+    .bind(row.budget_max)
+    .bind(&row.currency)
+    .bind(row.remote)
+    .bind(&row.location)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Moves the project to `to`; the database checks the step and writes the
+/// history row with `reason`. `false` when the row is not the actor's.
+pub async fn set_status(
+    conn: &mut PgConnection,
+    id: Uuid,
+    to: &str,
+    reason: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query("select set_config('request.transition_reason', $1, true)")
+        .bind(reason.unwrap_or(""))
+        .execute(&mut *conn)
+        .await?;
+    let done = sqlx::query("update projects set status = $2 where id = $1")
+        .bind(id)
+        .bind(to)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deletes the project if the actor may (owners: drafts; moderators: any).
+pub async fn delete(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("delete from projects where id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Serialises publishing by one owner, so two concurrent publishes cannot both
+/// pass the plan's limit; then counts their open projects and reads their plan.
+pub async fn lock_owner_plan(
+    conn: &mut PgConnection,
+    owner: Uuid,
+) -> Result<(Option<String>, i64), sqlx::Error> {
+    sqlx::query("select pg_advisory_xact_lock(hashtextextended('rabt.publish:' || $1::text, 0))")
+        .bind(owner)
+        .execute(&mut *conn)
+        .await?;
+    let plan: Option<String> = sqlx::query_scalar("select plan from users where id = $1")
+        .bind(owner)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let open: i64 =
+        sqlx::query_scalar("select count(*) from projects where owner_id = $1 and status = 'open'")
+            .bind(owner)
+            .fetch_one(conn)
+            .await?;
+    Ok((plan, open))
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct HistoryRow {
+    pub from_status: String,
+    pub to_status: String,
+    pub actor_id: Option<Uuid>,
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+pub async fn history(conn: &mut PgConnection, id: Uuid) -> Result<Vec<HistoryRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select from_status, to_status, actor_id, reason, at from project_status_history \
+         where project_id = $1 order by at, id",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await
+}
+
+/// Display names of the owners the actor may see.
+pub async fn owner_names(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    sqlx::query_as("select id, display_name from users where id = any($1)")
+        .bind(ids)
+        .fetch_all(conn)
+        .await
+}
+
+/// The filters of a project search; every one optional.
+#[derive(Debug, Default, Clone)]
+pub struct Filters {
+    /// Every word as a prefix (`w1:* & w2:*`).
+    pub all_words: Option<String>,
+    /// Any word as a prefix (`w1:* | w2:*`), for the typo-tolerant mode.
+    pub any_words: Option<String>,
+    /// The words, each checked on its own in the typo-tolerant mode.
+    pub words: Option<Vec<String>>,
+    /// The words as text, for trigram similarity with the title.
+    pub text: Option<String>,
+    /// Each word matches by prefix or, failing that, by a title word close to
+    /// it (typos); used when the exact words find nothing.
+    pub fuzzy: bool,
+    pub statuses: Option<Vec<String>>,
+    pub categories: Option<Vec<String>>,
+    pub skills_any: Option<Vec<String>>,
+    pub skills_all: Option<Vec<String>>,
+    pub budget_min: Option<i64>,
+    pub budget_max: Option<i64>,
+    pub currency: Option<String>,
+    pub remote: Option<bool>,
+    pub location: Option<String>,
+    pub owner_id: Option<Uuid>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct SearchRow {
+    #[sqlx(flatten)]
+    pub project: ProjectRow,
+    pub rank: f64,
+}
+
+/// The visible projects that pass every filter: `$1`–`$3` words, `$4`–`$15`
+/// filters, `$19`/`$20` the typo-tolerant mode's any-word query and text.
+/// `$16`/`$17` (keyset) and `$18` (limit) belong to the query around it. A
+/// macro, so every query stays static text.
+macro_rules! filtered_projects {
+    () => {
+        " from project_listings p \
+          where ($1::text is null \
+                 or (not $3 and p.search @@ to_tsquery('simple', $1)) \
+                 or ($3 and (p.search @@ to_tsquery('simple', $19) \
+                             or $20 operator(extensions.<%) p.title) \
+                     and not exists (select 1 from unnest($2::text[]) w \
+                                     where not (p.search @@ to_tsquery('simple', w || ':*') \
+                                                or w operator(extensions.<%) p.title)))) \
+            and ($4::text[] is null or p.status = any($4)) \
+            and ($5::text[] is null or p.category = any($5)) \
+            and ($6::text[] is null or p.skills && $6) \
+            and ($7::text[] is null or p.skills @> $7) \
+            and ($8::int8 is null or p.budget_max >= $8) \
+            and ($9::int8 is null or p.budget_min <= $9) \
+            and ($10::text is null or p.currency = $10) \
+            and ($11::bool is null or p.remote = $11) \
+            and ($12::text is null or lower(p.location) = lower($12)) \
+            and ($13::uuid is null or p.owner_id = $13) \
+            and ($14::timestamptz is null or p.created_at >= $14) \
+            and ($15::timestamptz is null or p.created_at < $15) "
+    };
+}
+
+/// Binds `$1`–`$15`, `$19`, `$20` around the keyset and limit of one sort.
+macro_rules! bind_filters {
+    ($query:expr, $f:expr, $after_key:expr, $after_id:expr, $limit:expr) => {
+        $query
+            .bind(&$f.all_words)
+            .bind(&$f.words)
+            .bind($f.fuzzy)
+            .bind(&$f.statuses)
+            .bind(&$f.categories)
+            .bind(&$f.skills_any)
+            .bind(&$f.skills_all)
+            .bind($f.budget_min)
+            .bind($f.budget_max)
+            .bind(&$f.currency)
+            .bind($f.remote)
+            .bind(&$f.location)
+            .bind($f.owner_id)
+            .bind($f.created_after)
+            .bind($f.created_before)
+            .bind($after_key)
+            .bind($after_id)
+            .bind($limit)
+            .bind(&$f.any_words)
+            .bind(&$f.text)
+    };
+}
+
+/// A keyset position: the sort key and the id.
+pub type After<K> = Option<(K, Uuid)>;
+
+fn split<K>(after: After<K>) -> (Option<K>, Option<Uuid>) {
+    after.map_or((None, None), |(k, id)| (Some(k), Some(id)))
+}
+
+pub async fn search_newest(
+    conn: &mut PgConnection,
+    f: &Filters,
+    after: After<DateTime<Utc>>,
+    limit: i64,
+) -> Result<Vec<SearchRow>, sqlx::Error> {
+    let (key, id) = split(after);
+    bind_filters!(
+        sqlx::query_as(concat!(
+            "select ",
+            project_columns!(),
+            ", 0::float8 as rank",
+            filtered_projects!(),
+            " and ($16::timestamptz is null or (p.created_at, p.id) < ($16, $17)) \
+             order by p.created_at desc, p.id desc limit $18"
+        )),
+        f,
+        key,
+        id,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn search_oldest(
+    conn: &mut PgConnection,
+    f: &Filters,
+    after: After<DateTime<Utc>>,
+    limit: i64,
+) -> Result<Vec<SearchRow>, sqlx::Error> {
+    let (key, id) = split(after);
+    bind_filters!(
+        sqlx::query_as(concat!(
+            "select ",
+            project_columns!(),
+            ", 0::float8 as rank",
+            filtered_projects!(),
+            " and ($16::timestamptz is null or (p.created_at, p.id) > ($16, $17)) \
+             order by p.created_at, p.id limit $18"
+        )),
+        f,
+        key,
+        id,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Highest `budget.max` first; projects without a budget last.
+pub async fn search_budget_high(
+    conn: &mut PgConnection,
+    f: &Filters,
+    after: After<i64>,
+    limit: i64,
+) -> Result<Vec<SearchRow>, sqlx::Error> {
+    let (key, id) = split(after);
+    bind_filters!(
+        sqlx::query_as(concat!(
+            "select ",
+            project_columns!(),
+            ", 0::float8 as rank",
+            filtered_projects!(),
+            " and ($16::int8 is null or (coalesce(p.budget_max, -1), p.id) < ($16, $17)) \
+             order by coalesce(p.budget_max, -1) desc, p.id desc limit $18"
+        )),
+        f,
+        key,
+        id,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Lowest `budget.min` first; projects without a budget last.
+pub async fn search_budget_low(
+    conn: &mut PgConnection,
+    f: &Filters,
+    after: After<i64>,
+    limit: i64,
+) -> Result<Vec<SearchRow>, sqlx::Error> {
+    let (key, id) = split(after);
+    bind_filters!(
+        sqlx::query_as(concat!(
+            "select ",
+            project_columns!(),
+            ", 0::float8 as rank",
+            filtered_projects!(),
+            " and ($16::int8 is null \
+                  or (coalesce(p.budget_min, 9223372036854775807), p.id) > ($16, $17)) \
+             order by coalesce(p.budget_min, 9223372036854775807), p.id limit $18"
+        )),
+        f,
+        key,
+        id,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// By relevance to the words (needs them).
+pub async fn search_relevance(
+    conn: &mut PgConnection,
+    f: &Filters,
+    after: After<f64>,
+    limit: i64,
+) -> Result<Vec<SearchRow>, sqlx::Error> {
+    let (key, id) = split(after);
+    bind_filters!(
+        sqlx::query_as(concat!(
+            "select * from (select ",
+            project_columns!(),
+            ", (case when $3 then ts_rank(p.search, to_tsquery('simple', $19)) \
+                                  + extensions.word_similarity($20, p.title) \
+                     else ts_rank(p.search, to_tsquery('simple', $1)) end)::float8 as rank",
+            filtered_projects!(),
+            ") s where ($16::float8 is null or (s.rank, s.id) < ($16, $17)) \
+             order by s.rank desc, s.id desc limit $18"
+        )),
+        f,
+        key,
+        id,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// `(facet, value, count)` over the whole filtered set, the most frequent
+/// values of each facet first (at most 20 each).
+pub async fn facets(
+    conn: &mut PgConnection,
+    f: &Filters,
+) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    bind_filters!(
+        sqlx::query_as(concat!(
+            "with f as materialized (select p.category, p.skills, p.status",
+            filtered_projects!(),
+            " and $16::int8 is null and $17::uuid is null and $18::int8 is null), \
+             counted as ( \
+                 select 'category' as facet, category as value, count(*) as n from f \
+                     where category is not null group by category \
+                 union all \
+                 select 'skills', s, count(*) from f, unnest(f.skills) s group by s \
+                 union all \
+                 select 'status', status, count(*) from f group by status), \
+             ranked as ( \
+                 select facet, value, n, \
+                        row_number() over (partition by facet order by n desc, value) as place \
+                 from counted) \
+             select facet, value, n from ranked where place <= 20 \
+             order by facet, n desc, value"
+        )),
+        f,
+        None::<i64>,
+        None::<Uuid>,
+        None::<i64>
+    )
+    .fetch_all(conn)
+    .await
+}
