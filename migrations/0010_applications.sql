@@ -103,8 +103,11 @@ create trigger notification_preferences_set_updated_at before update
 -- taken by the side the row names (request roles; the service may take any
 -- listed step). Every event is written to the history, moves the project's
 -- count, notifies the other side, and queues an email when their preferences
--- ask for one. Runs as the schema owner: no request role has rights on the
--- history, the notifications of others, or the project's counter.
+-- ask for one. The project row is locked FOR NO KEY UPDATE, which the
+-- foreign-key check's KEY SHARE lock of a concurrent insert does not block, so
+-- parallel applications queue up instead of deadlocking. Runs as the schema
+-- owner: no request role has rights on the history, the notifications of
+-- others, or the project's counter.
 create function public.application_event() returns trigger
     language plpgsql
     security definer
@@ -119,7 +122,7 @@ declare
     step text;
 begin
     select p.id, p.owner_id, p.title, p.status into project
-    from public.projects p where p.id = new.project_id for update;
+    from public.projects p where p.id = new.project_id for no key update;
 
     if tg_op = 'INSERT' then
         if project.status <> 'open' then
@@ -264,7 +267,7 @@ create policy notification_preferences_service on public.notification_preference
 
 grant select on public.application_transitions to rabt_authenticated, rabt_service;
 grant select on public.applications to rabt_authenticated;
-grant insert (project_id, applicant_id, cover_letter, proposed_budget_amount,
+grant insert (id, project_id, applicant_id, cover_letter, proposed_budget_amount,
               proposed_budget_currency, attachment_file_ids)
     on public.applications to rabt_authenticated;
 grant update (status) on public.applications to rabt_authenticated;

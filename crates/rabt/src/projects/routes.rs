@@ -935,6 +935,9 @@ async fn run_search(
     fetch: i64,
 ) -> Result<Vec<store::SearchRow>, ApiError> {
     use Position as P;
+    if f.fuzzy {
+        store::widen_typos(tx).await?;
+    }
     Ok(match (sort, position) {
         (Sort::Newest, None) => store::search_newest(tx, f, None, fetch).await?,
         (Sort::Newest, Some(P::Newest { t, id, .. })) => {

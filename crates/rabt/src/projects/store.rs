@@ -273,6 +273,16 @@ macro_rules! bind_filters {
     };
 }
 
+/// For the rest of the transaction, a word matches a title word whose trigram
+/// similarity is at least 0.5 (pg_trgm's default, 0.6, misses one wrong letter
+/// in a six-letter word).
+pub async fn widen_typos(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("select set_config('pg_trgm.word_similarity_threshold', '0.5', true)")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// A keyset position: the sort key and the id.
 pub type After<K> = Option<(K, Uuid)>;
 

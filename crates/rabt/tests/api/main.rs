@@ -2,6 +2,7 @@
 //! one module per capability; `helpers` is the harness.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod applications;
 mod auth;
 mod binary;
 mod db;
@@ -11,6 +12,8 @@ mod helpers;
 mod jobs;
 mod kv;
 mod oauth;
+mod project_search;
+mod projects;
 mod rls;
 mod roles;
 mod schema_lint;

@@ -314,3 +314,254 @@ async fn no_request_can_read_a_password_hash() {
         assert!(err.contains("permission denied"), "{err}");
     }
 }
+
+/// Runs `sql` (binding `args` as uuids) as `actor`, then rolls back: the
+/// rows it returned (a select) or touched, or `None` when the database
+/// refused it outright.
+async fn rows_as(app: &TestApp, actor: &Actor, sql: &'static str, args: &[Uuid]) -> Option<u64> {
+    let mut tx = app.app_db().begin(actor).await.unwrap();
+    let mut query = sqlx::query(sql);
+    for arg in args {
+        query = query.bind(*arg);
+    }
+    if sql.trim_start().starts_with("select") {
+        query.fetch_all(&mut *tx).await.ok().map(|r| r.len() as u64)
+    } else {
+        query
+            .execute(&mut *tx)
+            .await
+            .ok()
+            .map(|r| r.rows_affected())
+    }
+}
+
+/// Two users, a draft and an open project of B, an application by C to B's
+/// open project, with its notification to B.
+struct Projects {
+    a: Uuid,
+    b: Uuid,
+    c: Uuid,
+    draft: Uuid,
+    open: Uuid,
+    application: Uuid,
+}
+
+async fn projects(app: &TestApp) -> Projects {
+    let a = app.insert_user("a@rabt.test", "A", "public").await;
+    let b = app.insert_user("b@rabt.test", "B", "public").await;
+    let c = app.insert_user("c@rabt.test", "C", "public").await;
+    let admin = &app.db.admin;
+    let mut ids = Vec::new();
+    for title in ["Draft", "Open"] {
+        let id: Uuid = sqlx::query_scalar(
+            "insert into projects (owner_id, title, summary, category) \
+             values ($1, $2, 's', 'web') returning id",
+        )
+        .bind(b)
+        .bind(title)
+        .fetch_one(admin)
+        .await
+        .unwrap();
+        ids.push(id);
+    }
+    sqlx::query("update projects set status = 'open' where id = $1")
+        .bind(ids[1])
+        .execute(admin)
+        .await
+        .unwrap();
+    let application: Uuid = sqlx::query_scalar(
+        "insert into applications (project_id, applicant_id, cover_letter) \
+         values ($1, $2, 'hi') returning id",
+    )
+    .bind(ids[1])
+    .bind(c)
+    .fetch_one(admin)
+    .await
+    .unwrap();
+    Projects {
+        a,
+        b,
+        c,
+        draft: ids[0],
+        open: ids[1],
+        application,
+    }
+}
+
+#[tokio::test]
+async fn a_user_cannot_read_or_change_another_users_projects() {
+    let app = spawn_app().await;
+    let p = projects(&app).await;
+    let a = TestApp::as_user(p.a);
+    let b = TestApp::as_user(p.b);
+    let draft_sql = "select id from projects where id = $1";
+    assert_eq!(rows_as(&app, &a, draft_sql, &[p.draft]).await, Some(0));
+    assert_eq!(
+        rows_as(&app, &Actor::Anonymous, draft_sql, &[p.draft]).await,
+        Some(0)
+    );
+    assert_eq!(rows_as(&app, &b, draft_sql, &[p.draft]).await, Some(1));
+    assert_eq!(rows_as(&app, &a, draft_sql, &[p.open]).await, Some(1));
+    for change in [
+        "update projects set title = 'pwned' where id = $1",
+        "update projects set status = 'cancelled' where id = $1",
+        "delete from projects where id = $1",
+    ] {
+        assert_eq!(
+            rows_as(&app, &a, change, &[p.open]).await,
+            Some(0),
+            "{change}"
+        );
+    }
+    // Owners delete drafts only.
+    assert_eq!(
+        rows_as(&app, &b, "delete from projects where id = $1", &[p.open]).await,
+        Some(0)
+    );
+    // Nobody creates a project in someone else's name, or writes its counter.
+    assert_eq!(
+        rows_as(
+            &app,
+            &a,
+            "insert into projects (owner_id, title) values ($1, 'x')",
+            &[p.b]
+        )
+        .await,
+        None
+    );
+    assert_eq!(
+        rows_as(
+            &app,
+            &b,
+            "update projects set application_count = 99 where id = $1",
+            &[p.open]
+        )
+        .await,
+        None
+    );
+    // The history is the owner's (and moderators'), and written only by the database.
+    let history = "select id from project_status_history where project_id = $1";
+    assert_eq!(rows_as(&app, &b, history, &[p.open]).await, Some(1));
+    assert_eq!(rows_as(&app, &a, history, &[p.open]).await, Some(0));
+    assert_eq!(
+        rows_as(
+            &app,
+            &b,
+            "insert into project_status_history (project_id, from_status, to_status) \
+             values ($1, 'draft', 'open')",
+            &[p.open]
+        )
+        .await,
+        None
+    );
+}
+
+#[tokio::test]
+async fn applications_are_seen_and_moved_only_by_their_two_sides() {
+    let app = spawn_app().await;
+    let p = projects(&app).await;
+    let (a, b, c) = (
+        TestApp::as_user(p.a),
+        TestApp::as_user(p.b),
+        TestApp::as_user(p.c),
+    );
+    let read = "select id from applications where id = $1";
+    assert_eq!(rows_as(&app, &a, read, &[p.application]).await, Some(0));
+    assert_eq!(rows_as(&app, &b, read, &[p.application]).await, Some(1));
+    assert_eq!(rows_as(&app, &c, read, &[p.application]).await, Some(1));
+    let shortlist = "update applications set status = 'shortlisted' where id = $1";
+    assert_eq!(
+        rows_as(&app, &a, shortlist, &[p.application]).await,
+        Some(0)
+    );
+    // The applicant may touch the row, but the database refuses the owner's step.
+    assert_eq!(rows_as(&app, &c, shortlist, &[p.application]).await, None);
+    assert_eq!(
+        rows_as(&app, &b, shortlist, &[p.application]).await,
+        Some(1)
+    );
+    // Applying in someone else's name, or to a draft, is refused.
+    assert_eq!(
+        rows_as(
+            &app,
+            &a,
+            "insert into applications (project_id, applicant_id, cover_letter) \
+             values ($1, $2, 'x')",
+            &[p.open, p.c]
+        )
+        .await,
+        None
+    );
+    assert_eq!(
+        rows_as(
+            &app,
+            &a,
+            "insert into applications (project_id, applicant_id, cover_letter) \
+             values ($1, $2, 'x')",
+            &[p.draft, p.a]
+        )
+        .await,
+        None
+    );
+    let history = "select id from application_status_history where application_id = $1";
+    assert_eq!(rows_as(&app, &a, history, &[p.application]).await, Some(0));
+}
+
+#[tokio::test]
+async fn notifications_preferences_and_idempotency_keys_are_private() {
+    let app = spawn_app().await;
+    let p = projects(&app).await;
+    let (a, b) = (TestApp::as_user(p.a), TestApp::as_user(p.b));
+    // The application notified B.
+    let inbox = "select id from notifications where user_id = $1";
+    assert_eq!(rows_as(&app, &b, inbox, &[p.b]).await, Some(1));
+    assert_eq!(rows_as(&app, &a, inbox, &[p.b]).await, Some(0));
+    assert_eq!(
+        rows_as(
+            &app,
+            &a,
+            "update notifications set read_at = now() where user_id = $1",
+            &[p.b]
+        )
+        .await,
+        Some(0)
+    );
+    assert_eq!(
+        rows_as(
+            &app,
+            &a,
+            "insert into notifications (user_id, kind) values ($1, 'spam')",
+            &[p.b]
+        )
+        .await,
+        None
+    );
+    sqlx::query("insert into notification_preferences (user_id) values ($1)")
+        .bind(p.b)
+        .execute(&app.db.admin)
+        .await
+        .unwrap();
+    let prefs = "select user_id from notification_preferences where user_id = $1";
+    assert_eq!(rows_as(&app, &a, prefs, &[p.b]).await, Some(0));
+    assert_eq!(
+        rows_as(
+            &app,
+            &a,
+            "update notification_preferences set applications = false where user_id = $1",
+            &[p.b]
+        )
+        .await,
+        Some(0)
+    );
+    sqlx::query(
+        "insert into idempotency_keys (user_id, key, request_hash, response_status, \
+                                       response_body) values ($1, 'k', '\\x00', 201, '{}')",
+    )
+    .bind(p.b)
+    .execute(&app.db.admin)
+    .await
+    .unwrap();
+    let keys = "select key from idempotency_keys where user_id = $1";
+    assert_eq!(rows_as(&app, &a, keys, &[p.b]).await, Some(0));
+    assert_eq!(rows_as(&app, &b, keys, &[p.b]).await, Some(1));
+}

@@ -1,0 +1,445 @@
+//! Projects end to end (API.md §5): drafts, visibility, the status machine (in
+//! the API and in the database), the plan limit, rich text, Idempotency-Key.
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{
+    auth::{AuthApp, access, signed_in, spawn},
+    helpers::problem,
+};
+
+pub async fn create(env: &AuthApp, token: &str, body: Value) -> reqwest::Response {
+    env.app.post_json_as(token, "/v1/projects", &body).await
+}
+
+/// A publishable draft; returns its id.
+pub async fn draft(env: &AuthApp, token: &str, title: &str) -> String {
+    let response = create(
+        env,
+        token,
+        json!({"title": title, "summary": "A short summary", "category": "web",
+               "skills": ["rust"], "budget": {"min": 1000, "max": 5000, "currency": "usd"}}),
+    )
+    .await;
+    assert_eq!(response.status(), 201);
+    response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+pub async fn transition(
+    env: &AuthApp,
+    token: &str,
+    id: &str,
+    to: &str,
+    reason: Option<&str>,
+) -> reqwest::Response {
+    let mut body = json!({"to": to});
+    if let Some(reason) = reason {
+        body["reason"] = json!(reason);
+    }
+    env.app
+        .post_json_as(token, &format!("/v1/projects/{id}/transitions"), &body)
+        .await
+}
+
+/// A published project; returns its id.
+pub async fn published(env: &AuthApp, token: &str, title: &str) -> String {
+    let id = draft(env, token, title).await;
+    assert_eq!(
+        transition(env, token, &id, "open", None).await.status(),
+        200
+    );
+    id
+}
+
+async fn patch(env: &AuthApp, token: &str, id: &str, body: Value) -> reqwest::Response {
+    env.app
+        .client
+        .patch(env.app.url(&format!("/v1/projects/{id}")))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn delete(env: &AuthApp, token: &str, id: &str) -> reqwest::Response {
+    env.app
+        .client
+        .delete(env.app.url(&format!("/v1/projects/{id}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_draft_is_private_until_published_and_then_public() {
+    let env = spawn(vec![]).await;
+    let ada = signed_in(&env, "ada@rabt.test").await;
+    let eve = signed_in(&env, "eve@rabt.test").await;
+
+    let created = create(
+        &env,
+        access(&ada),
+        json!({"title": "  Analytical engine  ", "skills": ["Rust", "rust", "SQL"]}),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    let project: Value = created.json().await.unwrap();
+    let id = project["id"].as_str().unwrap().to_owned();
+    assert_eq!(project["status"], "draft");
+    assert_eq!(project["title"], "Analytical engine");
+    assert_eq!(project["skills"], json!(["rust", "sql"]));
+    assert_eq!(project["owner"]["display_name"], "Ada");
+    assert_eq!(project["published_at"], Value::Null);
+    assert_eq!(project["application_count"], 0);
+
+    let path = format!("/v1/projects/{id}");
+    assert_eq!(env.app.get(&path).await.status(), 404);
+    assert_eq!(env.app.get_as(access(&eve), &path).await.status(), 404);
+    assert_eq!(env.app.get_as(access(&ada), &path).await.status(), 200);
+
+    // Publishing needs a summary and a category.
+    let early = transition(&env, access(&ada), &id, "open", None).await;
+    assert_eq!(early.status(), 422);
+    let fields: Vec<Value> = problem(early).await["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].clone())
+        .collect();
+    assert_eq!(fields, vec![json!("summary"), json!("category")]);
+
+    let edited = patch(
+        &env,
+        access(&ada),
+        &id,
+        json!({"summary": "Build it", "category": "hardware",
+               "budget": {"min": 100, "max": 900, "currency": "EUR"}}),
+    )
+    .await;
+    assert_eq!(edited.status(), 200);
+    assert_eq!(
+        edited.json::<Value>().await.unwrap()["budget"],
+        json!({"min": 100, "max": 900, "currency": "eur"})
+    );
+    // Eve can see nothing to edit.
+    let hers = patch(&env, access(&eve), &id, json!({"title": "Mine"})).await;
+    assert_eq!(hers.status(), 404);
+
+    let opened = transition(&env, access(&ada), &id, "open", Some("Ready")).await;
+    assert_eq!(opened.status(), 200);
+    let opened: Value = opened.json().await.unwrap();
+    assert_eq!(opened["status"], "open");
+    assert!(opened["published_at"].is_string());
+
+    let seen: Value = env.app.get(&path).await.json().await.unwrap();
+    assert_eq!(seen["title"], "Analytical engine");
+    // Visible, but still not Eve's to change.
+    let hers = patch(&env, access(&eve), &id, json!({"title": "Mine"})).await;
+    assert_eq!(problem(hers).await["code"], "forbidden");
+
+    let history: Value = env
+        .app
+        .get_as(access(&ada), &format!("/v1/projects/{id}/history"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 1);
+    assert_eq!(history[0]["from"], "draft");
+    assert_eq!(history[0]["to"], "open");
+    assert_eq!(history[0]["reason"], "Ready");
+    assert_eq!(history[0]["actor_id"], ada["user"]["id"]);
+    let not_hers = env
+        .app
+        .get_as(access(&eve), &format!("/v1/projects/{id}/history"))
+        .await;
+    assert_eq!(not_hers.status(), 403);
+}
+
+#[tokio::test]
+async fn the_api_refuses_every_step_the_machine_does_not_list() {
+    let env = spawn(vec![]).await;
+    let ada = signed_in(&env, "ada@rabt.test").await;
+    let token = access(&ada);
+    let id = published(&env, token, "Machine").await;
+
+    let skip = transition(&env, token, &id, "completed", None).await;
+    assert_eq!(skip.status(), 409);
+    assert_eq!(problem(skip).await["code"], "invalid_transition");
+    let unknown = transition(&env, token, &id, "deleted", None).await;
+    assert_eq!(unknown.status(), 422);
+
+    assert_eq!(
+        transition(&env, token, &id, "in_progress", None)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        transition(&env, token, &id, "draft", None).await.status(),
+        409
+    );
+    // Not a draft: the owner cannot delete it.
+    let removed = delete(&env, token, &id).await;
+    assert_eq!(removed.status(), 409);
+    assert_eq!(
+        transition(&env, token, &id, "completed", None)
+            .await
+            .status(),
+        200
+    );
+    // Completed projects are no longer edited.
+    let late = patch(&env, token, &id, json!({"title": "Renamed"})).await;
+    assert_eq!(problem(late).await["code"], "invalid_transition");
+    assert_eq!(
+        transition(&env, token, &id, "archived", None)
+            .await
+            .status(),
+        200
+    );
+    // Archived is private again: gone for strangers.
+    assert_eq!(
+        env.app.get(&format!("/v1/projects/{id}")).await.status(),
+        404
+    );
+
+    // Drafts are deleted by their owner; anything by a moderator.
+    let other = draft(&env, token, "Scrap").await;
+    assert_eq!(delete(&env, token, &other).await.status(), 204);
+    let mo = signed_in(&env, "mo@rabt.test").await;
+    rabt::roles::grant_by_email(env.app.app_db(), "mo@rabt.test", "moderator")
+        .await
+        .unwrap();
+    assert_eq!(delete(&env, access(&mo), &id).await.status(), 204);
+    assert_eq!(
+        env.app
+            .get_as(token, &format!("/v1/projects/{id}"))
+            .await
+            .status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn a_direct_sql_update_cannot_skip_a_state_and_every_step_is_recorded() {
+    let env = spawn(vec![]).await;
+    let ada = signed_in(&env, "ada@rabt.test").await;
+    let id: Uuid = draft(&env, access(&ada), "Direct").await.parse().unwrap();
+    let admin = &env.app.db.admin;
+
+    for skip in ["in_progress", "completed", "cancelled", "archived"] {
+        let refused = sqlx::query("update projects set status = $2 where id = $1")
+            .bind(id)
+            .bind(skip)
+            .execute(admin)
+            .await;
+        assert!(refused.is_err(), "draft → {skip} must be refused");
+    }
+    // A new project cannot start past draft either.
+    let born_open = sqlx::query(
+        "insert into projects (owner_id, title, status) \
+         select owner_id, 'x', 'open' from projects where id = $1",
+    )
+    .bind(id)
+    .execute(admin)
+    .await;
+    assert!(born_open.is_err());
+
+    sqlx::query("update projects set status = 'open' where id = $1")
+        .bind(id)
+        .execute(admin)
+        .await
+        .unwrap();
+    let (steps, published): (i64, bool) = sqlx::query_as(
+        "select (select count(*) from project_status_history where project_id = $1), \
+                (select published_at is not null from projects where id = $1)",
+    )
+    .bind(id)
+    .fetch_one(admin)
+    .await
+    .unwrap();
+    assert_eq!((steps, published), (1, true));
+}
+
+#[tokio::test]
+async fn publishing_past_the_plan_limit_is_402_even_when_racing() {
+    let env = spawn(vec![("free_plan_open_projects", "2".into())]).await;
+    let ada = signed_in(&env, "ada@rabt.test").await;
+    let token = access(&ada);
+    let mut drafts = Vec::new();
+    for n in 0..4 {
+        drafts.push(draft(&env, token, &format!("Project {n}")).await);
+    }
+    let results = futures::future::join_all(
+        drafts
+            .iter()
+            .map(|id| transition(&env, token, id, "open", None)),
+    )
+    .await;
+    let mut statuses: Vec<u16> = results.iter().map(|r| r.status().as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, vec![200, 200, 402, 402]);
+    let refused = results.into_iter().find(|r| r.status() == 402).unwrap();
+    assert_eq!(problem(refused).await["code"], "plan_limit_reached");
+
+    // Closing one makes room again; drafts were never limited.
+    let open: Vec<String> = {
+        let page: Value = env
+            .app
+            .get_as(token, "/v1/projects?status=open")
+            .await
+            .json()
+            .await
+            .unwrap();
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(open.len(), 2);
+    assert_eq!(
+        transition(&env, token, &open[0], "cancelled", None)
+            .await
+            .status(),
+        200
+    );
+    let waiting = drafts.iter().find(|d| !open.contains(d)).unwrap();
+    assert_eq!(
+        transition(&env, token, waiting, "open", None)
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn descriptions_are_sanitised_on_write_and_rendered() {
+    let env = spawn(vec![]).await;
+    let ada = signed_in(&env, "ada@rabt.test").await;
+    let created = create(
+        &env,
+        access(&ada),
+        json!({"title": "Rich", "description":
+            "## Plan\n\n<script>alert(1)</script>\n\n[x](javascript:alert(1)) <img src=x onerror=alert(1)> **go**"}),
+    )
+    .await;
+    let project: Value = created.json().await.unwrap();
+    let source = project["description"].as_str().unwrap();
+    let html = project["description_html"].as_str().unwrap();
+    for text in [source, html] {
+        assert!(!text.contains("<script"), "{text}");
+        assert!(!text.contains("onerror"), "{text}");
+        assert!(!text.contains("javascript:"), "{text}");
+    }
+    assert!(source.starts_with("## Plan"), "{source}");
+    assert!(html.contains("<h2>Plan</h2>"), "{html}");
+    assert!(html.contains("<strong>go</strong>"), "{html}");
+}
+
+#[tokio::test]
+async fn bad_fields_are_named_and_nothing_is_stored() {
+    let env = spawn(vec![]).await;
+    let ada = signed_in(&env, "ada@rabt.test").await;
+    let bad = create(
+        &env,
+        access(&ada),
+        json!({"title": "", "category": "Web Dev!", "budget": {"min": 10, "max": 5, "currency": "dollars"},
+               "description": "x".repeat(20_001)}),
+    )
+    .await;
+    assert_eq!(bad.status(), 422);
+    let fields: Vec<String> = problem(bad).await["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        fields,
+        vec![
+            "title",
+            "description",
+            "category",
+            "budget.currency",
+            "budget.max"
+        ]
+    );
+    let unknown = create(&env, access(&ada), json!({"title": "x", "status": "open"})).await;
+    assert_eq!(unknown.status(), 422);
+    let count: i64 = sqlx::query_scalar("select count(*) from projects")
+        .fetch_one(&env.app.db.admin)
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+    let anonymous = env
+        .app
+        .post_json("/v1/projects", &json!({"title": "x"}))
+        .await;
+    assert_eq!(anonymous.status(), 401);
+}
+
+async fn create_with_key(env: &AuthApp, token: &str, key: &str, body: &Value) -> reqwest::Response {
+    env.app
+        .client
+        .post(env.app.url("/v1/projects"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_first_response_and_creates_once() {
+    let env = spawn(vec![]).await;
+    let ada = signed_in(&env, "ada@rabt.test").await;
+    let eve = signed_in(&env, "eve@rabt.test").await;
+    let body = json!({"title": "Once"});
+
+    let first = create_with_key(&env, access(&ada), "key-1", &body).await;
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+    let again = create_with_key(&env, access(&ada), "key-1", &body).await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], first["id"]);
+
+    let other = create_with_key(&env, access(&ada), "key-1", &json!({"title": "Twice"})).await;
+    assert_eq!(other.status(), 422);
+    assert_eq!(problem(other).await["code"], "idempotency_key_reused");
+    // Keys belong to their user.
+    let hers = create_with_key(&env, access(&eve), "key-1", &body).await;
+    assert_eq!(hers.status(), 201);
+    assert_ne!(hers.json::<Value>().await.unwrap()["id"], first["id"]);
+    let garbage = create_with_key(&env, access(&ada), &"k".repeat(256), &body).await;
+    assert_eq!(garbage.status(), 422);
+
+    // Eight at once under one key: one project, the same answer for all.
+    let racing = json!({"title": "Racing"});
+    let answers = futures::future::join_all(
+        (0..8).map(|_| create_with_key(&env, access(&ada), "key-race", &racing)),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for answer in answers {
+        assert_eq!(answer.status(), 201);
+        ids.push(answer.json::<Value>().await.unwrap()["id"].clone());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let count: i64 = sqlx::query_scalar("select count(*) from projects where title = 'Racing'")
+        .fetch_one(&env.app.db.admin)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+}
