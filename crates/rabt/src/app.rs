@@ -121,6 +121,10 @@ pub fn with_edge(api: Router<AppState>, state: AppState) -> Router {
     let hsts = settings.public_url.scheme() == "https";
     let router = api
         .fallback(|| async { ApiError::not_found() })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::http::rate_limit::enforce,
+        ))
         // Per route (and for the fallback), so the matched template is known.
         .layer(middleware::from_fn(mw::track_metrics))
         .with_state(state.clone());

@@ -18,6 +18,8 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::http::rate_limit::RateLimits;
+
 /// Where the server runs. Production refuses throwaway secrets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -77,6 +79,10 @@ struct RawSettings {
     oauth_redirect_allowlist: Option<String>,
     bootstrap_admin_email: Option<String>,
     free_plan_open_projects: u32,
+    rate_limit_auth_per_minute: u32,
+    rate_limit_write_per_minute: u32,
+    rate_limit_read_per_minute: u32,
+    rate_limit_realtime_per_minute: u32,
 }
 
 impl Default for RawSettings {
@@ -120,6 +126,10 @@ impl Default for RawSettings {
             oauth_redirect_allowlist: None,
             bootstrap_admin_email: None,
             free_plan_open_projects: 3,
+            rate_limit_auth_per_minute: RateLimits::default().auth,
+            rate_limit_write_per_minute: RateLimits::default().write,
+            rate_limit_read_per_minute: RateLimits::default().read,
+            rate_limit_realtime_per_minute: RateLimits::default().realtime,
         }
     }
 }
@@ -214,6 +224,8 @@ pub struct Settings {
     pub bootstrap_admin_email: Option<String>,
     /// How many open projects the `free` plan allows at once.
     pub free_plan_open_projects: u32,
+    /// Requests per minute of each route class.
+    pub rate_limits: RateLimits,
     /// Secrets this start made up because none were given (development only).
     pub generated_secrets: Vec<&'static str>,
     /// `RABT_*` environment variables that name no setting.
@@ -438,6 +450,28 @@ impl RawSettings {
                 "must be 1 KiB..=1 GiB",
             ));
         }
+        for (setting, value) in [
+            (
+                "rate_limit_auth_per_minute",
+                self.rate_limit_auth_per_minute,
+            ),
+            (
+                "rate_limit_write_per_minute",
+                self.rate_limit_write_per_minute,
+            ),
+            (
+                "rate_limit_read_per_minute",
+                self.rate_limit_read_per_minute,
+            ),
+            (
+                "rate_limit_realtime_per_minute",
+                self.rate_limit_realtime_per_minute,
+            ),
+        ] {
+            if !(1..=1_000_000).contains(&value) {
+                return Err(ConfigError::new(setting, "must be 1..=1000000"));
+            }
+        }
         if self.free_plan_open_projects > 1_000_000 {
             return Err(ConfigError::new(
                 "free_plan_open_projects",
@@ -574,6 +608,12 @@ impl RawSettings {
             oauth,
             bootstrap_admin_email: self.bootstrap_admin_email.filter(|e| !e.trim().is_empty()),
             free_plan_open_projects: self.free_plan_open_projects,
+            rate_limits: RateLimits {
+                auth: self.rate_limit_auth_per_minute,
+                write: self.rate_limit_write_per_minute,
+                read: self.rate_limit_read_per_minute,
+                realtime: self.rate_limit_realtime_per_minute,
+            },
             generated_secrets: generated,
             unknown_settings: Vec::new(),
         })

@@ -7,6 +7,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod middleware;
 pub mod pagination;
+pub mod rate_limit;
 pub mod request_id;
 
 pub use client::ClientInfo;

@@ -263,6 +263,10 @@ pub fn test_settings(db: &TestDb, redis: bool, extra: &[(&'static str, String)])
         ("database_max_connections", "8".into()),
         ("frontend_url", "https://app.rabt.test".into()),
         ("jwt_secret", TEST_JWT_SECRET.into()),
+        // Tests fire many requests from one address; the limits have their own tests.
+        ("rate_limit_auth_per_minute", "100000".into()),
+        ("rate_limit_write_per_minute", "100000".into()),
+        ("rate_limit_read_per_minute", "100000".into()),
         (
             "mail_dir",
             std::env::temp_dir()
@@ -394,10 +398,14 @@ impl TestApp {
     /// A second instance of this deployment: same database, same Redis keys,
     /// same signing key.
     pub async fn second_instance(&self) -> (SocketAddr, CancellationToken) {
+        let limits = self.state.settings.rate_limits;
         let settings = test_settings(
             &self.db,
             true,
             &[
+                ("rate_limit_auth_per_minute", limits.auth.to_string()),
+                ("rate_limit_write_per_minute", limits.write.to_string()),
+                ("rate_limit_read_per_minute", limits.read.to_string()),
                 (
                     "redis_key_prefix",
                     self.state.settings.redis_key_prefix.clone(),

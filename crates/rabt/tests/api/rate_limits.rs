@@ -1,0 +1,103 @@
+//! The shared rate limiter (route classes, subjects, headers, Redis sharing).
+
+use serde_json::json;
+
+use crate::{
+    auth::{access, signed_in, spawn},
+    helpers::problem,
+};
+
+#[tokio::test]
+async fn reads_are_limited_per_address_with_headers_and_a_problem() {
+    let env = spawn(vec![("rate_limit_read_per_minute", "3".into())]).await;
+    let app = &env.app;
+    for left in [2, 1, 0] {
+        let response = app.get("/v1/projects").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["ratelimit-policy"], "\"read\";q=3;w=60");
+        let state = response.headers()["ratelimit"].to_str().unwrap().to_owned();
+        assert!(
+            state.starts_with(&format!("\"read\";r={left};t=")),
+            "{state}"
+        );
+    }
+    // A forwarding header from an untrusted peer does not buy a new address.
+    let refused = app
+        .client
+        .get(app.url("/v1/projects"))
+        .header("x-forwarded-for", "198.51.100.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=20).contains(&retry), "{retry}");
+    assert!(refused.headers().contains_key("ratelimit"));
+    assert_eq!(problem(refused).await["code"], "rate_limited");
+
+    // Operations routes are never limited.
+    assert_eq!(app.get("/health/live").await.status(), 200);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("rate_limited_total{class=\"read\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_signed_in_user_has_their_own_budget_shared_by_every_instance() {
+    let env = spawn(vec![("rate_limit_write_per_minute", "2".into())]).await;
+    let ada = signed_in(&env, "ada@rabt.test").await;
+    let eve = signed_in(&env, "eve@rabt.test").await;
+    let (second, stop) = env.app.second_instance().await;
+    let body = json!({"title": "Limited"});
+    let first = env
+        .app
+        .post_json_as(access(&ada), "/v1/projects", &body)
+        .await;
+    assert_eq!(first.status(), 201);
+    // The other instance counts against the same budget (Redis).
+    let on_second = env
+        .app
+        .client
+        .post(format!("http://{second}/v1/projects"))
+        .bearer_auth(access(&ada))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_second.status(), 201);
+    let third = env
+        .app
+        .post_json_as(access(&ada), "/v1/projects", &body)
+        .await;
+    assert_eq!(third.status(), 429);
+    // Eve, from the same address, is untouched.
+    let hers = env
+        .app
+        .post_json_as(access(&eve), "/v1/projects", &body)
+        .await;
+    assert_eq!(hers.status(), 201);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn authentication_is_limited_per_address_whatever_the_account() {
+    let env = spawn(vec![("rate_limit_auth_per_minute", "2".into())]).await;
+    let mut statuses = Vec::new();
+    for n in 0..3 {
+        let response = env
+            .app
+            .post_json(
+                "/v1/auth/login",
+                &json!({"email": format!("nobody{n}@rabt.test"), "password": "wrong-password-1"}),
+            )
+            .await;
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 429]);
+}
