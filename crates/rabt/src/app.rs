@@ -40,6 +40,8 @@ pub struct AppState {
     /// For calls to identity providers.
     pub http: reqwest::Client,
     pub cursors: crate::http::pagination::Cursors,
+    /// Seals and opens encrypted columns.
+    pub keyring: Arc<crate::crypto::Keyring>,
 }
 
 #[derive(utoipa::OpenApi)]
@@ -254,6 +256,7 @@ pub async fn build_state(settings: Arc<Settings>) -> anyhow::Result<AppState> {
     let db = Db::connect_lazy(&settings)?;
     let tokens = AccessTokens::from_settings(&settings);
     let cursors = crate::http::pagination::Cursors::from_settings(&settings);
+    let keyring = Arc::new(crate::crypto::Keyring::from_settings(&settings));
     let kv = Kv::connect(&settings).await?;
     let openapi_json = openapi_document()
         .to_json()
@@ -266,6 +269,7 @@ pub async fn build_state(settings: Arc<Settings>) -> anyhow::Result<AppState> {
         openapi_json: Arc::new(openapi_json),
         tokens,
         cursors,
+        keyring,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(15))

@@ -39,6 +39,18 @@ enum Command {
         #[command(subcommand)]
         action: AdminCommand,
     },
+    /// Encryption keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Re-encrypt every sealed value under RABT_ENCRYPTION_KEY; values under a
+    /// key in RABT_ENCRYPTION_OLD_KEYS are read with it. Safe to run again.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -144,6 +156,31 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Openapi => Ok(()),
+        Command::Keys {
+            action: KeysCommand::Rotate,
+        } => {
+            let db = rabt::db::Db::connect_lazy(&settings)?;
+            let keyring = rabt::crypto::Keyring::from_settings(&settings);
+            let rotation = rabt::crypto::rotate(&db, &keyring).await;
+            db.pool().close().await;
+            let rotation = rotation?;
+            #[allow(clippy::print_stdout)]
+            {
+                println!(
+                    "re-encrypted {} value(s) under key {}",
+                    rotation.resealed,
+                    keyring.current_id()
+                );
+            }
+            if rotation.unreadable > 0 {
+                anyhow::bail!(
+                    "{} value(s) are under a key that is not configured; add it to \
+                     RABT_ENCRYPTION_OLD_KEYS and run again",
+                    rotation.unreadable
+                );
+            }
+            Ok(())
+        }
         Command::Admin { action } => {
             let db = rabt::db::Db::connect_lazy(&settings)?;
             let result = match &action {

@@ -168,6 +168,8 @@ pub struct ProviderIdentity {
     /// Only an address the provider has verified.
     pub verified_email: Option<String>,
     pub name: Option<String>,
+    /// The provider's access token, kept sealed (crate::crypto).
+    pub access_token: Option<String>,
 }
 
 /// Finishes a flow: checks `state`, exchanges the code, and returns the
@@ -345,6 +347,7 @@ async fn google_identity(
         subject: claims.sub,
         verified_email: claims.email.filter(|_| claims.email_verified),
         name: claims.name,
+        access_token: tokens.access_token,
     })
 }
 
@@ -429,5 +432,6 @@ async fn github_identity(
         subject: user.id.to_string(),
         verified_email,
         name: user.name.or(Some(user.login)),
+        access_token: Some(access),
     })
 }

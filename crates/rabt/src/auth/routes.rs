@@ -1089,6 +1089,13 @@ pub async fn oauth_callback(
             user
         }
     };
+    if let Some(token) = &identity.access_token {
+        let sealed = state.keyring.seal(
+            token.as_bytes(),
+            &crate::crypto::oauth_token_context(provider.as_str(), &identity.subject),
+        );
+        store::store_provider_token(&mut tx, provider.as_str(), &identity.subject, &sealed).await?;
+    }
     let account = store::credentials_by_id(&mut tx, user)
         .await?
         .ok_or_else(ApiError::not_found)?;

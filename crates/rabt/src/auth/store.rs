@@ -374,6 +374,26 @@ pub async fn link_identity(
     .map(|_| ())
 }
 
+/// Stores the provider's latest access token of an identity, sealed.
+pub async fn store_provider_token(
+    conn: &mut PgConnection,
+    provider: &str,
+    subject: &str,
+    sealed: &crate::crypto::Sealed,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update oauth_identities set access_token = $3, token_key_id = $4 \
+         where provider = $1 and subject = $2",
+    )
+    .bind(provider)
+    .bind(subject)
+    .bind(&sealed.bytes)
+    .bind(&sealed.key_id)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
 /// An account made by a provider sign-in: verified by the provider, no password.
 pub async fn insert_oauth_user(
     conn: &mut PgConnection,

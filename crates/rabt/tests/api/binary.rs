@@ -211,3 +211,81 @@ async fn the_bootstrap_admin_email_is_made_admin_at_start() {
         .unwrap();
     assert_eq!(roles, vec!["admin"]);
 }
+
+fn key(byte: u8) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode([byte; 32])
+}
+
+fn keyring(current: u8, old: &[u8]) -> rabt::crypto::Keyring {
+    let old: Vec<String> = old.iter().map(|b| key(*b)).collect();
+    let settings = rabt::config::Settings::load_with(&[
+        ("database_url", "postgres://x@h/db".into()),
+        ("encryption_key", key(current)),
+        ("encryption_old_keys", old.join(",")),
+    ])
+    .unwrap();
+    rabt::crypto::Keyring::from_settings(&settings)
+}
+
+#[tokio::test]
+async fn keys_rotate_reseals_old_values_under_the_new_key() {
+    let db = TestDb::new().await;
+    let user: uuid::Uuid = sqlx::query_scalar(
+        "insert into users (email, display_name) values ('k@rabt.test', 'K') returning id",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .unwrap();
+    let context = rabt::crypto::oauth_token_context("github", "42");
+    let sealed = keyring(1, &[]).seal(b"gho_old", &context);
+    sqlx::query(
+        "insert into oauth_identities (user_id, provider, subject, access_token, token_key_id) \
+         values ($1, 'github', '42', $2, $3)",
+    )
+    .bind(user)
+    .bind(&sealed.bytes)
+    .bind(&sealed.key_id)
+    .execute(&db.admin)
+    .await
+    .unwrap();
+    let rotate = |current: u8, old: &[u8]| {
+        let old: Vec<String> = old.iter().map(|b| key(*b)).collect();
+        rabt()
+            .args(["keys", "rotate"])
+            .env("DATABASE_URL", db.url())
+            .env("RABT_ENCRYPTION_KEY", key(current))
+            .env("RABT_ENCRYPTION_OLD_KEYS", old.join(","))
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap()
+    };
+
+    // Without the old key the value cannot be read, and nothing changes.
+    let blind = rotate(2, &[]);
+    assert!(!blind.status.success(), "{blind:?}");
+    assert!(String::from_utf8_lossy(&blind.stderr).contains("RABT_ENCRYPTION_OLD_KEYS"));
+
+    let done = rotate(2, &[1]);
+    assert!(done.status.success(), "{done:?}");
+    let new = keyring(2, &[]);
+    assert_eq!(
+        String::from_utf8_lossy(&done.stdout).trim(),
+        format!("re-encrypted 1 value(s) under key {}", new.current_id())
+    );
+    let (bytes, key_id): (Vec<u8>, String) =
+        sqlx::query_as("select access_token, token_key_id from oauth_identities")
+            .fetch_one(&db.admin)
+            .await
+            .unwrap();
+    assert_eq!(key_id, new.current_id());
+    // The new key alone now reads it.
+    let opened = new
+        .open(&rabt::crypto::Sealed { bytes, key_id }, &context)
+        .unwrap();
+    assert_eq!(opened, b"gho_old");
+
+    let again = rotate(2, &[]);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("re-encrypted 0 value(s)"));
+}

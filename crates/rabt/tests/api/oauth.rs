@@ -332,6 +332,33 @@ async fn google_sign_in_creates_a_verified_account_and_signs_in() {
 }
 
 #[tokio::test]
+async fn the_provider_token_is_stored_sealed_under_the_current_key() {
+    let (app, _fake) = spawn_with_providers().await;
+    exchange(&app, sign_in(&app, "github").await).await;
+    let (bytes, key_id): (Vec<u8>, String) =
+        sqlx::query_as("select access_token, token_key_id from oauth_identities")
+            .fetch_one(&app.db.admin)
+            .await
+            .unwrap();
+    assert!(!bytes.windows(8).any(|w| w == b"gho_test"));
+    assert_eq!(key_id, app.state.keyring.current_id());
+    let (provider, subject): (String, String) =
+        sqlx::query_as("select provider, subject from oauth_identities")
+            .fetch_one(&app.db.admin)
+            .await
+            .unwrap();
+    let opened = app
+        .state
+        .keyring
+        .open(
+            &rabt::crypto::Sealed { bytes, key_id },
+            &rabt::crypto::oauth_token_context(&provider, &subject),
+        )
+        .unwrap();
+    assert_eq!(opened, b"gho_test");
+}
+
+#[tokio::test]
 async fn github_sign_in_uses_the_primary_verified_email() {
     let (app, _fake) = spawn_with_providers().await;
     let pair = exchange(&app, sign_in(&app, "github").await).await;
