@@ -120,7 +120,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 /// limit, and per-route metrics.
 pub fn with_edge(api: Router<AppState>, state: AppState) -> Router {
     let settings = &state.settings;
-    let hsts = settings.public_url.scheme() == "https";
+    let hsts = settings.public_url.scheme() == "https" || settings.tls.is_some();
     let router = api
         .fallback(|| async { ApiError::not_found() })
         .layer(middleware::from_fn_with_state(
@@ -153,6 +153,7 @@ pub fn with_edge(api: Router<AppState>, state: AppState) -> Router {
 /// A built, bound application, ready to serve.
 pub struct Application {
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     router: Router,
     state: AppState,
     worker: Option<Worker>,
@@ -185,6 +186,11 @@ impl Application {
         if let Some(email) = &settings.bootstrap_admin_email {
             bootstrap_admin(&state.db, email).await;
         }
+        let tls = settings
+            .tls
+            .as_ref()
+            .map(|files| crate::server::tls_acceptor(&files.cert, &files.key))
+            .transpose()?;
         let listener = TcpListener::bind(settings.bind)
             .await
             .map_err(|e| anyhow::anyhow!("RABT_BIND: cannot listen on {}: {e}", settings.bind))?;
@@ -193,6 +199,7 @@ impl Application {
             .then(|| Worker::new(state.db.clone(), jobs, settings.jobs.clone()));
         Ok(Self {
             listener,
+            tls,
             router: router(state.clone()),
             state,
             worker,
@@ -218,21 +225,20 @@ impl Application {
             let shutdown = shutdown.clone();
             tokio::spawn(worker.run_until_stopped(shutdown, grace))
         });
-        let serve = axum::serve(
+        let settings = &self.state.settings;
+        let limits = crate::server::Limits {
+            max_connections: settings.max_connections,
+            header_read_timeout: settings.header_read_timeout,
+        };
+        crate::server::serve(
             self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
+            self.router,
+            self.tls,
+            limits,
+            shutdown,
+            grace + Duration::from_secs(1),
         )
-        .with_graceful_shutdown({
-            let shutdown = shutdown.clone();
-            async move { shutdown.cancelled().await }
-        });
-        let server = tokio::spawn(async move { serve.await });
-        shutdown.cancelled().await;
-        match tokio::time::timeout(grace + Duration::from_secs(1), server).await {
-            Ok(joined) => joined??,
-            Err(_) => tracing::warn!("requests still open at shutdown; closing them"),
-        }
+        .await;
         if let Some(worker) = worker {
             worker.await?;
         }

@@ -83,6 +83,10 @@ struct RawSettings {
     rate_limit_write_per_minute: u32,
     rate_limit_read_per_minute: u32,
     rate_limit_realtime_per_minute: u32,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    max_connections: usize,
+    header_read_timeout_secs: u64,
 }
 
 impl Default for RawSettings {
@@ -130,6 +134,10 @@ impl Default for RawSettings {
             rate_limit_write_per_minute: RateLimits::default().write,
             rate_limit_read_per_minute: RateLimits::default().read,
             rate_limit_realtime_per_minute: RateLimits::default().realtime,
+            tls_cert: None,
+            tls_key: None,
+            max_connections: 10_000,
+            header_read_timeout_secs: 10,
         }
     }
 }
@@ -226,10 +234,21 @@ pub struct Settings {
     pub free_plan_open_projects: u32,
     /// Requests per minute of each route class.
     pub rate_limits: RateLimits,
+    /// PEM certificate chain and key: `rabt serve` terminates TLS itself.
+    pub tls: Option<TlsFiles>,
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
     /// Secrets this start made up because none were given (development only).
     pub generated_secrets: Vec<&'static str>,
     /// `RABT_*` environment variables that name no setting.
     pub unknown_settings: Vec<String>,
+}
+
+/// Where the TLS certificate chain and private key are (PEM).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Token and session lifetimes.
@@ -472,6 +491,27 @@ impl RawSettings {
                 return Err(ConfigError::new(setting, "must be 1..=1000000"));
             }
         }
+        let tls = match (
+            self.tls_cert.filter(|c| !c.trim().is_empty()),
+            self.tls_key.filter(|k| !k.trim().is_empty()),
+        ) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: PathBuf::from(cert),
+                key: PathBuf::from(key),
+            }),
+            (Some(_), None) => return Err(ConfigError::new("tls_key", "is needed with tls_cert")),
+            (None, Some(_)) => return Err(ConfigError::new("tls_cert", "is needed with tls_key")),
+        };
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err(ConfigError::new("max_connections", "must be 1..=1000000"));
+        }
+        if !(1..=300).contains(&self.header_read_timeout_secs) {
+            return Err(ConfigError::new(
+                "header_read_timeout_secs",
+                "must be 1..=300",
+            ));
+        }
         if self.free_plan_open_projects > 1_000_000 {
             return Err(ConfigError::new(
                 "free_plan_open_projects",
@@ -608,6 +648,9 @@ impl RawSettings {
             oauth,
             bootstrap_admin_email: self.bootstrap_admin_email.filter(|e| !e.trim().is_empty()),
             free_plan_open_projects: self.free_plan_open_projects,
+            tls,
+            max_connections: self.max_connections,
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
             rate_limits: RateLimits {
                 auth: self.rate_limit_auth_per_minute,
                 write: self.rate_limit_write_per_minute,

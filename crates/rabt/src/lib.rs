@@ -24,5 +24,6 @@ pub mod ops;
 pub mod projects;
 pub mod roles;
 pub mod search;
+pub mod server;
 pub mod telemetry;
 pub mod users;

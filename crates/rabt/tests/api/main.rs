@@ -20,4 +20,5 @@ mod roles;
 mod schema_lint;
 mod search;
 mod smtp;
+mod tls;
 mod users;
