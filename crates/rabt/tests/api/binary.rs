@@ -289,3 +289,154 @@ async fn keys_rotate_reseals_old_values_under_the_new_key() {
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stdout).contains("re-encrypted 0 value(s)"));
 }
+
+/// The first `token=` value in the newest mail written to `dir`.
+async fn token_from_mail_dir(dir: &std::path::Path) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mail = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find(|e| e.path().extension().is_some_and(|x| x == "eml"));
+        if let Some(entry) = mail {
+            let data = std::fs::read_to_string(entry.path()).unwrap();
+            let data = data
+                .replace("=\r\n", "")
+                .replace("=\n", "")
+                .replace("=3D", "=");
+            let at = data.find("token=").expect("a link with a token");
+            return data[at + 6..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .collect();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no mail written");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn logs_of_the_auth_flows_hold_no_password_or_token() {
+    let db = TestDb::new().await;
+    let mail_dir = std::env::temp_dir().join(format!("rabt-logs-{}", uuid::Uuid::now_v7()));
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let child = rabt()
+        .arg("serve")
+        .env("DATABASE_URL", db.url())
+        .env("REDIS_URL", redis_url())
+        .env(
+            "RABT_REDIS_KEY_PREFIX",
+            format!("logs:{}:", uuid::Uuid::now_v7()),
+        )
+        .env("RABT_BIND", format!("127.0.0.1:{port}"))
+        .env("RABT_MAIL_DIR", &mail_dir)
+        .env("RABT_FRONTEND_URL", "https://app.rabt.test")
+        .env("RUST_LOG", "debug,sqlx=debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !client
+        .get(format!("{base}/health/ready"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let password = "correct-horse-battery-staple-7";
+    let post = |path: &str, body: serde_json::Value| {
+        client.post(format!("{base}{path}")).json(&body).send()
+    };
+    let signup = post(
+        "/v1/auth/signup",
+        serde_json::json!({"email": "logs@rabt.test", "password": password, "display_name": "L"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(signup.status(), 202);
+    let verify_token = token_from_mail_dir(&mail_dir).await;
+    let verified: serde_json::Value = post(
+        "/v1/auth/verify-email",
+        serde_json::json!({"token": verify_token}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let login: serde_json::Value = post(
+        "/v1/auth/login",
+        serde_json::json!({"email": "logs@rabt.test", "password": password}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let wrong = post(
+        "/v1/auth/login",
+        serde_json::json!({"email": "logs@rabt.test", "password": "not-the-password-9"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let refreshed: serde_json::Value = post(
+        "/v1/auth/token/refresh",
+        serde_json::json!({"refresh_token": login["refresh_token"]}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let me = client
+        .get(format!("{base}/v1/me"))
+        .bearer_auth(refreshed["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&mail_dir);
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The logs are there and about these requests…
+    assert!(logs.contains("/v1/auth/login"), "{logs}");
+    assert!(logs.lines().count() > 10);
+    // …and hold none of the secrets that went through them.
+    let mut secrets = vec![
+        password.to_owned(),
+        "not-the-password-9".to_owned(),
+        verify_token,
+    ];
+    for pair in [&verified, &login, &refreshed] {
+        for field in ["access_token", "refresh_token"] {
+            secrets.push(pair[field].as_str().unwrap().to_owned());
+        }
+    }
+    for secret in secrets {
+        assert!(secret.len() > 8);
+        assert!(!logs.contains(&secret), "a secret is in the logs: {secret}");
+    }
+}

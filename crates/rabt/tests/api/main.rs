@@ -20,5 +20,6 @@ mod roles;
 mod schema_lint;
 mod search;
 mod smtp;
+mod source_lint;
 mod tls;
 mod users;
