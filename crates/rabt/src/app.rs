@@ -101,7 +101,8 @@ fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .nest(
             "/v1",
             users::routes::router()
-                .merge(auth::routes::router())
+                // Credentials and tokens are small: a tighter body limit.
+                .merge(auth::routes::router().layer(DefaultBodyLimit::max(AUTH_BODY_LIMIT)))
                 .merge(roles::routes::router())
                 .merge(projects::routes::router())
                 .merge(projects::applications::router())
@@ -109,6 +110,9 @@ fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         )
         .split_for_parts()
 }
+
+/// The body limit of `/v1/auth/*` (the rest have `RABT_BODY_LIMIT_BYTES`).
+pub const AUTH_BODY_LIMIT: usize = 64 * 1024;
 
 /// The OpenAPI document as `rabt openapi` prints it and `/openapi.json` serves it.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {

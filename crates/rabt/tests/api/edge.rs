@@ -312,3 +312,20 @@ async fn shutdown_lets_the_server_stop_cleanly() {
     app.stop().await;
     assert!(tokio::net::TcpStream::connect(address).await.is_err());
 }
+
+#[tokio::test]
+async fn authentication_routes_have_a_tighter_body_limit() {
+    let app = crate::helpers::spawn_app().await;
+    let padding = "x".repeat(rabt::app::AUTH_BODY_LIMIT + 1);
+    let response = app
+        .post_json(
+            "/v1/auth/login",
+            &serde_json::json!({"email": "a@rabt.test", "password": padding}),
+        )
+        .await;
+    assert_eq!(response.status(), 413);
+    assert_eq!(
+        crate::helpers::problem(response).await["code"],
+        "payload_too_large"
+    );
+}
