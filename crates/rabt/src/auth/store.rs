@@ -312,7 +312,9 @@ pub async fn touch_session(
 ) -> Result<bool, sqlx::Error> {
     let result = sqlx::query(
         "update sessions set last_seen_at = now() \
-         where id = $1 and user_id = $2 and revoked_at is null and expires_at > now()",
+         where id = $1 and user_id = $2 and revoked_at is null and expires_at > now() \
+           and exists (select 1 from users u where u.id = $2 \
+                       and u.suspended_at is null and u.deactivated_at is null)",
     )
     .bind(session)
     .bind(user)

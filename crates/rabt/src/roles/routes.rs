@@ -184,15 +184,15 @@ pub async fn create_role(
     let role = store::find_role(&mut tx, &body.name)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    tx.commit().await?;
     record(
-        &state,
+        &mut tx,
         &caller,
         &client,
         "role_created",
         json!({"role": body.name}),
     )
     .await?;
+    tx.commit().await?;
     Ok((StatusCode::CREATED, Json(role.into())))
 }
 
@@ -238,16 +238,16 @@ pub async fn update_role(
         .await?
         .ok_or_else(ApiError::not_found)?;
     let holders = store::holders(&mut tx, &name).await?;
-    tx.commit().await?;
-    sessions::reload_grants(&state, &holders).await?;
     record(
-        &state,
+        &mut tx,
         &caller,
         &client,
         "role_updated",
         json!({"role": name}),
     )
     .await?;
+    tx.commit().await?;
+    sessions::reload_grants(&state, &holders).await?;
     Ok(Json(role.into()))
 }
 
@@ -278,16 +278,16 @@ pub async fn delete_role(
     check_permissions(&mut tx, &caller, &existing.permissions).await?;
     let holders = store::holders(&mut tx, &name).await?;
     store::delete_role(&mut tx, &name).await?;
-    tx.commit().await?;
-    sessions::reload_grants(&state, &holders).await?;
     record(
-        &state,
+        &mut tx,
         &caller,
         &client,
         "role_deleted",
         json!({"role": name}),
     )
     .await?;
+    tx.commit().await?;
+    sessions::reload_grants(&state, &holders).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -354,11 +354,8 @@ pub async fn set_user_roles(
             .with_detail(format!("You cannot grant or take away `{lacking}`.")));
     }
     store::set_user_roles(&mut tx, user, &wanted, Some(caller.id)).await?;
-    tx.commit().await?;
-    sessions::reload_grants(&state, &[user]).await?;
-    let mut audit_tx = state.db.begin(&Actor::Service).await?;
     audit::record(
-        &mut audit_tx,
+        &mut tx,
         Some(caller.id),
         Action::RolesChanged,
         Some(user),
@@ -366,26 +363,28 @@ pub async fn set_user_roles(
         json!({"from": current, "to": wanted}),
     )
     .await?;
-    audit_tx.commit().await?;
+    tx.commit().await?;
+    sessions::reload_grants(&state, &[user]).await?;
     let mut roles = vec![EVERYONE.to_owned()];
     roles.extend(wanted);
     Ok(Json(UserRoles { roles }))
 }
 
+/// Records a change of roles in the audit log, in the change's own
+/// transaction: both commit or neither does.
 async fn record(
-    state: &AppState,
+    tx: &mut sqlx::PgConnection,
     caller: &AuthUser,
     client: &ClientInfo,
     what: &str,
     details: serde_json::Value,
 ) -> Result<(), ApiError> {
-    let mut tx = state.db.begin(&Actor::Service).await?;
     let mut details = details;
     if let serde_json::Value::Object(map) = &mut details {
         map.insert("change".into(), what.into());
     }
     audit::record(
-        &mut tx,
+        tx,
         Some(caller.id),
         Action::RolesChanged,
         None,
@@ -393,6 +392,5 @@ async fn record(
         details,
     )
     .await?;
-    tx.commit().await?;
     Ok(())
 }

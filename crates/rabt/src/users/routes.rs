@@ -335,16 +335,7 @@ pub async fn moderate_user(
     store::save_profile(&mut tx, &row).await?;
     if let Some(suspended) = suspended {
         store::set_suspended(&mut tx, id, suspended).await?;
-    }
-    let email = store::find_email(&mut tx, id).await?;
-    tx.commit().await?;
-    if let Some(suspended) = suspended {
-        let mut tx = state.db.begin(&Actor::Service).await?;
-        let ended = if suspended {
-            crate::auth::store::revoke_sessions(&mut tx, id, None, RevokeReason::Suspended).await?
-        } else {
-            Vec::new()
-        };
+        // Recorded with the change: both commit or neither does.
         audit::record(
             &mut tx,
             Some(caller.id),
@@ -358,6 +349,15 @@ pub async fn moderate_user(
             json!({}),
         )
         .await?;
+    }
+    let email = store::find_email(&mut tx, id).await?;
+    tx.commit().await?;
+    // The session check refuses a suspended user's sessions from here on;
+    // revoking them records why and drops them from the cache at once.
+    if suspended == Some(true) {
+        let mut tx = state.db.begin(&Actor::Service).await?;
+        let ended =
+            crate::auth::store::revoke_sessions(&mut tx, id, None, RevokeReason::Suspended).await?;
         tx.commit().await?;
         sessions::forget(&state, &ended).await;
     }

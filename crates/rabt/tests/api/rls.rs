@@ -565,3 +565,25 @@ async fn notifications_preferences_and_idempotency_keys_are_private() {
     assert_eq!(rows_as(&app, &a, keys, &[p.b]).await, Some(0));
     assert_eq!(rows_as(&app, &b, keys, &[p.b]).await, Some(1));
 }
+
+#[tokio::test]
+async fn a_user_appends_audit_entries_only_in_their_own_name_and_never_edits_them() {
+    let app = spawn_app().await;
+    let a = app.insert_user("a@rabt.test", "A", "public").await;
+    let b = app.insert_user("b@rabt.test", "B", "public").await;
+    let actor = TestApp::as_user(a);
+    let append = "insert into audit_log (actor_id, action) values ($1, 'roles_changed')";
+    assert_eq!(rows_as(&app, &actor, append, &[a]).await, Some(1));
+    assert_eq!(rows_as(&app, &actor, append, &[b]).await, None);
+    sqlx::query("insert into audit_log (actor_id, action) values ($1, 'login_succeeded')")
+        .bind(a)
+        .execute(&app.db.admin)
+        .await
+        .unwrap();
+    for change in [
+        "update audit_log set action = 'x' where actor_id = $1",
+        "delete from audit_log where actor_id = $1",
+    ] {
+        assert_eq!(rows_as(&app, &actor, change, &[a]).await, None, "{change}");
+    }
+}

@@ -209,3 +209,16 @@ async fn a_user_cannot_lift_their_own_suspension_through_the_database() {
         .await;
     assert!(lifted.is_err());
 }
+
+#[tokio::test]
+async fn a_suspended_users_sessions_are_refused_even_before_they_are_revoked() {
+    let env = spawn(vec![]).await;
+    let ada = signed_in(&env, "ada@rabt.test").await;
+    // Suspended straight in the database: no session was revoked.
+    sqlx::query("update users set suspended_at = now() where lower(email) = 'ada@rabt.test'")
+        .execute(&env.app.db.admin)
+        .await
+        .unwrap();
+    let me = env.app.get_as(access(&ada), "/v1/me").await;
+    assert_eq!(me.status(), 401);
+}
