@@ -5,7 +5,7 @@
 //! permission involved. The policies of `migrations/0004_rbac.sql` hold the
 //! same line in the database.
 
-use axum::{Json, extract::State, http::StatusCode};
+use axum::{Json, extract::State, http::StatusCode, response::Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -18,7 +18,11 @@ use crate::{
     audit::{self, Action},
     auth::{AuthUser, sessions},
     db::Actor,
-    http::{ApiError, AppJson, AppPath, ClientInfo, ErrorCode, FieldError, error::ProblemBody},
+    http::{
+        ApiError, AppJson, AppPath, ClientInfo, ErrorCode, FieldError,
+        error::ProblemBody,
+        idempotency::{IdempotencyKey, Idempotent},
+    },
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -49,7 +53,7 @@ impl From<store::RoleRow> for Role {
     }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRole {
     /// 2..40 characters: lower-case letters, digits, `_` and `-`, starting with a letter.
@@ -155,6 +159,8 @@ pub async fn list_roles(
 /// Create a role (needs `roles.manage`, and every permission it grants).
 #[utoipa::path(post, path = "/roles", tag = "roles", request_body = NewRole,
     security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Replays the first response for 24 hours")),
     responses(
         (status = 201, body = Role),
         (status = 403, body = ProblemBody, content_type = "application/problem+json"),
@@ -166,9 +172,11 @@ pub async fn create_role(
     State(state): State<AppState>,
     caller: AuthUser,
     client: ClientInfo,
+    key: IdempotencyKey,
     AppJson(body): AppJson<NewRole>,
-) -> Result<(StatusCode, Json<Role>), ApiError> {
+) -> Result<Response, ApiError> {
     caller.require("roles.manage")?;
+    let idem = Idempotent::new(key, caller.id, "POST /v1/roles", &body)?;
     if !valid_role_name(&body.name) {
         return Err(ApiError::validation(vec![FieldError::new(
             "name",
@@ -177,7 +185,11 @@ pub async fn create_role(
         )]));
     }
     check_description(&body.description)?;
-    let mut tx = state.db.begin(&caller.actor()).await?;
+    let actor = caller.actor();
+    let mut tx = state.db.begin(&actor).await?;
+    if let Some(saved) = idem.saved(&mut tx).await? {
+        return Ok(saved);
+    }
     check_permissions(&mut tx, &caller, &body.permissions).await?;
     store::insert_role(&mut tx, &body.name, &body.description).await?;
     store::set_role_permissions(&mut tx, &body.name, &body.permissions).await?;
@@ -192,8 +204,14 @@ pub async fn create_role(
         json!({"role": body.name}),
     )
     .await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(role.into())))
+    idem.commit(
+        &state.db,
+        &actor,
+        tx,
+        StatusCode::CREATED,
+        &Role::from(role),
+    )
+    .await
 }
 
 /// Change a custom role's description or permissions (needs `roles.manage`).

@@ -288,3 +288,31 @@ async fn the_database_refuses_role_changes_without_the_permission() {
     .await;
     assert!(fixed.is_err());
 }
+
+#[tokio::test]
+async fn creating_a_role_twice_under_one_idempotency_key_creates_it_once() {
+    let env = spawn(vec![]).await;
+    let admin = signed_in(&env, "admin@rabt.test").await;
+    make(&env, "admin@rabt.test", "admin").await;
+    let send = |body: Value| {
+        env.app
+            .client
+            .post(env.app.url("/v1/roles"))
+            .bearer_auth(access(&admin))
+            .header("Idempotency-Key", "role-1")
+            .json(&body)
+            .send()
+    };
+    let body = json!({"name": "curator", "permissions": ["projects.moderate"]});
+    let first = send(body.clone()).await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    // Without the key the second create would be a 409 (the name is taken).
+    let again = send(body).await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    let other = send(json!({"name": "other", "permissions": []}))
+        .await
+        .unwrap();
+    assert_eq!(problem(other).await["code"], "idempotency_key_reused");
+}
