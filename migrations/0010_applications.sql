@@ -143,7 +143,9 @@ begin
         select t.taken_by into step from public.application_transitions t
         where t.from_status = old.status and t.to_status = new.status;
         if step is null
-           or (current_user <> 'rabt_service'
+           -- current_user is this function's owner; the request's role is the
+           -- `role` setting Db::begin made.
+           or (pg_catalog.current_setting('role', true) is distinct from 'rabt_service'
                and actor is distinct from case step when 'owner' then project.owner_id
                                                     else old.applicant_id end) then
             raise exception 'no transition from % to % for this actor', old.status, new.status

@@ -480,6 +480,11 @@ async fn applications_are_seen_and_moved_only_by_their_two_sides() {
         rows_as(&app, &b, shortlist, &[p.application]).await,
         Some(1)
     );
+    // Workers (the service role) may take a listed step for either side.
+    assert_eq!(
+        rows_as(&app, &Actor::Service, shortlist, &[p.application]).await,
+        Some(1)
+    );
     // Applying in someone else's name, or to a draft, is refused.
     assert_eq!(
         rows_as(
