@@ -443,3 +443,131 @@ async fn an_idempotency_key_replays_the_first_response_and_creates_once() {
         .unwrap();
     assert_eq!(count, 1);
 }
+
+/// The database and the Rust machine agree on every (from, to) pair of both
+/// machines, and for applications on which side may take each step.
+#[tokio::test]
+async fn the_database_and_the_code_agree_on_every_step_of_both_machines() {
+    use rabt::{
+        db::Actor,
+        projects::status::{ApplicationStatus, ProjectStatus, Side},
+    };
+
+    let app = crate::helpers::spawn_app().await;
+    let admin = &app.db.admin;
+    let owner = app.insert_user("o@rabt.test", "O", "public").await;
+    let walk = |to: ProjectStatus| -> &'static [&'static str] {
+        match to {
+            ProjectStatus::Draft => &[],
+            ProjectStatus::Open => &["open"],
+            ProjectStatus::InProgress => &["open", "in_progress"],
+            ProjectStatus::Completed => &["open", "in_progress", "completed"],
+            ProjectStatus::Cancelled => &["open", "cancelled"],
+            ProjectStatus::Archived => &["open", "cancelled", "archived"],
+        }
+    };
+    for from in ProjectStatus::ALL {
+        let id: Uuid = sqlx::query_scalar(
+            "insert into projects (owner_id, title, summary, category) \
+             values ($1, 't', 's', 'c') returning id",
+        )
+        .bind(owner)
+        .fetch_one(admin)
+        .await
+        .unwrap();
+        for step in walk(from) {
+            sqlx::query("update projects set status = $2 where id = $1")
+                .bind(id)
+                .bind(step)
+                .execute(admin)
+                .await
+                .unwrap();
+        }
+        for to in ProjectStatus::ALL.into_iter().filter(|to| *to != from) {
+            let mut tx = admin.begin().await.unwrap();
+            let done = sqlx::query("update projects set status = $2 where id = $1")
+                .bind(id)
+                .bind(to.as_str())
+                .execute(&mut *tx)
+                .await
+                .is_ok();
+            tx.rollback().await.unwrap();
+            assert_eq!(
+                done,
+                from.transition(to, false).is_some(),
+                "project {from:?} → {to:?}"
+            );
+        }
+    }
+
+    // One application in each status, each by its own applicant.
+    let project: Uuid = sqlx::query_scalar(
+        "insert into projects (owner_id, title, summary, category) \
+         values ($1, 'p', 's', 'c') returning id",
+    )
+    .bind(owner)
+    .fetch_one(admin)
+    .await
+    .unwrap();
+    sqlx::query("update projects set status = 'open' where id = $1")
+        .bind(project)
+        .execute(admin)
+        .await
+        .unwrap();
+    let as_user = |id: Uuid| Actor::User {
+        id,
+        permissions: Vec::new(),
+    };
+    let mut applications = Vec::new();
+    for (n, status) in ApplicationStatus::ALL.into_iter().enumerate() {
+        let applicant = app
+            .insert_user(&format!("a{n}@rabt.test"), "A", "public")
+            .await;
+        let id: Uuid = sqlx::query_scalar(
+            "insert into applications (project_id, applicant_id, cover_letter) \
+             values ($1, $2, 'hi') returning id",
+        )
+        .bind(project)
+        .bind(applicant)
+        .fetch_one(admin)
+        .await
+        .unwrap();
+        let (path, by): (&[&str], Uuid) = match status {
+            ApplicationStatus::Pending => (&[], owner),
+            ApplicationStatus::Shortlisted => (&["shortlisted"], owner),
+            ApplicationStatus::Accepted => (&["accepted"], owner),
+            ApplicationStatus::Rejected => (&["rejected"], owner),
+            ApplicationStatus::Withdrawn => (&["withdrawn"], applicant),
+        };
+        for step in path {
+            let mut tx = app.app_db().begin(&as_user(by)).await.unwrap();
+            sqlx::query("update applications set status = $2 where id = $1")
+                .bind(id)
+                .bind(step)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+        applications.push((status, id, applicant));
+    }
+    for (from, id, applicant) in &applications {
+        for to in ApplicationStatus::ALL.into_iter().filter(|to| to != from) {
+            for (side, actor) in [(Side::Owner, owner), (Side::Applicant, *applicant)] {
+                let mut tx = app.app_db().begin(&as_user(actor)).await.unwrap();
+                let done = sqlx::query("update applications set status = $2 where id = $1")
+                    .bind(id)
+                    .bind(to.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .is_ok_and(|r| r.rows_affected() == 1);
+                tx.rollback().await.unwrap();
+                assert_eq!(
+                    done,
+                    from.transition(to, side).is_some(),
+                    "application {from:?} → {to:?} by {side:?}"
+                );
+            }
+        }
+    }
+}
