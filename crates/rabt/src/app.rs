@@ -90,7 +90,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(ops::live))
         .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))
@@ -105,7 +105,9 @@ fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .merge(projects::applications::router())
                 .merge(notifications::routes::router()),
         )
-        .split_for_parts()
+        .split_for_parts();
+    crate::http::openapi::CommonProblems::apply(&mut openapi);
+    (router, openapi)
 }
 
 /// The OpenAPI document as `rabt openapi` prints it and `/openapi.json` serves it.
