@@ -92,7 +92,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(ops::live))
         .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))
@@ -108,7 +108,9 @@ fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .merge(projects::applications::router())
                 .merge(notifications::routes::router()),
         )
-        .split_for_parts()
+        .split_for_parts();
+    crate::http::openapi::CommonProblems::apply(&mut openapi);
+    (router, openapi)
 }
 
 /// The body limit of `/v1/auth/*` (the rest have `RABT_BODY_LIMIT_BYTES`).

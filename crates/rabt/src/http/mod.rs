@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod middleware;
+pub mod openapi;
 pub mod pagination;
 pub mod rate_limit;
 pub mod request_id;

@@ -188,6 +188,11 @@ async fn every_filter_narrows_the_listing() {
         titles(&app, "budget_min=6000&budget_max=10000").await,
         ["Data pipeline in Rust"]
     );
+    // JSON Schema's `integer` admits 6000.0, and so does the server.
+    assert_eq!(
+        titles(&app, "budget_min=6000.0&budget_max=10000.00").await,
+        ["Data pipeline in Rust"]
+    );
     assert_eq!(
         titles(&app, "currency=USD").await,
         ["Mobile banking app", "Rust web service"]
@@ -224,7 +229,8 @@ async fn every_filter_narrows_the_listing() {
         "sort=random",
         "sort=relevance",
         "facets=owner",
-        "budget_min=4405.0",
+        "budget_min=4405.5",
+        "budget_min=4405.",
         "budget_min=-1",
         "currency=dollars",
         "remote=maybe",
