@@ -192,6 +192,11 @@ const CONSTRAINTS: &[ConstraintRule] = &[
         field: Some(("email", "taken", "This email address is already in use.")),
     },
     ConstraintRule {
+        name: "roles_pkey",
+        code: ErrorCode::Conflict,
+        field: Some(("name", "taken", "A role with this name exists.")),
+    },
+    ConstraintRule {
         name: "users_display_name_length",
         code: ErrorCode::ValidationFailed,
         field: Some(("display_name", "invalid", "1 to 80 characters.")),
