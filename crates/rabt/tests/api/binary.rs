@@ -320,6 +320,9 @@ async fn token_from_mail_dir(dir: &std::path::Path) -> String {
 async fn logs_of_the_auth_flows_hold_no_password_or_token() {
     let db = TestDb::new().await;
     let mail_dir = std::env::temp_dir().join(format!("rabt-logs-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&mail_dir).unwrap();
+    let log_path = mail_dir.join("stdout.log");
+    let err_path = mail_dir.join("stderr.log");
     let port = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
@@ -336,8 +339,10 @@ async fn logs_of_the_auth_flows_hold_no_password_or_token() {
         .env("RABT_MAIL_DIR", &mail_dir)
         .env("RABT_FRONTEND_URL", "https://app.rabt.test")
         .env("RUST_LOG", "debug,sqlx=debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        // A file, not a pipe: nobody reads a pipe until the end, and debug logs
+        // would fill it and block the server.
+        .stdout(Stdio::from(std::fs::File::create(&log_path).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(&err_path).unwrap()))
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
@@ -411,16 +416,17 @@ async fn logs_of_the_auth_flows_hold_no_password_or_token() {
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+    let mut child = child;
+    tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()
         .unwrap();
-    let _ = std::fs::remove_dir_all(&mail_dir);
     let logs = format!(
         "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        std::fs::read_to_string(&log_path).unwrap(),
+        std::fs::read_to_string(&err_path).unwrap()
     );
+    let _ = std::fs::remove_dir_all(&mail_dir);
     // The logs are there and about these requests…
     assert!(logs.contains("/v1/auth/login"), "{logs}");
     assert!(logs.lines().count() > 10);
