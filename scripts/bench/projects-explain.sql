@@ -1,0 +1,159 @@
+-- EXPLAIN ANALYZE of the queries behind the three endpoints of
+-- scripts/bench-projects, as the anonymous request role. The statements are
+-- those of crates/rabt/src/projects/store.rs, prepared with the same
+-- parameters and types the server binds (`$1`–`$15` filters, `$16`/`$17`
+-- keyset, `$18` limit, `$19`/`$20` typo mode), and executed with custom plans
+-- so that the `$n is null or …` branches fold with their values.
+--
+-- psql variables: :id (an open project) and :owner (its owner).
+
+\set ON_ERROR_STOP on
+begin;
+select set_config('role', 'rabt_anonymous', true), set_config('request.user_id', '', true),
+       set_config('request.permissions', '', true);
+
+prepare search_newest(text, text[], boolean, text[], text[], text[], text[], int8, int8, text,
+                      boolean, text, uuid, timestamptz, timestamptz, timestamptz, uuid, int8,
+                      text, text) as
+select p.id, p.owner_id, p.title, p.summary, p.description, p.description_html, p.category,
+       p.skills, p.budget_min, p.budget_max, p.currency, p.remote, p.location, p.status,
+       p.application_count, p.created_at, p.updated_at, p.published_at, 0::float8 as rank
+from project_listings p
+where ($1::text is null
+       or (not $3 and p.search @@ to_tsquery('simple', $1))
+       or ($3 and (p.search @@ to_tsquery('simple', $19)
+                   or $20 operator(extensions.<%) p.title)
+           and not exists (select 1 from unnest($2::text[]) w
+                           where not (p.search @@ to_tsquery('simple', w || ':*')
+                                      or w operator(extensions.<%) p.title))))
+  and ($4::text[] is null or p.status = any($4))
+  and ($5::text[] is null or p.category = any($5))
+  and ($6::text[] is null or p.skills && $6)
+  and ($7::text[] is null or p.skills @> $7)
+  and ($8::int8 is null or p.budget_max >= $8)
+  and ($9::int8 is null or p.budget_min <= $9)
+  and ($10::text is null or p.currency = $10)
+  and ($11::bool is null or p.remote = $11)
+  and ($12::text is null or lower(p.location) = lower($12))
+  and ($13::uuid is null or p.owner_id = $13)
+  and ($14::timestamptz is null or p.created_at >= $14)
+  and ($15::timestamptz is null or p.created_at < $15)
+  and ($16::timestamptz is null or (p.created_at, p.id) < ($16, $17))
+order by p.created_at desc, p.id desc limit $18;
+
+prepare search_relevance(text, text[], boolean, text[], text[], text[], text[], int8, int8,
+                         text, boolean, text, uuid, timestamptz, timestamptz, float8, uuid,
+                         int8, text, text) as
+select * from (select p.id, p.owner_id, p.title, p.summary, p.description,
+       p.description_html, p.category, p.skills, p.budget_min, p.budget_max, p.currency,
+       p.remote, p.location, p.status, p.application_count, p.created_at, p.updated_at,
+       p.published_at,
+       (case when $3 then ts_rank(p.search, to_tsquery('simple', $19))
+                          + extensions.word_similarity($20, p.title)
+             else ts_rank(p.search, to_tsquery('simple', $1)) end)::float8 as rank
+from project_listings p
+where ($1::text is null
+       or (not $3 and p.search @@ to_tsquery('simple', $1))
+       or ($3 and (p.search @@ to_tsquery('simple', $19)
+                   or $20 operator(extensions.<%) p.title)
+           and not exists (select 1 from unnest($2::text[]) w
+                           where not (p.search @@ to_tsquery('simple', w || ':*')
+                                      or w operator(extensions.<%) p.title))))
+  and ($4::text[] is null or p.status = any($4))
+  and ($5::text[] is null or p.category = any($5))
+  and ($6::text[] is null or p.skills && $6)
+  and ($7::text[] is null or p.skills @> $7)
+  and ($8::int8 is null or p.budget_max >= $8)
+  and ($9::int8 is null or p.budget_min <= $9)
+  and ($10::text is null or p.currency = $10)
+  and ($11::bool is null or p.remote = $11)
+  and ($12::text is null or lower(p.location) = lower($12))
+  and ($13::uuid is null or p.owner_id = $13)
+  and ($14::timestamptz is null or p.created_at >= $14)
+  and ($15::timestamptz is null or p.created_at < $15)
+) s where ($16::float8 is null or (s.rank, s.id) < ($16, $17))
+order by s.rank desc, s.id desc limit $18;
+
+prepare facets(text, text[], boolean, text[], text[], text[], text[], int8, int8, text,
+               boolean, text, uuid, timestamptz, timestamptz, int8, uuid, int8, text, text) as
+with f as materialized (select p.category, p.skills, p.status
+from project_listings p
+where ($1::text is null
+       or (not $3 and p.search @@ to_tsquery('simple', $1))
+       or ($3 and (p.search @@ to_tsquery('simple', $19)
+                   or $20 operator(extensions.<%) p.title)
+           and not exists (select 1 from unnest($2::text[]) w
+                           where not (p.search @@ to_tsquery('simple', w || ':*')
+                                      or w operator(extensions.<%) p.title))))
+  and ($4::text[] is null or p.status = any($4))
+  and ($5::text[] is null or p.category = any($5))
+  and ($6::text[] is null or p.skills && $6)
+  and ($7::text[] is null or p.skills @> $7)
+  and ($8::int8 is null or p.budget_max >= $8)
+  and ($9::int8 is null or p.budget_min <= $9)
+  and ($10::text is null or p.currency = $10)
+  and ($11::bool is null or p.remote = $11)
+  and ($12::text is null or lower(p.location) = lower($12))
+  and ($13::uuid is null or p.owner_id = $13)
+  and ($14::timestamptz is null or p.created_at >= $14)
+  and ($15::timestamptz is null or p.created_at < $15)
+  and $16::int8 is null and $17::uuid is null and $18::int8 is null),
+counted as (
+    select 'category' as facet, category as value, count(*) as n from f
+        where category is not null group by category
+    union all
+    select 'skills', s, count(*) from f, unnest(f.skills) s group by s
+    union all
+    select 'status', status, count(*) from f group by status),
+ranked as (
+    select facet, value, n,
+           row_number() over (partition by facet order by n desc, value) as place
+    from counted)
+select facet, value, n from ranked where place <= 20
+order by facet, n desc, value;
+
+prepare find(uuid) as
+select p.id, p.owner_id, p.title, p.summary, p.description, p.description_html, p.category,
+       p.skills, p.budget_min, p.budget_max, p.currency, p.remote, p.location, p.status,
+       p.application_count, p.created_at, p.updated_at, p.published_at
+from projects p where p.id = $1;
+
+prepare owner_names(uuid[]) as
+select id, display_name from users where id = any($1);
+
+\echo '== GET /v1/projects?status=open&sort=newest: search_newest, limit 20 (+1)'
+explain (analyze, buffers, costs off)
+execute search_newest(null, null, false, '{open}', null, null, null, null, null, null, null,
+                      null, null, null, null, null, null, 21, null, null);
+
+\echo '== GET /v1/projects?q=dashboard&category=design&skills=react&facets=…: search_relevance'
+explain (analyze, buffers, costs off)
+execute search_relevance('dashboard:*', '{dashboard}', false, null, '{design}', '{react}', null,
+                         null, null, null, null, null, null, null, null, null, null, 21,
+                         'dashboard:*', 'dashboard');
+
+\echo '== … and its facets'
+explain (analyze, buffers, costs off)
+execute facets('dashboard:*', '{dashboard}', false, null, '{design}', '{react}', null, null,
+               null, null, null, null, null, null, null, null, null, null, 'dashboard:*',
+               'dashboard');
+
+\echo '== GET /v1/projects/{id}: find, then owner_names'
+explain (analyze, buffers, costs off) execute find(:'id');
+explain (analyze, buffers, costs off) execute owner_names(array[:'owner']::uuid[]);
+
+\echo '== plan choice after ten executions of each (generic_plans must stay 0)'
+\o /dev/null
+select statement from generate_series(1, 9), unnest(array[
+    $$execute search_newest(null, null, false, '{open}', null, null, null, null, null, null,
+                            null, null, null, null, null, null, null, 21, null, null)$$,
+    $$execute search_relevance('dashboard:*', '{dashboard}', false, null, '{design}',
+                               '{react}', null, null, null, null, null, null, null, null,
+                               null, null, null, 21, 'dashboard:*', 'dashboard')$$,
+    $$execute facets('dashboard:*', '{dashboard}', false, null, '{design}', '{react}', null,
+                     null, null, null, null, null, null, null, null, null, null, null,
+                     'dashboard:*', 'dashboard')$$]) statement
+\gexec
+\o
+select name, generic_plans, custom_plans from pg_prepared_statements order by name;
+rollback;
