@@ -231,6 +231,11 @@ impl Application {
             let shutdown = shutdown.clone();
             tokio::spawn(worker.run_until_stopped(shutdown, grace))
         });
+        let grants = tokio::spawn(crate::auth::sessions::follow_grant_changes(
+            self.state.db.clone(),
+            self.state.kv.clone(),
+            shutdown.clone(),
+        ));
         let settings = &self.state.settings;
         let limits = crate::server::Limits {
             max_connections: settings.max_connections,
@@ -248,6 +253,7 @@ impl Application {
         if let Some(worker) = worker {
             worker.await?;
         }
+        grants.abort();
         self.state.db.pool().close().await;
         Ok(())
     }

@@ -96,6 +96,16 @@ redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
 return {1, 0, math.floor((now - allow_at) / interval)}
 ";
 
+/// Raises the counter at KEYS[1] to ARGV[1] unless it already holds as much;
+/// the expiry (ARGV[2] ms) is renewed either way. Returns the value it holds.
+const RAISE_SCRIPT: &str = r"
+local current = tonumber(redis.call('GET', KEYS[1]))
+local wanted = tonumber(ARGV[1])
+if current == nil or current < wanted then current = wanted end
+redis.call('SET', KEYS[1], current, 'PX', ARGV[2])
+return current
+";
+
 /// Shared state, in Redis or in memory.
 #[derive(Clone)]
 pub struct Kv {
@@ -108,6 +118,7 @@ enum Backend {
     Redis {
         conn: ConnectionManager,
         gcra: Arc<redis::Script>,
+        raise: Arc<redis::Script>,
     },
     Memory(Arc<Memory>),
 }
@@ -115,6 +126,8 @@ enum Backend {
 struct Memory {
     values: moka::future::Cache<String, (Arc<[u8]>, Duration)>,
     rates: Mutex<HashMap<String, i64>>,
+    /// Serialises `raise`, so two raisers cannot lower each other's value.
+    raising: tokio::sync::Mutex<()>,
     epoch: Instant,
 }
 
@@ -174,6 +187,7 @@ impl Kv {
             backend: Backend::Redis {
                 conn,
                 gcra: Arc::new(redis::Script::new(GCRA_SCRIPT)),
+                raise: Arc::new(redis::Script::new(RAISE_SCRIPT)),
             },
             prefix,
         })
@@ -188,6 +202,7 @@ impl Kv {
                     .expire_after(PerEntryTtl)
                     .build(),
                 rates: Mutex::new(HashMap::new()),
+                raising: tokio::sync::Mutex::new(()),
                 epoch: Instant::now(),
             })),
             prefix,
@@ -265,6 +280,37 @@ impl Kv {
         }
     }
 
+    /// Raises the number under `key` to `value` if it holds less (or nothing),
+    /// atomically: a late writer of an older value never lowers a newer one.
+    /// Returns the number it holds afterwards.
+    pub async fn raise(&self, key: &str, value: i64, ttl: Duration) -> anyhow::Result<i64> {
+        let key = self.key(key);
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        match &self.backend {
+            Backend::Redis { conn, raise, .. } => raise
+                .key(&key)
+                .arg(value)
+                .arg(ms)
+                .invoke_async(&mut conn.clone())
+                .await
+                .context("redis raise script"),
+            Backend::Memory(memory) => {
+                let _one_at_a_time = memory.raising.lock().await;
+                let current = memory
+                    .values
+                    .get(&key)
+                    .await
+                    .and_then(|(v, _)| std::str::from_utf8(&v).ok()?.parse::<i64>().ok());
+                let held = current.map_or(value, |c| c.max(value));
+                memory
+                    .values
+                    .insert(key, (held.to_string().into_bytes().into(), ttl))
+                    .await;
+                Ok(held)
+            }
+        }
+    }
+
     pub async fn delete(&self, key: &str) -> anyhow::Result<()> {
         let key = self.key(key);
         match &self.backend {
@@ -288,7 +334,7 @@ impl Kv {
     pub async fn rate_limit(&self, key: &str, rate: Rate) -> anyhow::Result<RateDecision> {
         let key = self.key(key);
         match &self.backend {
-            Backend::Redis { conn, gcra } => {
+            Backend::Redis { conn, gcra, .. } => {
                 let (allowed, wait_ms, remaining): (i64, i64, i64) = gcra
                     .key(&key)
                     .arg(rate.interval_ms())

@@ -1,6 +1,8 @@
 //! `AuthUser`: the signed-in caller. A request with a bad, expired or revoked
 //! token is refused (401), never treated as anonymous.
 
+use std::marker::PhantomData;
+
 use axum::{
     extract::{FromRef, FromRequestParts},
     http::{header, request::Parts},
@@ -76,6 +78,70 @@ where
             roles: grants.roles,
             permissions: grants.permissions,
         })
+    }
+}
+
+/// A permission of the catalogue (migrations/0004), as a type a handler can
+/// demand in its signature through [`Holding`].
+pub trait Permission: Send + Sync + 'static {
+    const NAME: &'static str;
+}
+
+macro_rules! permissions {
+    ($($(#[$doc:meta])* $ty:ident => $name:literal,)*) => {
+        /// The permissions handlers demand by type.
+        pub mod permission {
+            $(
+                $(#[$doc])*
+                #[derive(Debug, Clone, Copy)]
+                pub struct $ty;
+                impl super::Permission for $ty {
+                    const NAME: &'static str = $name;
+                }
+            )*
+        }
+    };
+}
+
+permissions! {
+    /// `users.manage`: edit and suspend users.
+    UsersManage => "users.manage",
+    /// `users.delete`: deactivate (and later erase) users.
+    UsersDelete => "users.delete",
+    /// `roles.manage`: create, change and delete custom roles.
+    RolesManage => "roles.manage",
+    /// `roles.assign`: grant and take away roles.
+    RolesAssign => "roles.assign",
+}
+
+/// The signed-in caller, known to hold `P`: a handler that takes
+/// `Holding<P>` runs only for them. Without a valid session it is 401, without
+/// the permission 403 `forbidden`, both before the body is read. The same
+/// permissions reach the database policies through the caller's actor.
+/// Only the extractor makes one; it reads as the [`AuthUser`] it holds.
+#[derive(Debug, Clone)]
+pub struct Holding<P: Permission>(AuthUser, PhantomData<P>);
+
+impl<P: Permission> std::ops::Deref for Holding<P> {
+    type Target = AuthUser;
+
+    fn deref(&self) -> &AuthUser {
+        &self.0
+    }
+}
+
+impl<S, P> FromRequestParts<S> for Holding<P>
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+    P: Permission,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = AuthUser::from_request_parts(parts, state).await?;
+        caller.require(P::NAME)?;
+        Ok(Self(caller, PhantomData))
     }
 }
 

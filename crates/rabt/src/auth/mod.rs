@@ -18,4 +18,4 @@ pub mod sessions;
 pub mod store;
 pub mod tokens;
 
-pub use extract::{AuthUser, MaybeAuthUser};
+pub use extract::{AuthUser, Holding, MaybeAuthUser, Permission, permission};

@@ -3,22 +3,50 @@
 //! instance sees a revocation or a changed role at once; in process otherwise).
 //!
 //! A revocation commits in Postgres first, then marks the session dead in the
-//! cache; a role change commits, then drops the cached answers of the user's
-//! sessions so that their next request reloads. Live answers are cached for a
-//! minute at most, so even a lost cache write is healed within that minute.
+//! cache. Grants are versioned (migrations/0015): every change to a user's
+//! roles, to a role's permissions, or to their suspension bumps the user's
+//! version in the same transaction. A cached answer carries the version it
+//! was read at, and the check compares it with the user's current version in
+//! the shared store on every request, so a removed permission counts from the
+//! next request. The current version reaches the store from the writer after
+//! its commit ([`publish_grants`]) and, whoever the writer was (`rabt admin`,
+//! SQL), from `NOTIFY rabt_grants` ([`follow_grant_changes`]). The store only
+//! ever raises a version, so a slow reader cannot put an older one back. Live
+//! answers are cached for a minute at most.
 
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::store;
-use crate::{app::AppState, db::Actor, http::ApiError, roles::store::Grants};
+use crate::{
+    app::AppState,
+    db::{Actor, Db},
+    http::ApiError,
+    kv::Kv,
+    roles::store::Grants,
+};
 
 const DEAD: &[u8] = b"0";
 const ALIVE_FOR: Duration = Duration::from_secs(60);
+/// How long the store remembers a user's grants version; a forgotten one only
+/// makes the next check read Postgres.
+const VERSION_KEPT: Duration = Duration::from_secs(3600);
 
 fn key(session: Uuid) -> String {
     format!("session:{session}")
+}
+
+fn version_key(user: Uuid) -> String {
+    format!("grants-version:{user}")
+}
+
+/// A live session's cached answer.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Cached {
+    grants: Grants,
+    version: i64,
 }
 
 /// The grants of `user` if `session` is alive, `None` if it has ended.
@@ -27,34 +55,54 @@ pub async fn check(
     session: Uuid,
     user: Uuid,
 ) -> Result<Option<Grants>, ApiError> {
-    match state.kv.get(&key(session)).await {
-        Ok(Some(value)) if value == DEAD => return Ok(None),
-        Ok(Some(value)) => {
-            if let Ok(grants) = serde_json::from_slice::<Grants>(&value) {
-                return Ok(Some(grants));
+    let session_key = key(session);
+    let version_key = version_key(user);
+    let (cached, current) = tokio::join!(state.kv.get(&session_key), state.kv.get(&version_key));
+    match (cached, current) {
+        (Ok(Some(value)), _) if value == DEAD => return Ok(None),
+        (Ok(Some(value)), Ok(Some(current))) => {
+            let current = std::str::from_utf8(&current)
+                .ok()
+                .and_then(|c| c.parse::<i64>().ok());
+            if let Ok(cached) = serde_json::from_slice::<Cached>(&value)
+                && Some(cached.version) == current
+            {
+                return Ok(Some(cached.grants));
             }
         }
-        Ok(None) => {}
-        Err(err) => tracing::warn!(error = %err, "session cache unavailable; asking Postgres"),
+        (Err(err), _) | (_, Err(err)) => {
+            tracing::warn!(error = %err, "session cache unavailable; asking Postgres");
+        }
+        _ => {}
     }
     let mut tx = state.db.begin(&Actor::Service).await?;
-    let grants = if store::touch_session(&mut tx, session, user).await? {
-        Some(crate::roles::store::grants_of(&mut tx, user).await?)
+    let loaded = if store::touch_session(&mut tx, session, user).await? {
+        let grants = crate::roles::store::grants_of(&mut tx, user).await?;
+        let version = crate::roles::store::grants_version(&mut tx, user).await?;
+        Some(Cached { grants, version })
     } else {
         None
     };
     tx.commit().await?;
-    let (value, ttl) = match &grants {
-        Some(grants) => (
-            serde_json::to_vec(grants).map_err(ApiError::internal)?,
+    let (value, ttl) = match &loaded {
+        Some(cached) => (
+            serde_json::to_vec(cached).map_err(ApiError::internal)?,
             ALIVE_FOR,
         ),
         None => (DEAD.to_vec(), dead_for(state)),
     };
-    if let Err(err) = state.kv.set(&key(session), &value, ttl).await {
+    if let Err(err) = state.kv.set(&session_key, &value, ttl).await {
         tracing::warn!(error = %err, "could not cache a session check");
     }
-    Ok(grants)
+    if let Some(cached) = &loaded
+        && let Err(err) = state
+            .kv
+            .raise(&version_key, cached.version, VERSION_KEPT)
+            .await
+    {
+        tracing::warn!(error = %err, "could not cache a grants version");
+    }
+    Ok(loaded.map(|cached| cached.grants))
 }
 
 /// Access tokens of a dead session stay refused until they would have expired.
@@ -72,20 +120,71 @@ pub async fn forget(state: &AppState, sessions: &[Uuid]) {
     }
 }
 
-/// Makes the next request of each of `users`' sessions reload their grants,
-/// after a change of roles committed.
-pub async fn reload_grants(state: &AppState, users: &[Uuid]) -> Result<(), ApiError> {
+/// After a change of grants committed: makes the next request of each of
+/// `users`' sessions read their grants again, on every instance sharing the
+/// store. A failure is logged, not returned (the change has happened); the
+/// `NOTIFY` of the same change reaches every server as well.
+pub async fn publish_grants(state: &AppState, users: &[Uuid]) {
     if users.is_empty() {
-        return Ok(());
+        return;
     }
-    let mut tx = state.db.begin(&Actor::Service).await?;
-    let sessions = store::live_sessions_of(&mut tx, users).await?;
-    tx.commit().await?;
-    for session in sessions {
-        if let Err(err) = state.kv.delete(&key(session)).await {
-            tracing::error!(error = %err, session = %session,
-                "could not drop cached grants; they refresh within a minute");
+    let versions = async {
+        let mut tx = state.db.begin(&Actor::Service).await?;
+        let versions = crate::roles::store::grants_versions(&mut tx, users).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(versions)
+    };
+    match versions.await {
+        Ok(versions) => {
+            for (user, version) in versions {
+                raise_version(&state.kv, user, version).await;
+            }
+        }
+        Err(err) => tracing::error!(error = %err,
+            "could not read changed grants versions; NOTIFY rabt_grants carries them"),
+    }
+}
+
+async fn raise_version(kv: &Kv, user: Uuid, version: i64) {
+    if let Err(err) = kv.raise(&version_key(user), version, VERSION_KEPT).await {
+        tracing::error!(error = %err, user = %user,
+            "could not publish a grants version; cached grants end within a minute");
+    }
+}
+
+/// Follows `NOTIFY rabt_grants` (`"<user id> <version>"`, sent by the
+/// database with every change of grants, whoever made it) into the store,
+/// until `shutdown`.
+pub async fn follow_grant_changes(db: Db, kv: Kv, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        let follow = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(db.pool()).await?;
+            listener.listen("rabt_grants").await?;
+            loop {
+                let notification = listener.recv().await?;
+                let parsed = notification
+                    .payload()
+                    .split_once(' ')
+                    .and_then(|(u, v)| Some((u.parse::<Uuid>().ok()?, v.parse::<i64>().ok()?)));
+                match parsed {
+                    Some((user, version)) => raise_version(&kv, user, version).await,
+                    None => tracing::warn!("unreadable rabt_grants notification"),
+                }
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        tokio::select! {
+            result = follow => {
+                if let Err(err) = result {
+                    tracing::warn!(error = %err, "grants listener lost; reconnecting");
+                }
+            }
+            () = shutdown.cancelled() => return,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            () = shutdown.cancelled() => return,
         }
     }
-    Ok(())
 }

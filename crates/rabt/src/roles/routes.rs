@@ -16,7 +16,7 @@ use super::store::{self, EVERYONE};
 use crate::{
     app::AppState,
     audit::{self, Action},
-    auth::{AuthUser, sessions},
+    auth::{AuthUser, Holding, permission, sessions},
     db::Actor,
     http::{
         ApiError, AppJson, AppPath, ClientInfo, ErrorCode, FieldError,
@@ -170,12 +170,11 @@ pub async fn list_roles(
     ))]
 pub async fn create_role(
     State(state): State<AppState>,
-    caller: AuthUser,
+    caller: Holding<permission::RolesManage>,
     client: ClientInfo,
     key: IdempotencyKey,
     AppJson(body): AppJson<NewRole>,
 ) -> Result<Response, ApiError> {
-    caller.require("roles.manage")?;
     let idem = Idempotent::new(key, caller.id, "POST /v1/roles", &body)?;
     if !valid_role_name(&body.name) {
         return Err(ApiError::validation(vec![FieldError::new(
@@ -226,12 +225,11 @@ pub async fn create_role(
     ))]
 pub async fn update_role(
     State(state): State<AppState>,
-    caller: AuthUser,
+    caller: Holding<permission::RolesManage>,
     client: ClientInfo,
     AppPath(name): AppPath<String>,
     AppJson(body): AppJson<RoleChange>,
 ) -> Result<Json<Role>, ApiError> {
-    caller.require("roles.manage")?;
     let mut tx = state.db.begin(&caller.actor()).await?;
     let existing = store::find_role(&mut tx, &name)
         .await?
@@ -265,7 +263,7 @@ pub async fn update_role(
     )
     .await?;
     tx.commit().await?;
-    sessions::reload_grants(&state, &holders).await?;
+    sessions::publish_grants(&state, &holders).await;
     Ok(Json(role.into()))
 }
 
@@ -281,11 +279,10 @@ pub async fn update_role(
     ))]
 pub async fn delete_role(
     State(state): State<AppState>,
-    caller: AuthUser,
+    caller: Holding<permission::RolesManage>,
     client: ClientInfo,
     AppPath(name): AppPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require("roles.manage")?;
     let mut tx = state.db.begin(&caller.actor()).await?;
     let existing = store::find_role(&mut tx, &name)
         .await?
@@ -305,7 +302,7 @@ pub async fn delete_role(
     )
     .await?;
     tx.commit().await?;
-    sessions::reload_grants(&state, &holders).await?;
+    sessions::publish_grants(&state, &holders).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -321,12 +318,11 @@ pub async fn delete_role(
     ))]
 pub async fn set_user_roles(
     State(state): State<AppState>,
-    caller: AuthUser,
+    caller: Holding<permission::RolesAssign>,
     client: ClientInfo,
     AppPath(user): AppPath<Uuid>,
     AppJson(body): AppJson<UserRoles>,
 ) -> Result<Json<UserRoles>, ApiError> {
-    caller.require("roles.assign")?;
     let mut wanted: Vec<String> = body.roles.into_iter().filter(|r| r != EVERYONE).collect();
     wanted.sort();
     wanted.dedup();
@@ -337,15 +333,17 @@ pub async fn set_user_roles(
             "At most 50 roles.",
         )]));
     }
-    // Who the user is and holds, read first and apart (the caller may not see
-    // a private profile), so no request holds two connections at once.
+    // Whether the user exists, read first and apart (the caller may not see a
+    // private profile), so no request holds two connections at once.
     let mut service = state.db.begin(&Actor::Service).await?;
     if !store::user_exists(&mut service, user).await? {
         return Err(ApiError::not_found());
     }
-    let current = store::grants_of(&mut service, user).await?.roles;
     service.commit().await?;
     let mut tx = state.db.begin(&caller.actor()).await?;
+    // What the user holds, read under a lock on their roles, so a grant made
+    // meanwhile cannot be taken away unchecked.
+    let current = store::lock_roles_of(&mut tx, user).await?;
     let unknown = store::unknown_roles(&mut tx, &wanted).await?;
     if !unknown.is_empty() {
         return Err(ApiError::validation(vec![FieldError::new(
@@ -382,7 +380,7 @@ pub async fn set_user_roles(
     )
     .await?;
     tx.commit().await?;
-    sessions::reload_grants(&state, &[user]).await?;
+    sessions::publish_grants(&state, &[user]).await;
     let mut roles = vec![EVERYONE.to_owned()];
     roles.extend(wanted);
     Ok(Json(UserRoles { roles }))

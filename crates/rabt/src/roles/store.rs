@@ -25,6 +25,48 @@ pub async fn grants_of(conn: &mut PgConnection, user: Uuid) -> Result<Grants, sq
     Ok(Grants { roles, permissions })
 }
 
+/// The roles of `user` (with `member`), after taking the transaction's lock on
+/// changing them: concurrent role changes of one user run one after the other.
+pub async fn lock_roles_of(
+    conn: &mut PgConnection,
+    user: Uuid,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query(
+        "select pg_advisory_xact_lock(hashtextextended('rabt.user_roles:' || $1::text, 0))",
+    )
+    .bind(user)
+    .execute(&mut *conn)
+    .await?;
+    let mut roles: Vec<String> =
+        sqlx::query_scalar("select role_name from user_roles where user_id = $1 order by 1")
+            .bind(user)
+            .fetch_all(&mut *conn)
+            .await?;
+    roles.insert(0, EVERYONE.to_owned());
+    Ok(roles)
+}
+
+/// The user's grants version (0 before their first change of grants).
+pub async fn grants_version(conn: &mut PgConnection, user: Uuid) -> Result<i64, sqlx::Error> {
+    let version: Option<i64> =
+        sqlx::query_scalar("select version from grant_versions where user_id = $1")
+            .bind(user)
+            .fetch_optional(conn)
+            .await?;
+    Ok(version.unwrap_or(0))
+}
+
+/// The grants versions of those of `users` whose grants ever changed.
+pub async fn grants_versions(
+    conn: &mut PgConnection,
+    users: &[Uuid],
+) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
+    sqlx::query_as("select user_id, version from grant_versions where user_id = any($1)")
+        .bind(users)
+        .fetch_all(conn)
+        .await
+}
+
 pub async fn permissions_of_roles(
     conn: &mut PgConnection,
     roles: &[String],

@@ -13,7 +13,7 @@ use super::store::{self, ProfileRow, SearchFilters};
 use crate::{
     app::AppState,
     audit::{self, Action},
-    auth::{AuthUser, MaybeAuthUser, sessions, store::RevokeReason},
+    auth::{AuthUser, Holding, MaybeAuthUser, permission, sessions},
     db::Actor,
     http::{
         ApiError, AppJson, AppPath, AppQuery, ClientInfo, ErrorCode, FieldError,
@@ -46,9 +46,18 @@ pub struct Me {
     /// `public` or `private`
     pub visibility: String,
     pub roles: Vec<String>,
-    /// `free` until billing exists.
-    pub plan: &'static str,
+    /// The subscription plan (`free` until billing moves the user to another).
+    pub plan: String,
     pub created_at: DateTime<Utc>,
+    pub policy: PolicyVersions,
+}
+
+/// The privacy policy versions: the one the user accepted and the one in force.
+/// Both `null` until policies are published (privacy capability).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PolicyVersions {
+    pub accepted_version: Option<String>,
+    pub current_version: Option<String>,
 }
 
 /// Loads `Me` for `user` in the given transaction.
@@ -74,8 +83,12 @@ pub async fn load_me(
         avatar_file_id: p.avatar_file_id,
         visibility: p.visibility,
         roles,
-        plan: "free",
+        plan: row.plan,
         created_at: p.created_at,
+        policy: PolicyVersions {
+            accepted_version: None,
+            current_version: None,
+        },
     })
 }
 
@@ -120,7 +133,10 @@ pub struct ProfileChange {
     pub bio: Option<String>,
     pub skills: Option<Vec<String>>,
     pub location: Option<String>,
-    pub avatar_file_id: Option<Uuid>,
+    /// An uploaded file's id; `null` removes the avatar.
+    #[serde(default, deserialize_with = "crate::http::extract::absent_or_null")]
+    #[schema(value_type = Option<Uuid>)]
+    pub avatar_file_id: Option<Option<Uuid>>,
     /// `public` or `private`
     pub visibility: Option<String>,
 }
@@ -134,7 +150,10 @@ pub struct Moderation {
     pub bio: Option<String>,
     pub skills: Option<Vec<String>>,
     pub location: Option<String>,
-    pub avatar_file_id: Option<Uuid>,
+    /// An uploaded file's id; `null` removes the avatar.
+    #[serde(default, deserialize_with = "crate::http::extract::absent_or_null")]
+    #[schema(value_type = Option<Uuid>)]
+    pub avatar_file_id: Option<Option<Uuid>>,
     pub visibility: Option<String>,
     /// `true` suspends (every session ends), `false` reinstates.
     pub suspended: Option<bool>,
@@ -220,7 +239,7 @@ fn apply(change: ProfileChange, mut row: ProfileRow) -> Result<ProfileRow, ApiEr
         row.skills = clean;
     }
     if let Some(file) = change.avatar_file_id {
-        row.avatar_file_id = Some(file);
+        row.avatar_file_id = file;
     }
     if let Some(visibility) = change.visibility {
         if matches!(visibility.as_str(), "public" | "private") {
@@ -320,12 +339,11 @@ pub async fn get_user(
     ))]
 pub async fn moderate_user(
     State(state): State<AppState>,
-    caller: AuthUser,
+    caller: Holding<permission::UsersManage>,
     client: ClientInfo,
     AppPath(id): AppPath<Uuid>,
     AppJson(moderation): AppJson<Moderation>,
 ) -> Result<Json<PublicProfile>, ApiError> {
-    caller.require("users.manage")?;
     let (change, suspended) = moderation.split();
     let mut tx = state.db.begin(&caller.actor()).await?;
     let row = store::find_profile(&mut tx, id)
@@ -352,14 +370,10 @@ pub async fn moderate_user(
     }
     let email = store::find_email(&mut tx, id).await?;
     tx.commit().await?;
-    // The session check refuses a suspended user's sessions from here on;
-    // revoking them records why and drops them from the cache at once.
-    if suspended == Some(true) {
-        let mut tx = state.db.begin(&Actor::Service).await?;
-        let ended =
-            crate::auth::store::revoke_sessions(&mut tx, id, None, RevokeReason::Suspended).await?;
-        tx.commit().await?;
-        sessions::forget(&state, &ended).await;
+    // The database revoked the sessions of a suspension with it; the user's
+    // cached grants end at their next request.
+    if suspended.is_some() {
+        sessions::publish_grants(&state, &[id]).await;
     }
     let email = email.filter(|_| caller.can("users.read_private"));
     Ok(Json(PublicProfile::new(row, email)))
@@ -376,17 +390,14 @@ pub async fn moderate_user(
     ))]
 pub async fn delete_user(
     State(state): State<AppState>,
-    caller: AuthUser,
+    caller: Holding<permission::UsersDelete>,
     client: ClientInfo,
     AppPath(id): AppPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require("users.delete")?;
     let mut tx = state.db.begin(&Actor::Service).await?;
     if !store::deactivate(&mut tx, id).await? {
         return Err(ApiError::not_found());
     }
-    let ended =
-        crate::auth::store::revoke_sessions(&mut tx, id, None, RevokeReason::Deactivated).await?;
     audit::record(
         &mut tx,
         Some(caller.id),
@@ -397,7 +408,8 @@ pub async fn delete_user(
     )
     .await?;
     tx.commit().await?;
-    sessions::forget(&state, &ended).await;
+    // Its sessions ended with the deactivation (migrations/0015).
+    sessions::publish_grants(&state, &[id]).await;
     Ok(StatusCode::ACCEPTED)
 }
 

@@ -37,9 +37,9 @@ pub async fn find_profile(
 
 /// The email of `id`, for callers allowed to see it (self, `users.read_private`).
 pub async fn find_email(conn: &mut PgConnection, id: Uuid) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("select email from users where id = $1")
+    sqlx::query_scalar("select public.user_email($1)")
         .bind(id)
-        .fetch_optional(conn)
+        .fetch_one(conn)
         .await
 }
 
@@ -48,14 +48,16 @@ pub async fn find_email(conn: &mut PgConnection, id: Uuid) -> Result<Option<Stri
 pub struct MeRow {
     pub email: String,
     pub email_verified: bool,
+    pub plan: String,
     #[sqlx(flatten)]
     pub profile: ProfileRow,
 }
 
 pub async fn find_me(conn: &mut PgConnection, id: Uuid) -> Result<Option<MeRow>, sqlx::Error> {
     sqlx::query_as(
-        "select id, email, email_verified_at is not null as email_verified, display_name, \
-                headline, bio, skills, location, avatar_file_id, visibility, created_at \
+        "select id, public.user_email(id) as email, \
+                email_verified_at is not null as email_verified, display_name, \
+                headline, bio, skills, location, avatar_file_id, visibility, created_at, plan \
          from users where id = $1",
     )
     .bind(id)

@@ -576,7 +576,12 @@ async fn a_user_appends_audit_entries_only_in_their_own_name_and_never_edits_the
     let app = spawn_app().await;
     let a = app.insert_user("a@rabt.test", "A", "public").await;
     let b = app.insert_user("b@rabt.test", "B", "public").await;
-    let actor = TestApp::as_user(a);
+    // An assigner of roles records role changes (what a member may append at
+    // all is in roles.rs).
+    let actor = rabt::db::Actor::User {
+        id: a,
+        permissions: vec!["roles.assign".into()],
+    };
     let append = "insert into audit_log (actor_id, action) values ($1, 'roles_changed')";
     assert_eq!(rows_as(&app, &actor, append, &[a]).await, Some(1));
     assert_eq!(rows_as(&app, &actor, append, &[b]).await, None);
@@ -591,4 +596,41 @@ async fn a_user_appends_audit_entries_only_in_their_own_name_and_never_edits_the
     ] {
         assert_eq!(rows_as(&app, &actor, change, &[a]).await, None, "{change}");
     }
+}
+
+#[tokio::test]
+async fn a_user_can_neither_read_nor_change_another_users_roles() {
+    let app = spawn_app().await;
+    let a = app.insert_user("a@rabt.test", "A", "public").await;
+    let b = app.insert_user("b@rabt.test", "B", "public").await;
+    sqlx::query("insert into user_roles (user_id, role_name) values ($1, 'moderator')")
+        .bind(b)
+        .execute(&app.db.admin)
+        .await
+        .unwrap();
+    let as_a = TestApp::as_user(a);
+    let as_b = TestApp::as_user(b);
+    let roles_of = "select role_name from user_roles where user_id = $1";
+    assert_eq!(rows_as(&app, &as_a, roles_of, &[b]).await, Some(0));
+    assert_eq!(rows_as(&app, &as_b, roles_of, &[b]).await, Some(1));
+    for change in [
+        "delete from user_roles where user_id = $1",
+        "update user_roles set role_name = 'admin' where user_id = $1",
+    ] {
+        assert!(
+            matches!(rows_as(&app, &as_a, change, &[b]).await, None | Some(0)),
+            "{change}"
+        );
+    }
+    let still: i64 = sqlx::query_scalar("select count(*) from user_roles where user_id = $1")
+        .bind(b)
+        .fetch_one(&app.db.admin)
+        .await
+        .unwrap();
+    assert_eq!(still, 1);
+    // Nor can B give themselves more, or read the grants version table.
+    let more = "insert into user_roles (user_id, role_name) values ($1, 'admin')";
+    assert_eq!(rows_as(&app, &as_b, more, &[b]).await, None);
+    let versions = "select version from grant_versions where user_id = $1";
+    assert_eq!(rows_as(&app, &as_b, versions, &[b]).await, None);
 }

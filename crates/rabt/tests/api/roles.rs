@@ -316,3 +316,236 @@ async fn creating_a_role_twice_under_one_idempotency_key_creates_it_once() {
         .unwrap();
     assert_eq!(problem(other).await["code"], "idempotency_key_reused");
 }
+
+/// Waits (bounded) until `path` answers `status` for `token`: for changes that
+/// reach the server through NOTIFY rather than through the request itself.
+async fn eventually_status(env: &AuthApp, token: &str, path: &str, status: u16) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got = env.app.get_as(token, path).await.status();
+        if got == status {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} still answers {got}, not {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A custom role that may read private profiles, held by a fresh user whose
+/// session has been checked (and cached) with it.
+async fn reader_with_cached_grants(env: &AuthApp, admin: &Value) -> (Value, String) {
+    let created = env
+        .app
+        .post_json_as(
+            access(admin),
+            "/v1/roles",
+            &json!({"name": "reader", "permissions": ["users.read_private", "analytics.read"]}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let rita = signed_in(env, "rita@rabt.test").await;
+    make(env, "rita@rabt.test", "reader").await;
+    let hidden = signed_in(env, "hidden@rabt.test").await;
+    sqlx::query("update users set visibility = 'private' where email = 'hidden@rabt.test'")
+        .execute(&env.app.db.admin)
+        .await
+        .unwrap();
+    let hidden_profile = format!("/v1/users/{}", id(&hidden));
+    assert_eq!(
+        env.app
+            .get_as(access(&rita), &hidden_profile)
+            .await
+            .status(),
+        200
+    );
+    (rita, hidden_profile)
+}
+
+#[tokio::test]
+async fn a_permission_taken_from_a_role_counts_from_its_holders_next_request() {
+    let env = spawn(vec![]).await;
+    let admin = signed_in(&env, "admin@rabt.test").await;
+    make(&env, "admin@rabt.test", "admin").await;
+    let (rita, hidden_profile) = reader_with_cached_grants(&env, &admin).await;
+
+    let patched = env
+        .app
+        .client
+        .patch(env.app.url("/v1/roles/reader"))
+        .bearer_auth(access(&admin))
+        .json(&json!({"permissions": ["analytics.read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    // The very next request, with the same access token.
+    assert_eq!(
+        env.app
+            .get_as(access(&rita), &hidden_profile)
+            .await
+            .status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_role_counts_from_its_holders_next_request() {
+    let env = spawn(vec![]).await;
+    let admin = signed_in(&env, "admin@rabt.test").await;
+    make(&env, "admin@rabt.test", "admin").await;
+    let (rita, hidden_profile) = reader_with_cached_grants(&env, &admin).await;
+
+    let deleted = env
+        .app
+        .client
+        .delete(env.app.url("/v1/roles/reader"))
+        .bearer_auth(access(&admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(
+        env.app
+            .get_as(access(&rita), &hidden_profile)
+            .await
+            .status(),
+        404
+    );
+    let me: Value = env
+        .app
+        .get_as(access(&rita), "/v1/me")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["roles"], json!(["member"]));
+}
+
+#[tokio::test]
+async fn a_change_made_outside_the_api_reaches_cached_sessions() {
+    let env = spawn(vec![]).await;
+    let admin = signed_in(&env, "admin@rabt.test").await;
+    make(&env, "admin@rabt.test", "admin").await;
+    let (rita, hidden_profile) = reader_with_cached_grants(&env, &admin).await;
+
+    // `rabt admin revoke` writes Postgres only; NOTIFY carries the change.
+    assert!(
+        rabt::roles::revoke_by_email(env.app.app_db(), "rita@rabt.test", "reader")
+            .await
+            .unwrap()
+    );
+    eventually_status(&env, access(&rita), &hidden_profile, 404).await;
+
+    // An operator's hand-written SQL, the same way.
+    make(&env, "rita@rabt.test", "reader").await;
+    eventually_status(&env, access(&rita), &hidden_profile, 200).await;
+    sqlx::query(
+        "delete from role_permissions \
+         where role_name = 'reader' and permission_name = 'users.read_private'",
+    )
+    .execute(&env.app.db.admin)
+    .await
+    .unwrap();
+    eventually_status(&env, access(&rita), &hidden_profile, 404).await;
+}
+
+#[tokio::test]
+async fn the_database_refuses_grants_beyond_the_granters_own_permissions() {
+    let env = spawn(vec![]).await;
+    let eve = signed_in(&env, "eve@rabt.test").await;
+    let eve_id: uuid::Uuid = id(&eve).parse().unwrap();
+    let other = signed_in(&env, "other@rabt.test").await;
+    let other_id: uuid::Uuid = id(&other).parse().unwrap();
+    make(&env, "other@rabt.test", "moderator").await;
+    sqlx::query("insert into roles (name) values ('helper')")
+        .execute(&env.app.db.admin)
+        .await
+        .unwrap();
+
+    // roles.assign alone: granting admin, or moderator, is beyond it.
+    let assigner = rabt::db::Actor::User {
+        id: eve_id,
+        permissions: vec!["roles.assign".into()],
+    };
+    for role in ["admin", "moderator"] {
+        let mut tx = env.app.app_db().begin(&assigner).await.unwrap();
+        let granted = sqlx::query("insert into user_roles (user_id, role_name) values ($1, $2)")
+            .bind(eve_id)
+            .bind(role)
+            .execute(&mut *tx)
+            .await;
+        assert!(granted.is_err(), "{role} granted through SQL");
+    }
+    // Nor can they take moderator away from someone.
+    let mut tx = env.app.app_db().begin(&assigner).await.unwrap();
+    let taken = sqlx::query("delete from user_roles where user_id = $1")
+        .bind(other_id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(taken.rows_affected(), 0);
+    // A role without permissions is within anyone's.
+    let granted = sqlx::query("insert into user_roles (user_id, role_name) values ($1, 'helper')")
+        .bind(eve_id)
+        .execute(&mut *tx)
+        .await;
+    assert!(granted.is_ok());
+    tx.commit().await.unwrap();
+
+    // roles.manage alone: a custom role cannot be given what the manager lacks.
+    let manager = rabt::db::Actor::User {
+        id: eve_id,
+        permissions: vec!["roles.manage".into()],
+    };
+    let mut tx = env.app.app_db().begin(&manager).await.unwrap();
+    let escalated = sqlx::query(
+        "insert into role_permissions (role_name, permission_name) values ('helper', 'users.delete')",
+    )
+    .execute(&mut *tx)
+    .await;
+    assert!(escalated.is_err());
+    let mut tx = env.app.app_db().begin(&manager).await.unwrap();
+    let own = sqlx::query(
+        "insert into role_permissions (role_name, permission_name) values ('helper', 'roles.manage')",
+    )
+    .execute(&mut *tx)
+    .await;
+    assert!(own.is_ok(), "a permission the manager holds can be given");
+}
+
+#[tokio::test]
+async fn a_signed_in_request_appends_only_the_audit_entries_its_permissions_allow() {
+    let env = spawn(vec![]).await;
+    let eve = signed_in(&env, "eve@rabt.test").await;
+    let eve_id: uuid::Uuid = id(&eve).parse().unwrap();
+    let append = |permissions: Vec<String>, action: &'static str| {
+        let db = env.app.app_db().clone();
+        async move {
+            let actor = rabt::db::Actor::User {
+                id: eve_id,
+                permissions,
+            };
+            let mut tx = db.begin(&actor).await.unwrap();
+            sqlx::query("insert into audit_log (actor_id, action, subject_id) values ($1, $2, $1)")
+                .bind(eve_id)
+                .bind(action)
+                .execute(&mut *tx)
+                .await
+                .is_ok()
+        }
+    };
+    for action in [
+        "user_suspended",
+        "roles_changed",
+        "login_succeeded",
+        "user_deactivated",
+    ] {
+        assert!(!append(vec![], action).await, "a member forged {action}");
+    }
+    assert!(!append(vec!["users.manage".into()], "roles_changed").await);
+    assert!(append(vec!["users.manage".into()], "user_suspended").await);
+    assert!(append(vec!["roles.assign".into()], "roles_changed").await);
+}

@@ -66,6 +66,101 @@ async fn a_user_edits_their_profile_and_bad_fields_are_named() {
 }
 
 #[tokio::test]
+async fn me_shows_the_plan_and_policy_and_a_null_avatar_clears_it() {
+    let env = spawn(vec![]).await;
+    let ada = signed_in(&env, "ada@rabt.test").await;
+    sqlx::query("update users set plan = 'pro' where email = 'ada@rabt.test'")
+        .execute(&env.app.db.admin)
+        .await
+        .unwrap();
+    let me: Value = env
+        .app
+        .get_as(access(&ada), "/v1/me")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["plan"], "pro");
+    assert_eq!(
+        me["policy"],
+        json!({"accepted_version": null, "current_version": null})
+    );
+
+    let file = uuid::Uuid::now_v7().to_string();
+    let set: Value = patch(
+        &env,
+        access(&ada),
+        "/v1/me",
+        json!({"avatar_file_id": file}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(set["avatar_file_id"], file.as_str());
+    // Absent leaves it; null clears it.
+    let kept: Value = patch(&env, access(&ada), "/v1/me", json!({"headline": "Hi"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(kept["avatar_file_id"], file.as_str());
+    let cleared: Value = patch(
+        &env,
+        access(&ada),
+        "/v1/me",
+        json!({"avatar_file_id": null}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(cleared["avatar_file_id"], Value::Null);
+}
+
+#[tokio::test]
+async fn signed_in_requests_read_only_their_own_email_in_the_database() {
+    let env = spawn(vec![]).await;
+    let ada = signed_in(&env, "ada@rabt.test").await;
+    let eve = signed_in(&env, "eve@rabt.test").await;
+    let ada_id: uuid::Uuid = id(&ada).parse().unwrap();
+    let eve_id: uuid::Uuid = id(&eve).parse().unwrap();
+    let as_eve = |permissions: Vec<String>| rabt::db::Actor::User {
+        id: eve_id,
+        permissions,
+    };
+
+    // Ada's profile is public, yet her address is not Eve's to select.
+    let mut tx = env.app.app_db().begin(&as_eve(vec![])).await.unwrap();
+    let column = sqlx::query_scalar::<_, String>("select email from users where id = $1")
+        .bind(ada_id)
+        .fetch_optional(&mut *tx)
+        .await;
+    assert!(column.is_err(), "the email column is not granted");
+    drop(tx);
+    let mut tx = env.app.app_db().begin(&as_eve(vec![])).await.unwrap();
+    let email = |id: uuid::Uuid| {
+        sqlx::query_scalar::<_, Option<String>>("select public.user_email($1)").bind(id)
+    };
+    assert_eq!(email(ada_id).fetch_one(&mut *tx).await.unwrap(), None);
+    assert_eq!(
+        email(eve_id).fetch_one(&mut *tx).await.unwrap().as_deref(),
+        Some("eve@rabt.test")
+    );
+    drop(tx);
+    let mut tx = env
+        .app
+        .app_db()
+        .begin(&as_eve(vec!["users.read_private".into()]))
+        .await
+        .unwrap();
+    assert_eq!(
+        email(ada_id).fetch_one(&mut *tx).await.unwrap().as_deref(),
+        Some("ada@rabt.test")
+    );
+}
+
+#[tokio::test]
 async fn the_email_shows_only_to_the_user_and_to_moderators() {
     let env = spawn(vec![]).await;
     let ada = signed_in(&env, "ada@rabt.test").await;
