@@ -259,10 +259,11 @@ impl Application {
     }
 }
 
-/// Makes `RABT_BOOTSTRAP_ADMIN_EMAIL` an admin. A start never fails over it: the
-/// account may not exist yet (then the next start after sign-up does it).
+/// Makes `RABT_BOOTSTRAP_ADMIN_EMAIL` an admin once its account is verified. A
+/// start never fails over it: the account may not exist or be verified yet
+/// (then the next start after that does it).
 async fn bootstrap_admin(db: &Db, email: &str) {
-    match roles::grant_by_email(db, email, "admin").await {
+    match roles::bootstrap_admin(db, email).await {
         Ok(true) => tracing::info!("RABT_BOOTSTRAP_ADMIN_EMAIL made admin"),
         Ok(false) => {}
         Err(err) => tracing::warn!(error = %err, "RABT_BOOTSTRAP_ADMIN_EMAIL not applied"),

@@ -12,6 +12,20 @@ pub async fn grant_by_email(db: &Db, email: &str, role: &str) -> anyhow::Result<
     change_by_email(db, email, role, true).await
 }
 
+/// `RABT_BOOTSTRAP_ADMIN_EMAIL`: makes the account with `email` an admin once
+/// its owner has verified the address, so that whoever signs up first with an
+/// address they do not control gains nothing. `Ok(false)` when there is no
+/// such verified account yet, or it is already an admin.
+pub async fn bootstrap_admin(db: &Db, email: &str) -> anyhow::Result<bool> {
+    let mut tx = db.begin(&Actor::Service).await?;
+    let verified = matches!(store::user_by_email(&mut tx, email).await?, Some((_, true)));
+    tx.commit().await?;
+    if !verified {
+        return Ok(false);
+    }
+    change_by_email(db, email, "admin", true).await
+}
+
 /// Takes `role` away from the user with `email`.
 pub async fn revoke_by_email(db: &Db, email: &str, role: &str) -> anyhow::Result<bool> {
     change_by_email(db, email, role, false).await
@@ -19,7 +33,7 @@ pub async fn revoke_by_email(db: &Db, email: &str, role: &str) -> anyhow::Result
 
 async fn change_by_email(db: &Db, email: &str, role: &str, grant: bool) -> anyhow::Result<bool> {
     let mut tx = db.begin(&Actor::Service).await?;
-    let user = store::user_id_by_email(&mut tx, email)
+    let (user, _) = store::user_by_email(&mut tx, email)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no user has the email {email}"))?;
     if !store::unknown_roles(&mut tx, &[role.to_owned()])

@@ -247,14 +247,17 @@ pub async fn revoke(conn: &mut PgConnection, user: Uuid, role: &str) -> Result<b
     Ok(result.rows_affected() == 1)
 }
 
-pub async fn user_id_by_email(
+/// The user with `email`, and whether they have verified it.
+pub async fn user_by_email(
     conn: &mut PgConnection,
     email: &str,
-) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar("select id from users where lower(email) = lower($1)")
-        .bind(email)
-        .fetch_optional(conn)
-        .await
+) -> Result<Option<(Uuid, bool)>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, email_verified_at is not null from users where lower(email) = lower($1)",
+    )
+    .bind(email)
+    .fetch_optional(conn)
+    .await
 }
 
 pub async fn user_exists(conn: &mut PgConnection, user: Uuid) -> Result<bool, sqlx::Error> {
