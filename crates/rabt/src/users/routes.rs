@@ -555,7 +555,7 @@ pub async fn search_users(
             let p = &last.profile;
             let position = match sort {
                 "name" => Position::Name {
-                    n: p.display_name.to_lowercase(),
+                    n: last.name_key.clone(),
                     id: p.id,
                     f: filters.fuzzy,
                 },

@@ -134,6 +134,9 @@ pub struct SearchRow {
     #[sqlx(flatten)]
     pub profile: ProfileRow,
     pub rank: f64,
+    /// The name as the `name` sort orders it (Postgres' `lower`, which a
+    /// cursor must repeat exactly).
+    pub name_key: String,
 }
 
 /// The listed profiles and every filter but the keyset; `$1`/`$2` words and
@@ -142,7 +145,8 @@ pub struct SearchRow {
 macro_rules! listed_profiles {
     () => {
         "select u.id, u.display_name, u.headline, u.bio, u.skills, u.location, \
-                u.avatar_file_id, u.visibility, u.created_at, 0::float8 as rank \
+                u.avatar_file_id, u.visibility, u.created_at, 0::float8 as rank, \
+                lower(u.display_name) as name_key \
          from user_directory u \
          where u.visibility = 'public' \
            and ($1::text is null \
@@ -220,7 +224,8 @@ pub async fn search_relevance(
              select u.id, u.display_name, u.headline, u.bio, u.skills, u.location, \
                     u.avatar_file_id, u.visibility, u.created_at, \
                     (case when $9 then extensions.word_similarity($2, u.display_name) \
-                          else ts_rank(u.search, to_tsquery('simple', $1)) end)::float8 as rank \
+                          else ts_rank(u.search, to_tsquery('simple', $1)) end)::float8 as rank, \
+                    lower(u.display_name) as name_key \
              from user_directory u \
              where u.visibility = 'public' \
                and ((not $9 and u.search @@ to_tsquery('simple', $1)) \

@@ -200,3 +200,121 @@ async fn a_typo_widens_to_close_names_only_when_the_words_find_nobody() {
     // "Hoper" finds nobody by words, so names close to it are tried.
     assert_eq!(names(&app, "q=Hoper").await, vec!["Grace Hopper"]);
 }
+
+/// Every display name of `query`, page by page (`limit=1`), following cursors.
+async fn all_pages(app: &TestApp, token: Option<&str>, query: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..20 {
+        let path = match &cursor {
+            None => format!("/v1/users?{query}&limit=1"),
+            Some(c) => format!("/v1/users?{query}&limit=1&cursor={c}"),
+        };
+        let response = match token {
+            Some(token) => app.get_as(token, &path).await,
+            None => app.get(&path).await,
+        };
+        assert_eq!(response.status(), 200, "{path}");
+        let page: Value = response.json().await.unwrap();
+        for item in page["items"].as_array().unwrap() {
+            seen.push(item["display_name"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return seen,
+        }
+    }
+    panic!("more pages than profiles: {seen:?}");
+}
+
+#[tokio::test]
+async fn suspended_and_deactivated_profiles_are_never_listed() {
+    let app = spawn_app().await;
+    people(&app).await;
+    sqlx::query("update users set suspended_at = now() where display_name = 'Alan Turing'")
+        .execute(&app.db.admin)
+        .await
+        .unwrap();
+    sqlx::query("update users set deactivated_at = now() where display_name = 'Grace Hopper'")
+        .execute(&app.db.admin)
+        .await
+        .unwrap();
+    assert_eq!(
+        names(&app, "sort=name").await,
+        vec!["Ada Lovelace", "Adele Goldberg"]
+    );
+    assert!(names(&app, "q=turing").await.is_empty());
+    assert!(names(&app, "q=hoper").await.is_empty(), "nor by a typo");
+}
+
+#[tokio::test]
+async fn relevance_and_name_pages_follow_each_other_without_gaps() {
+    let app = spawn_app().await;
+    people(&app).await;
+    // Names whose lower-case forms Postgres and Rust may not agree on.
+    for name in ["Ärger Ada", "Émile Ada", "ada Zed"] {
+        sqlx::query("insert into users (email, display_name, skills) values ($1, $2, '{rust}')")
+            .bind(format!("{}@rabt.test", uuid::Uuid::new_v4().simple()))
+            .bind(name)
+            .execute(&app.db.admin)
+            .await
+            .unwrap();
+    }
+    let mut by_name = all_pages(&app, None, "sort=name").await;
+    assert_eq!(by_name.len(), 7, "{by_name:?}");
+    let once = by_name.len();
+    by_name.dedup();
+    assert_eq!(by_name.len(), once, "no profile twice");
+    let by_relevance = all_pages(&app, None, "q=ada").await;
+    let mut sorted = by_relevance.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(
+        sorted.len(),
+        by_relevance.len(),
+        "no profile twice: {by_relevance:?}"
+    );
+    // (Adele does not start with "ada".)
+    let mut expected = vec!["Ada Lovelace", "ada Zed", "Ärger Ada", "Émile Ada"];
+    expected.sort();
+    assert_eq!(sorted, expected);
+}
+
+#[tokio::test]
+async fn signed_in_callers_filter_by_the_roles_they_may_see() {
+    let env = crate::auth::spawn(vec![]).await;
+    let app = &env.app;
+    people(app).await;
+    sqlx::query(
+        "insert into user_roles (user_id, role_name) \
+         select id, 'moderator' from users where display_name = 'Grace Hopper'",
+    )
+    .execute(&app.db.admin)
+    .await
+    .unwrap();
+    let viewer = crate::auth::signed_in(&env, "viewer@rabt.test").await;
+    let token = crate::auth::access(&viewer);
+    // A member reads only their own memberships, so finds nobody else's role.
+    assert!(
+        all_pages(app, Some(token), "role=moderator")
+            .await
+            .is_empty()
+    );
+    assert!(
+        rabt::roles::grant_by_email(app.app_db(), "viewer@rabt.test", "moderator")
+            .await
+            .unwrap()
+    );
+    // A moderator may read memberships (users.read_private) and finds both,
+    // from the next request on.
+    let mut found = all_pages(app, Some(token), "role=moderator").await;
+    found.sort();
+    // (The signed-in helper names its users "Ada".)
+    assert_eq!(found, vec!["Ada", "Grace Hopper"]);
+    assert_eq!(
+        all_pages(app, Some(token), "role=member&sort=name")
+            .await
+            .len(),
+        5
+    );
+}
