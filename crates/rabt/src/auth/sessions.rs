@@ -156,14 +156,15 @@ async fn raise_version(kv: &Kv, user: Uuid, version: i64) {
 /// database with every change of grants, whoever made it) into the store,
 /// until `shutdown`.
 pub async fn follow_grant_changes(db: Db, kv: Kv, shutdown: CancellationToken) {
-    while !shutdown.is_cancelled() {
-        let follow = async {
-            let mut listener = sqlx::postgres::PgListener::connect_with(db.pool()).await?;
-            listener.listen("rabt_grants").await?;
-            loop {
-                let notification = listener.recv().await?;
-                let parsed = notification
-                    .payload()
+    crate::db::follow_channel(
+        &db,
+        "rabt_grants",
+        "the grants listener",
+        &shutdown,
+        |payload| {
+            let kv = kv.clone();
+            async move {
+                let parsed = payload
                     .split_once(' ')
                     .and_then(|(u, v)| Some((u.parse::<Uuid>().ok()?, v.parse::<i64>().ok()?)));
                 match parsed {
@@ -171,20 +172,7 @@ pub async fn follow_grant_changes(db: Db, kv: Kv, shutdown: CancellationToken) {
                     None => tracing::warn!("unreadable rabt_grants notification"),
                 }
             }
-            #[allow(unreachable_code)]
-            Ok::<(), sqlx::Error>(())
-        };
-        tokio::select! {
-            result = follow => {
-                if let Err(err) = result {
-                    tracing::warn!(error = %err, "grants listener lost; reconnecting");
-                }
-            }
-            () = shutdown.cancelled() => return,
-        }
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(5)) => {}
-            () = shutdown.cancelled() => return,
-        }
-    }
+        },
+    )
+    .await;
 }

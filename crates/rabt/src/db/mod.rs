@@ -16,6 +16,7 @@ use sqlx::{
     Executor as _, PgPool, Postgres, Transaction,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
@@ -128,6 +129,46 @@ impl Db {
         metrics::gauge!("db_pool_idle_connections").set(self.pool.num_idle() as f64);
         metrics::gauge!("db_pool_max_connections")
             .set(f64::from(self.pool.options().get_max_connections()));
+    }
+}
+
+/// Hands each payload of `NOTIFY channel` to `on_notify` until `shutdown`,
+/// listening again 5 s after a lost connection (`what` names the listener in
+/// the log). Notifications sent while it was away are lost: callers keep a
+/// slower path (polling, expiry) that does not depend on them.
+pub async fn follow_channel<F, Fut>(
+    db: &Db,
+    channel: &str,
+    what: &str,
+    shutdown: &CancellationToken,
+    mut on_notify: F,
+) where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    while !shutdown.is_cancelled() {
+        let follow = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(db.pool()).await?;
+            listener.listen(channel).await?;
+            loop {
+                let notification = listener.recv().await?;
+                on_notify(notification.payload().to_owned()).await;
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        tokio::select! {
+            result = follow => {
+                if let Err(err) = result {
+                    tracing::warn!(error = %err, "{what} lost its Postgres connection; listening again soon");
+                }
+            }
+            () = shutdown.cancelled() => return,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            () = shutdown.cancelled() => return,
+        }
     }
 }
 

@@ -327,30 +327,12 @@ impl Worker {
 /// Turns `NOTIFY rabt_jobs` into a wake-up, so a new job starts at once rather
 /// than at the next poll.
 async fn listen_for_jobs(db: Db, wake: Arc<Notify>, shutdown: CancellationToken) {
-    while !shutdown.is_cancelled() {
-        let listener = async {
-            let mut listener = sqlx::postgres::PgListener::connect_with(db.pool()).await?;
-            listener.listen("rabt_jobs").await?;
-            loop {
-                listener.recv().await?;
-                wake.notify_waiters();
-            }
-            #[allow(unreachable_code)]
-            Ok::<(), sqlx::Error>(())
-        };
-        tokio::select! {
-            result = listener => {
-                if let Err(err) = result {
-                    tracing::warn!(error = %err, "job listener lost; polling until it is back");
-                }
-            }
-            () = shutdown.cancelled() => return,
-        }
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(5)) => {}
-            () = shutdown.cancelled() => return,
-        }
-    }
+    // While it is away, workers poll.
+    crate::db::follow_channel(&db, "rabt_jobs", "the job listener", &shutdown, |_| {
+        wake.notify_waiters();
+        std::future::ready(())
+    })
+    .await;
 }
 
 /// Hourly housekeeping: succeeded jobs are kept a week for the admin view,

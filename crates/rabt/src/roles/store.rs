@@ -15,12 +15,7 @@ pub struct Grants {
 }
 
 pub async fn grants_of(conn: &mut PgConnection, user: Uuid) -> Result<Grants, sqlx::Error> {
-    let mut roles: Vec<String> =
-        sqlx::query_scalar("select role_name from user_roles where user_id = $1 order by 1")
-            .bind(user)
-            .fetch_all(&mut *conn)
-            .await?;
-    roles.insert(0, EVERYONE.to_owned());
+    let roles = roles_of(conn, user).await?;
     let permissions = permissions_of_roles(conn, &roles).await?;
     Ok(Grants { roles, permissions })
 }
@@ -37,10 +32,15 @@ pub async fn lock_roles_of(
     .bind(user)
     .execute(&mut *conn)
     .await?;
+    roles_of(conn, user).await
+}
+
+/// The roles of `user`, `member` first.
+async fn roles_of(conn: &mut PgConnection, user: Uuid) -> Result<Vec<String>, sqlx::Error> {
     let mut roles: Vec<String> =
         sqlx::query_scalar("select role_name from user_roles where user_id = $1 order by 1")
             .bind(user)
-            .fetch_all(&mut *conn)
+            .fetch_all(conn)
             .await?;
     roles.insert(0, EVERYONE.to_owned());
     Ok(roles)
