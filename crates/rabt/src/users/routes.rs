@@ -350,9 +350,15 @@ pub async fn moderate_user(
         .await?
         .ok_or_else(ApiError::not_found)?;
     let row = apply(change, row)?;
-    store::save_profile(&mut tx, &row).await?;
+    // Nothing is written, audited or published for a row the database did
+    // not let the caller change.
+    if !store::save_profile(&mut tx, &row).await? {
+        return Err(ApiError::not_found());
+    }
     if let Some(suspended) = suspended {
-        store::set_suspended(&mut tx, id, suspended).await?;
+        if !store::set_suspended(&mut tx, id, suspended).await? {
+            return Err(ApiError::not_found());
+        }
         // Recorded with the change: both commit or neither does.
         audit::record(
             &mut tx,
