@@ -87,6 +87,7 @@ struct RawSettings {
     tls_key: Option<String>,
     max_connections: usize,
     header_read_timeout_secs: u64,
+    idle_timeout_secs: u64,
 }
 
 impl Default for RawSettings {
@@ -138,6 +139,7 @@ impl Default for RawSettings {
             tls_key: None,
             max_connections: 10_000,
             header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
         }
     }
 }
@@ -238,6 +240,8 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     pub max_connections: usize,
     pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
     /// Secrets this start made up because none were given (development only).
     pub generated_secrets: Vec<&'static str>,
     /// `RABT_*` environment variables that name no setting.
@@ -512,6 +516,9 @@ impl RawSettings {
                 "must be 1..=300",
             ));
         }
+        if !(1..=3600).contains(&self.idle_timeout_secs) {
+            return Err(ConfigError::new("idle_timeout_secs", "must be 1..=3600"));
+        }
         if self.free_plan_open_projects > 1_000_000 {
             return Err(ConfigError::new(
                 "free_plan_open_projects",
@@ -651,6 +658,7 @@ impl RawSettings {
             tls,
             max_connections: self.max_connections,
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             rate_limits: RateLimits {
                 auth: self.rate_limit_auth_per_minute,
                 write: self.rate_limit_write_per_minute,
