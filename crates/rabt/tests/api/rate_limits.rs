@@ -101,3 +101,35 @@ async fn authentication_is_limited_per_address_whatever_the_account() {
     }
     assert_eq!(statuses, [401, 401, 429]);
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
+    let env = spawn(vec![
+        ("rate_limit_read_per_minute", "1".into()),
+        ("trusted_proxies", "127.0.0.1/32".into()),
+    ])
+    .await;
+    let app = &env.app;
+    let get_from = |forwarded: &'static str| {
+        app.client
+            .get(app.url("/v1/projects"))
+            .header("x-forwarded-for", forwarded)
+            .send()
+    };
+    assert_eq!(get_from("198.51.100.7").await.unwrap().status(), 200);
+    assert_eq!(get_from("198.51.100.7").await.unwrap().status(), 429);
+    // Another client behind the same proxy.
+    assert_eq!(get_from("198.51.100.8").await.unwrap().status(), 200);
+    // What a client writes left of the hop the proxy appended buys nothing.
+    assert_eq!(
+        get_from("203.0.113.1, 198.51.100.7")
+            .await
+            .unwrap()
+            .status(),
+        429
+    );
+    // A hop that does not parse ends the walk at the proxy: both requests
+    // count against the proxy's own address, whatever is written left of it.
+    assert_eq!(get_from("203.0.113.2, junk").await.unwrap().status(), 200);
+    assert_eq!(get_from("203.0.113.3, junk").await.unwrap().status(), 429);
+}
