@@ -83,6 +83,9 @@ struct RawSettings {
     rate_limit_write_per_minute: u32,
     rate_limit_read_per_minute: u32,
     rate_limit_realtime_per_minute: u32,
+    rate_limit_auth_address_per_minute: u32,
+    rate_limit_account_per_minute: u32,
+    rate_limit_email_per_hour: u32,
     tls_cert: Option<String>,
     tls_key: Option<String>,
     max_connections: usize,
@@ -135,6 +138,9 @@ impl Default for RawSettings {
             rate_limit_write_per_minute: RateLimits::default().write,
             rate_limit_read_per_minute: RateLimits::default().read,
             rate_limit_realtime_per_minute: RateLimits::default().realtime,
+            rate_limit_auth_address_per_minute: RateLimits::default().auth_address,
+            rate_limit_account_per_minute: RateLimits::default().account,
+            rate_limit_email_per_hour: RateLimits::default().email_per_hour,
             tls_cert: None,
             tls_key: None,
             max_connections: 10_000,
@@ -490,6 +496,15 @@ impl RawSettings {
                 "rate_limit_realtime_per_minute",
                 self.rate_limit_realtime_per_minute,
             ),
+            (
+                "rate_limit_auth_address_per_minute",
+                self.rate_limit_auth_address_per_minute,
+            ),
+            (
+                "rate_limit_account_per_minute",
+                self.rate_limit_account_per_minute,
+            ),
+            ("rate_limit_email_per_hour", self.rate_limit_email_per_hour),
         ] {
             if !(1..=1_000_000).contains(&value) {
                 return Err(ConfigError::new(setting, "must be 1..=1000000"));
@@ -664,6 +679,9 @@ impl RawSettings {
                 write: self.rate_limit_write_per_minute,
                 read: self.rate_limit_read_per_minute,
                 realtime: self.rate_limit_realtime_per_minute,
+                auth_address: self.rate_limit_auth_address_per_minute,
+                account: self.rate_limit_account_per_minute,
+                email_per_hour: self.rate_limit_email_per_hour,
             },
             generated_secrets: generated,
             unknown_settings: Vec::new(),
