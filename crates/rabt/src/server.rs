@@ -273,9 +273,15 @@ impl Activity {
         }
     }
 
-    /// When the connection will have idled for `timeout` if nothing happens.
+    /// When to look again whether the connection has idled for `timeout`:
+    /// that long after its last request ended, or, while one is in flight,
+    /// that long from now (a request can outlast the timeout).
     fn idle_deadline(&self, timeout: Duration) -> Instant {
-        self.last_quiet() + timeout
+        if self.0.in_flight.load(Ordering::SeqCst) > 0 {
+            Instant::now() + timeout
+        } else {
+            self.last_quiet() + timeout
+        }
     }
 
     fn is_idle(&self, timeout: Duration) -> bool {
@@ -433,6 +439,24 @@ mod tests {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_connection_is_idle_only_with_no_request_in_flight_for_the_timeout() {
+        let timeout = Duration::from_millis(20);
+        let activity = Activity::new();
+        let busy = activity.busy();
+        tokio::time::sleep_until(activity.last_quiet() + timeout * 2).await;
+        assert!(!activity.is_idle(timeout), "idle with a request in flight");
+        // While busy, the next look is in the future, not at a passed instant.
+        assert!(activity.idle_deadline(timeout) > Instant::now());
+        drop(busy);
+        assert!(
+            !activity.is_idle(timeout),
+            "idle as soon as the request ended"
+        );
+        tokio::time::sleep_until(activity.idle_deadline(timeout)).await;
+        assert!(activity.is_idle(timeout));
+    }
 
     #[tokio::test]
     async fn a_silent_peer_times_out_before_its_first_byte() {
