@@ -111,7 +111,8 @@ def main() -> None:
     base, mail_dir, env_file = sys.argv[1].rstrip("/"), pathlib.Path(sys.argv[2]), sys.argv[3]
     hook = sys.argv[4] if len(sys.argv) > 4 else None
     stamp = int(time.time())
-    token_a, user_a = sign_up(base, mail_dir, f"scan-a-{stamp}@example.com", "Ada Scanner", hook)
+    email_a = f"scan-a-{stamp}@example.com"
+    token_a, user_a = sign_up(base, mail_dir, email_a, "Ada Scanner", hook)
     token_b, user_b = sign_up(base, mail_dir, f"scan-b-{stamp}@example.com", "Bob Probe", None)
     call(
         base,
@@ -129,13 +130,27 @@ def main() -> None:
     )
     project_a = project(base, token_a, "Search engine for makers", True)
     draft_a = project(base, token_a, "Draft idea", False)
+    project_a2 = project(base, token_a, "Tooling for repair cafes", True)
     project_b = project(base, token_b, "Mobile app for markets", True)
+    project_b2 = project(base, token_b, "Map of community gardens", True)
     application_a = apply(base, token_a, project_b)  # A applied to B's project
+    apply(base, token_a, project_b2)
     application_b = apply(base, token_b, project_a)  # B applied to A's project
+    apply(base, token_b, project_a2)
     _, page = call(base, "GET", "/v1/users?limit=1", None, token_a)
     users_cursor = page.get("next_cursor") or ""
     _, page = call(base, "GET", "/v1/projects?limit=1", None, token_a)
     projects_cursor = page.get("next_cursor") or ""
+    _, page = call(base, "GET", "/v1/me/applications?limit=1", None, token_a)
+    applications_cursor = page.get("next_cursor") or ""
+    notifications_cursor = ""
+    # A is told of B's two applications by a background job.
+    deadline = time.time() + 30
+    while not notifications_cursor and time.time() < deadline:
+        _, page = call(base, "GET", "/v1/notifications?limit=1", None, token_a)
+        notifications_cursor = page.get("next_cursor") or ""
+        if not notifications_cursor:
+            time.sleep(0.2)
     values = {
         "RABT_SCAN_TOKEN": token_a,
         "RABT_SCAN_TOKEN_B": token_b,
@@ -148,6 +163,10 @@ def main() -> None:
         "RABT_SCAN_OWN_APPLICATION_ID": application_a,
         "RABT_SCAN_USERS_CURSOR": users_cursor,
         "RABT_SCAN_PROJECTS_CURSOR": projects_cursor,
+        "RABT_SCAN_APPLICATIONS_CURSOR": applications_cursor,
+        "RABT_SCAN_NOTIFICATIONS_CURSOR": notifications_cursor,
+        "RABT_SCAN_EMAIL": email_a,
+        "RABT_SCAN_PASSWORD": PASSWORD,
     }
     with open(env_file, "w", encoding="utf-8") as out:
         for key, value in values.items():

@@ -240,6 +240,7 @@ impl Application {
         let limits = crate::server::Limits {
             max_connections: settings.max_connections,
             header_read_timeout: settings.header_read_timeout,
+            idle_timeout: settings.idle_timeout,
         };
         crate::server::serve(
             self.listener,

@@ -83,10 +83,14 @@ struct RawSettings {
     rate_limit_write_per_minute: u32,
     rate_limit_read_per_minute: u32,
     rate_limit_realtime_per_minute: u32,
+    rate_limit_auth_address_per_minute: u32,
+    rate_limit_account_per_minute: u32,
+    rate_limit_email_per_hour: u32,
     tls_cert: Option<String>,
     tls_key: Option<String>,
     max_connections: usize,
     header_read_timeout_secs: u64,
+    idle_timeout_secs: u64,
 }
 
 impl Default for RawSettings {
@@ -134,10 +138,14 @@ impl Default for RawSettings {
             rate_limit_write_per_minute: RateLimits::default().write,
             rate_limit_read_per_minute: RateLimits::default().read,
             rate_limit_realtime_per_minute: RateLimits::default().realtime,
+            rate_limit_auth_address_per_minute: RateLimits::default().auth_address,
+            rate_limit_account_per_minute: RateLimits::default().account,
+            rate_limit_email_per_hour: RateLimits::default().email_per_hour,
             tls_cert: None,
             tls_key: None,
             max_connections: 10_000,
             header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
         }
     }
 }
@@ -238,6 +246,8 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     pub max_connections: usize,
     pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
     /// Secrets this start made up because none were given (development only).
     pub generated_secrets: Vec<&'static str>,
     /// `RABT_*` environment variables that name no setting.
@@ -486,6 +496,15 @@ impl RawSettings {
                 "rate_limit_realtime_per_minute",
                 self.rate_limit_realtime_per_minute,
             ),
+            (
+                "rate_limit_auth_address_per_minute",
+                self.rate_limit_auth_address_per_minute,
+            ),
+            (
+                "rate_limit_account_per_minute",
+                self.rate_limit_account_per_minute,
+            ),
+            ("rate_limit_email_per_hour", self.rate_limit_email_per_hour),
         ] {
             if !(1..=1_000_000).contains(&value) {
                 return Err(ConfigError::new(setting, "must be 1..=1000000"));
@@ -511,6 +530,9 @@ impl RawSettings {
                 "header_read_timeout_secs",
                 "must be 1..=300",
             ));
+        }
+        if !(1..=3600).contains(&self.idle_timeout_secs) {
+            return Err(ConfigError::new("idle_timeout_secs", "must be 1..=3600"));
         }
         if self.free_plan_open_projects > 1_000_000 {
             return Err(ConfigError::new(
@@ -651,11 +673,15 @@ impl RawSettings {
             tls,
             max_connections: self.max_connections,
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             rate_limits: RateLimits {
                 auth: self.rate_limit_auth_per_minute,
                 write: self.rate_limit_write_per_minute,
                 read: self.rate_limit_read_per_minute,
                 realtime: self.rate_limit_realtime_per_minute,
+                auth_address: self.rate_limit_auth_address_per_minute,
+                account: self.rate_limit_account_per_minute,
+                email_per_hour: self.rate_limit_email_per_hour,
             },
             generated_secrets: generated,
             unknown_settings: Vec::new(),

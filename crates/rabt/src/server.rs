@@ -3,28 +3,49 @@
 //! the server:
 //! - at most `RABT_MAX_CONNECTIONS` open connections (further ones wait in the
 //!   kernel's backlog);
-//! - a request's headers must arrive within `RABT_HEADER_READ_TIMEOUT_SECS`
-//!   (slowloris), and a TLS handshake within the same time;
-//! - HTTP/2 streams per connection are capped, and idle HTTP/2 connections are
-//!   pinged.
+//! - within `RABT_HEADER_READ_TIMEOUT_SECS` (slowloris) a client must finish
+//!   its TLS handshake, then send enough bytes to tell HTTP/1 from HTTP/2
+//!   ([`FirstBytesDeadline`]), then, on HTTP/1, each request's headers;
+//! - a connection with no request in flight for `RABT_IDLE_TIMEOUT_SECS` is
+//!   shut down gracefully (HTTP/2 clients that answer pings would otherwise
+//!   hold their connection forever), and what is left of it is dropped after
+//!   one more header timeout;
+//! - HTTP/2 streams per connection are capped, and HTTP/2 peers that stop
+//!   answering pings are dropped.
 //!
 //! Request bodies are limited by the router (`RABT_BODY_LIMIT_BYTES`) and
 //! whole requests by `RABT_REQUEST_TIMEOUT_SECS`.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    io,
+    net::SocketAddr,
+    path::Path,
+    pin::Pin,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use anyhow::Context as _;
-use axum::{Router, extract::ConnectInfo};
-use hyper::body::Incoming;
+use axum::{Router, body::Body, extract::ConnectInfo};
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+    server::conn::auto,
     service::TowerToHyperService,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::TcpListener,
+    sync::Semaphore,
+    time::{Instant, Sleep},
+};
 use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower::ServiceExt as _;
 
 /// Connection limits.
@@ -32,6 +53,7 @@ use tower::ServiceExt as _;
 pub struct Limits {
     pub max_connections: usize,
     pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
 }
 
 /// A TLS acceptor for the certificate chain and key in these PEM files.
@@ -75,7 +97,7 @@ pub async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) {
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -108,58 +130,368 @@ pub async fn serve(
             },
             () = shutdown.cancelled() => break,
         };
-        let service = router
-            .clone()
-            .map_request(move |mut request: hyper::Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
-                request
-            });
-        let service = TowerToHyperService::new(service);
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let connection = Connection {
+            builder: builder.clone(),
+            router: router.clone(),
+            peer,
+            limits,
+            shutdown: shutdown.clone(),
+        };
         let tls = tls.clone();
-        let handshake_timeout = limits.header_read_timeout;
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _permit = permit;
-            let result =
-                match tls {
-                    None => {
-                        let connection = builder
-                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                            .into_owned();
-                        watcher.watch(connection).await
+            match tls {
+                None => connection.serve(stream).await,
+                Some(acceptor) => {
+                    let handshake = acceptor.accept(stream);
+                    match tokio::time::timeout(limits.header_read_timeout, handshake).await {
+                        Ok(Ok(stream)) => connection.serve(stream).await,
+                        Ok(Err(err)) => {
+                            tracing::debug!(%peer, error = %err, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
-                    Some(acceptor) => {
-                        let stream =
-                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
-                                .await
-                            {
-                                Ok(Ok(stream)) => stream,
-                                Ok(Err(err)) => {
-                                    tracing::debug!(%peer, error = %err, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!(%peer, "TLS handshake timed out");
-                                    return;
-                                }
-                            };
-                        let connection = builder
-                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                            .into_owned();
-                        watcher.watch(connection).await
-                    }
-                };
-            if let Err(err) = result {
-                tracing::debug!(%peer, error = %err, "connection ended with an error");
+                }
             }
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
+    connections.close();
+    if tokio::time::timeout(grace, connections.wait())
         .await
         .is_err()
     {
         tracing::warn!("requests still open at shutdown; closing them");
+    }
+}
+
+/// One accepted connection, ready to be served.
+struct Connection {
+    builder: auto::Builder<TokioExecutor>,
+    router: Router,
+    peer: SocketAddr,
+    limits: Limits,
+    shutdown: CancellationToken,
+}
+
+impl Connection {
+    /// Serves HTTP on `stream` until the client leaves, the connection idles
+    /// out, or the server shuts down.
+    async fn serve<S>(self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let Self {
+            builder,
+            router,
+            peer,
+            limits,
+            shutdown,
+        } = self;
+        let activity = Activity::new();
+        let requests = activity.clone();
+        let service = tower::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let busy = requests.busy();
+            let router = router.clone();
+            async move {
+                let response = router.oneshot(request).await?;
+                // The request stays in flight until its body has been sent.
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| Body::new(TrackedBody { body, _busy: busy })),
+                )
+            }
+        });
+        let stream = FirstBytesDeadline::new(stream, limits.header_read_timeout);
+        let connection = builder.serve_connection_with_upgrades(
+            TokioIo::new(stream),
+            TowerToHyperService::new(service),
+        );
+        let mut connection = std::pin::pin!(connection);
+        let idled = loop {
+            let idle_at = activity.idle_deadline(limits.idle_timeout);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(err) = result {
+                        tracing::debug!(%peer, error = %err, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = shutdown.cancelled() => break false,
+                () = tokio::time::sleep_until(idle_at) => {
+                    if activity.is_idle(limits.idle_timeout) {
+                        break true;
+                    }
+                }
+            }
+        };
+        tracing::debug!(%peer, idled, "closing the connection");
+        connection.as_mut().graceful_shutdown();
+        // A graceful close needs the client's help (HTTP/2 GOAWAY and ping):
+        // an idle one that does not help is dropped. At shutdown, `serve`
+        // bounds the wait.
+        let closed = if idled {
+            tokio::time::timeout(limits.header_read_timeout, connection).await
+        } else {
+            Ok(connection.await)
+        };
+        match closed {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::debug!(%peer, error = %err, "connection ended with an error"),
+            Err(_) => tracing::debug!(%peer, "connection did not close gracefully; dropped"),
+        }
+    }
+}
+
+/// When a connection last had a request in flight, and how many it has now.
+#[derive(Clone)]
+struct Activity(Arc<ActivityState>);
+
+struct ActivityState {
+    in_flight: AtomicUsize,
+    last_quiet: Mutex<Instant>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self(Arc::new(ActivityState {
+            in_flight: AtomicUsize::new(0),
+            last_quiet: Mutex::new(Instant::now()),
+        }))
+    }
+
+    /// Marks a request in flight until the returned guard is dropped.
+    fn busy(&self) -> Busy {
+        self.0.in_flight.fetch_add(1, Ordering::SeqCst);
+        Busy(self.clone())
+    }
+
+    fn last_quiet(&self) -> Instant {
+        match self.0.last_quiet.lock() {
+            Ok(last) => *last,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
+    }
+
+    /// When to look again whether the connection has idled for `timeout`:
+    /// that long after its last request ended, or, while one is in flight,
+    /// that long from now (a request can outlast the timeout).
+    fn idle_deadline(&self, timeout: Duration) -> Instant {
+        if self.0.in_flight.load(Ordering::SeqCst) > 0 {
+            Instant::now() + timeout
+        } else {
+            self.last_quiet() + timeout
+        }
+    }
+
+    fn is_idle(&self, timeout: Duration) -> bool {
+        self.0.in_flight.load(Ordering::SeqCst) == 0 && self.last_quiet().elapsed() >= timeout
+    }
+}
+
+/// A request in flight (see [`Activity::busy`]).
+struct Busy(Activity);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let state = &self.0.0;
+        match state.last_quiet.lock() {
+            Ok(mut last) => *last = Instant::now(),
+            Err(poisoned) => *poisoned.into_inner() = Instant::now(),
+        }
+        state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A response body that keeps its request counted as in flight.
+struct TrackedBody {
+    body: Body,
+    _busy: Busy,
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The HTTP/2 connection preface; hyper reads up to this much to choose
+/// between HTTP/1 and HTTP/2, with no deadline of its own.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A stream whose reads fail with `TimedOut` if the bytes that tell HTTP/1
+/// from HTTP/2 have not arrived by a deadline. From then on, hyper's own
+/// limits apply (the HTTP/1 header timeout, HTTP/2 pings, the idle timeout).
+struct FirstBytesDeadline<S> {
+    inner: S,
+    /// `None` once the protocol is known.
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// How many bytes so far match the HTTP/2 preface.
+    matched: usize,
+}
+
+impl<S> FirstBytesDeadline<S> {
+    fn new(inner: S, timeout: Duration) -> Self {
+        Self {
+            inner,
+            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+            matched: 0,
+        }
+    }
+
+    /// Follows the bytes just read; stops the clock once they either leave
+    /// the HTTP/2 preface (HTTP/1) or complete it (HTTP/2).
+    fn observe(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            if H2_PREFACE.get(self.matched) != Some(&byte) {
+                self.deadline = None;
+                return;
+            }
+            self.matched += 1;
+            if self.matched == H2_PREFACE.len() {
+                self.deadline = None;
+                return;
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for FirstBytesDeadline<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if self.deadline.is_some() {
+                    let read = buf.filled()[before..].to_vec();
+                    self.observe(&read);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => {
+                let expired = self
+                    .deadline
+                    .as_mut()
+                    .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready());
+                if expired {
+                    Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no request arrived in time",
+                    )))
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for FirstBytesDeadline<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_connection_is_idle_only_with_no_request_in_flight_for_the_timeout() {
+        let timeout = Duration::from_millis(20);
+        let activity = Activity::new();
+        let busy = activity.busy();
+        tokio::time::sleep_until(activity.last_quiet() + timeout * 2).await;
+        assert!(!activity.is_idle(timeout), "idle with a request in flight");
+        // While busy, the next look is in the future, not at a passed instant.
+        assert!(activity.idle_deadline(timeout) > Instant::now());
+        drop(busy);
+        assert!(
+            !activity.is_idle(timeout),
+            "idle as soon as the request ended"
+        );
+        tokio::time::sleep_until(activity.idle_deadline(timeout)).await;
+        assert!(activity.is_idle(timeout));
+    }
+
+    #[tokio::test]
+    async fn a_silent_peer_times_out_before_its_first_byte() {
+        let (_client, server) = tokio::io::duplex(64);
+        let mut reader = FirstBytesDeadline::new(server, Duration::from_millis(10));
+        let mut buf = [0; 8];
+        let err = reader.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn a_half_sent_http2_preface_still_times_out() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut reader = FirstBytesDeadline::new(server, Duration::from_millis(50));
+        client.write_all(&H2_PREFACE[..10]).await.unwrap();
+        let mut buf = [0; 64];
+        assert_eq!(reader.read(&mut buf).await.unwrap(), 10);
+        let err = reader.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn the_deadline_stops_once_http1_or_http2_is_recognised() {
+        for first in [&b"GET"[..], H2_PREFACE] {
+            let (mut client, server) = tokio::io::duplex(64);
+            let mut reader = FirstBytesDeadline::new(server, Duration::from_millis(10));
+            client.write_all(first).await.unwrap();
+            let mut buf = [0; 64];
+            assert_eq!(reader.read(&mut buf).await.unwrap(), first.len());
+            // Well past the deadline, a read still waits for data.
+            let later =
+                tokio::time::timeout(Duration::from_millis(100), reader.read(&mut buf)).await;
+            assert!(later.is_err(), "the read failed instead of waiting");
+            client.write_all(b"x").await.unwrap();
+            assert_eq!(reader.read(&mut buf).await.unwrap(), 1);
+        }
     }
 }

@@ -257,10 +257,14 @@ fn provider_error(err: anyhow::Error) -> ApiError {
     ApiError::unavailable("The identity provider could not be reached or refused.")
 }
 
+/// The most a provider's answer may hold: discovery documents, JWKS, tokens
+/// and GitHub's user and emails answers are a few KiB.
+const MAX_PROVIDER_RESPONSE_BYTES: usize = 256 * 1024;
+
 async fn provider_json<T: serde::de::DeserializeOwned>(
     request: reqwest::RequestBuilder,
 ) -> Result<T, ApiError> {
-    let response = request
+    let mut response = request
         .header(reqwest::header::ACCEPT, "application/json")
         .timeout(Duration::from_secs(10))
         .send()
@@ -273,9 +277,31 @@ async fn provider_json<T: serde::de::DeserializeOwned>(
             response.status()
         )));
     }
-    response
-        .json()
+    let too_large = || {
+        provider_error(anyhow::anyhow!(
+            "answer larger than {MAX_PROVIDER_RESPONSE_BYTES} bytes"
+        ))
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_PROVIDER_RESPONSE_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    // Read in chunks, so an answer without a length cannot grow past the cap.
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
         .await
+        .context("response body")
+        .map_err(provider_error)?
+    {
+        if body.len() + chunk.len() > MAX_PROVIDER_RESPONSE_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body)
         .context("response body")
         .map_err(provider_error)
 }

@@ -193,16 +193,28 @@ fn validation<T>(result: Result<T, FieldError>) -> Result<T, ApiError> {
     result.map_err(|e| ApiError::validation(vec![e]))
 }
 
-/// Counts a request against a limit; 429 with `Retry-After` when over it.
-async fn limit(state: &AppState, key: &str, rate: Rate) -> Result<(), ApiError> {
-    match state.kv.rate_limit(key, rate).await {
+/// Counts a request against one of the handlers' limits, `{action}_{per}`
+/// (`login_account`, `forgot_email`, …, the `class` of `rate_limited_total`);
+/// 429 with `Retry-After` when over it.
+async fn limit(
+    state: &AppState,
+    action: &str,
+    per: &str,
+    subject: &str,
+    rate: Rate,
+) -> Result<(), ApiError> {
+    let class = format!("{action}_{per}");
+    match state
+        .kv
+        .rate_limit(&format!("rl:{class}:{subject}"), rate)
+        .await
+    {
         Ok(decision) if decision.allowed => Ok(()),
         Ok(decision) => {
-            metrics::counter!("rate_limited_total", "route" => key.split(':').next().unwrap_or("").to_owned())
-                .increment(1);
-            Err(ApiError::rate_limited(
-                decision.retry_after.as_secs().max(1),
-            ))
+            metrics::counter!("rate_limited_total", "class" => class).increment(1);
+            Err(ApiError::rate_limited(crate::http::rate_limit::seconds(
+                decision.retry_after,
+            )))
         }
         Err(err) => {
             // Failing open keeps sign-in working when the store hiccups; the
@@ -213,32 +225,40 @@ async fn limit(state: &AppState, key: &str, rate: Rate) -> Result<(), ApiError> 
     }
 }
 
-const PER_ADDRESS: Rate = Rate::per_minute(20);
-const PER_ACCOUNT_LOGIN: Rate = Rate::per_minute(10);
-const PER_EMAIL_MESSAGES: Rate = Rate {
-    requests: 5,
-    period: std::time::Duration::from_secs(3600),
-};
+/// Each auth action per client address.
+fn per_address(state: &AppState) -> Rate {
+    Rate::per_minute(state.settings.rate_limits.auth_address)
+}
+
+/// Password checks per account.
+fn per_account(state: &AppState) -> Rate {
+    Rate::per_minute(state.settings.rate_limits.account)
+}
+
+/// Each kind of mail request per email address.
+fn per_email(state: &AppState) -> Rate {
+    Rate {
+        requests: state.settings.rate_limits.email_per_hour,
+        period: std::time::Duration::from_secs(3600),
+    }
+}
 
 /// Requests that send mail to an address: limited per client and per address.
 async fn limit_mail_request(
     state: &AppState,
-    kind: &str,
+    action: &str,
     client: &ClientInfo,
     email: &str,
 ) -> Result<(), ApiError> {
     limit(
         state,
-        &format!("{kind}:ip:{}", client.ip_key()),
-        PER_ADDRESS,
+        action,
+        "address",
+        &client.ip_key(),
+        per_address(state),
     )
     .await?;
-    limit(
-        state,
-        &format!("{kind}:email:{}", email_key(email)),
-        PER_EMAIL_MESSAGES,
-    )
-    .await
+    limit(state, action, "email", &email_key(email), per_email(state)).await
 }
 
 fn email_key(email: &str) -> String {
@@ -539,14 +559,18 @@ pub async fn login(
     }
     limit(
         &state,
-        &format!("login:ip:{}", client.ip_key()),
-        PER_ADDRESS,
+        "login",
+        "address",
+        &client.ip_key(),
+        per_address(&state),
     )
     .await?;
     limit(
         &state,
-        &format!("login:account:{}", email_key(&email)),
-        PER_ACCOUNT_LOGIN,
+        "login",
+        "account",
+        &email_key(&email),
+        per_account(&state),
     )
     .await?;
 
@@ -814,8 +838,10 @@ pub async fn change_password(
     let password = validation(NewPassword::parse("new_password", body.new_password))?;
     limit(
         &state,
-        &format!("login:account-id:{}", user.id),
-        PER_ACCOUNT_LOGIN,
+        "password_change",
+        "account",
+        &user.id.to_string(),
+        per_account(&state),
     )
     .await?;
     // No connection is held while Argon2 runs (twice here).
@@ -972,8 +998,10 @@ pub async fn oauth_authorize(
     let provider = provider(&name)?;
     limit(
         &state,
-        &format!("oauth:ip:{}", client.ip_key()),
-        PER_ADDRESS,
+        "oauth",
+        "address",
+        &client.ip_key(),
+        per_address(&state),
     )
     .await?;
     let (url, flow_state) = oauth::authorize_url(&state, provider, &params.redirect_to).await?;

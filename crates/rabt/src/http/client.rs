@@ -2,8 +2,11 @@
 //! limits, sessions and the audit log.
 //!
 //! The address is the socket peer's, unless the peer is a trusted proxy
-//! (`RABT_TRUSTED_PROXIES`); then it is the rightmost `X-Forwarded-For` hop that
-//! is not itself a trusted proxy. A header from anyone else is ignored, so a
+//! (`RABT_TRUSTED_PROXIES`); then `X-Forwarded-For` is walked from the right,
+//! past trusted proxies, and the first hop that is not one is the client. Only
+//! trusted proxies vouch for what they append: a hop that does not parse ends
+//! the walk at the last trusted address, since anything left of it may have
+//! been written by the client. A header from anyone else is ignored, so a
 //! client cannot choose its own address.
 
 use std::net::{IpAddr, SocketAddr};
@@ -34,23 +37,32 @@ impl ClientInfo {
 /// Resolves the client address from the peer and the forwarding header.
 pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    let peer = peer?;
-    if !is_trusted(&peer) {
-        return Some(peer);
+    let mut nearest = peer?;
+    if !is_trusted(&nearest) {
+        return Some(nearest);
     }
-    let mut hops: Vec<IpAddr> = headers
+    let values: Vec<&str> = match headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|hop| hop.trim().parse().ok())
-        .collect();
-    while let Some(hop) = hops.pop() {
+        .map(|v| v.to_str())
+        .collect()
+    {
+        Ok(values) => values,
+        // Not text: nothing in it can be vouched for.
+        Err(_) => return Some(nearest),
+    };
+    // Repeated headers are one list, in order.
+    let hops = values.iter().flat_map(|v| v.split(','));
+    for hop in hops.rev() {
+        let Ok(hop) = hop.trim().parse::<IpAddr>() else {
+            return Some(nearest);
+        };
         if !is_trusted(&hop) {
             return Some(hop);
         }
+        nearest = hop;
     }
-    Some(peer)
+    Some(nearest)
 }
 
 impl<S> FromRequestParts<S> for ClientInfo
@@ -102,6 +114,40 @@ mod tests {
             &trusted,
         );
         assert_eq!(ip, "198.51.100.7".parse().ok());
+    }
+
+    #[test]
+    fn an_unparseable_hop_stops_the_walk_at_the_last_trusted_address() {
+        let trusted = ["10.0.0.0/8".parse().unwrap()];
+        let peer = "10.0.0.2".parse().ok();
+        // The client wrote "6.6.6.6, junk"; the proxy appended 10.0.0.1.
+        let ip = client_ip(peer, &headers("6.6.6.6, junk, 10.0.0.1"), &trusted);
+        assert_eq!(ip, "10.0.0.1".parse().ok());
+        let ip = client_ip(peer, &headers("6.6.6.6, 10.0.0.1 junk"), &trusted);
+        assert_eq!(ip, peer);
+        let ip = client_ip(peer, &headers("6.6.6.6,,10.0.0.1"), &trusted);
+        assert_eq!(ip, "10.0.0.1".parse().ok());
+    }
+
+    #[test]
+    fn repeated_forwarding_headers_are_one_list_walked_from_the_right() {
+        let trusted = ["10.0.0.0/8".parse().unwrap()];
+        let mut map = HeaderMap::new();
+        map.append("x-forwarded-for", "6.6.6.6".parse().unwrap());
+        map.append("x-forwarded-for", "198.51.100.7, 10.0.0.1".parse().unwrap());
+        let ip = client_ip("10.0.0.2".parse().ok(), &map, &trusted);
+        assert_eq!(ip, "198.51.100.7".parse().ok());
+    }
+
+    #[test]
+    fn when_every_hop_is_trusted_the_farthest_one_is_the_client() {
+        let trusted = ["10.0.0.0/8".parse().unwrap()];
+        let ip = client_ip(
+            "10.0.0.2".parse().ok(),
+            &headers("10.0.0.5, 10.0.0.1"),
+            &trusted,
+        );
+        assert_eq!(ip, "10.0.0.5".parse().ok());
     }
 
     #[test]

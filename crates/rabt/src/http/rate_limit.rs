@@ -17,6 +17,10 @@
 //! Redis, per process without. Every limited response carries `RateLimit-Policy`
 //! and `RateLimit` (draft-ietf-httpapi-ratelimit-headers); a refusal is 429
 //! `rate_limited` with `Retry-After`, counted in `rate_limited_total{class}`.
+//! The auth handlers add their own limits (per address, account and email; see
+//! `auth::routes::limit`), counted under the same metric with classes such as
+//! `login_account`; their refusals keep their own `Retry-After` and get no
+//! `RateLimit` headers from this layer, whose quota is not the one exhausted.
 //! If the store fails, requests pass (logged): an outage of Redis must not take
 //! the API down with it.
 
@@ -24,7 +28,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use axum::{
     extract::{ConnectInfo, Request, State},
-    http::{HeaderMap, HeaderName, HeaderValue, Method, header},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -32,13 +36,23 @@ use axum::{
 use super::{ApiError, client::client_ip};
 use crate::{app::AppState, kv::Rate};
 
-/// The limits of each class, per minute (`RABT_RATE_LIMIT_*_PER_MINUTE`).
+/// The limits of each class, per minute (`RABT_RATE_LIMIT_*_PER_MINUTE`), and
+/// those the auth handlers add (`RABT_RATE_LIMIT_AUTH_ADDRESS_PER_MINUTE`,
+/// `RABT_RATE_LIMIT_ACCOUNT_PER_MINUTE`, `RABT_RATE_LIMIT_EMAIL_PER_HOUR`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimits {
     pub auth: u32,
     pub write: u32,
     pub read: u32,
     pub realtime: u32,
+    /// Each of sign-in, sign-up, resend, forgot-password and OAuth start, per
+    /// client address and minute.
+    pub auth_address: u32,
+    /// Password checks per account and minute (sign-in, password change).
+    pub account: u32,
+    /// Each kind of mail request (sign-up, resend, forgot-password) per email
+    /// address and hour.
+    pub email_per_hour: u32,
 }
 
 impl Default for RateLimits {
@@ -48,6 +62,9 @@ impl Default for RateLimits {
             write: 120,
             read: 600,
             realtime: 30,
+            auth_address: 20,
+            account: 10,
+            email_per_hour: 5,
         }
     }
 }
@@ -107,7 +124,9 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 const STATE: HeaderName = HeaderName::from_static("ratelimit");
 
-fn seconds(duration: Duration) -> u64 {
+/// Whole seconds, rounded up: a client told to wait 0 s when 0.4 s remain
+/// would be refused again.
+pub fn seconds(duration: Duration) -> u64 {
     duration
         .as_millis()
         .div_ceil(1000)
@@ -155,7 +174,13 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
     };
     let policy = format!("\"{}\";q={per_minute};w=60", class.name());
     let mut response = if decision.allowed {
-        next.run(request).await
+        let response = next.run(request).await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            // A handler's own limit refused; this class's quota says nothing
+            // about when to come back.
+            return response;
+        }
+        response
     } else {
         metrics::counter!("rate_limited_total", "class" => class.name()).increment(1);
         ApiError::rate_limited(seconds(decision.retry_after)).into_response()

@@ -623,6 +623,76 @@ async fn the_refresh_cookie_needs_the_csrf_token_and_the_app_origin() {
     assert_eq!(ok.status(), 200);
 }
 
+/// Signs in with the refresh token in a cookie: the `Cookie` header to send
+/// back, and the CSRF token.
+async fn cookie_session(env: &AuthApp, email: &str) -> (String, String) {
+    let response = env
+        .app
+        .post_json(
+            "/v1/auth/login",
+            &json!({"email": email, "password": PASSWORD, "refresh_cookie": true}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let cookie_header = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let pair: Value = response.json().await.unwrap();
+    (
+        cookie_header,
+        pair["csrf_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn without_an_origin_the_refresh_cookie_needs_a_same_origin_referer() {
+    let env = spawn(vec![]).await;
+    signed_in(&env, "ada@rabt.test").await;
+    let (cookie_header, csrf) = cookie_session(&env, "ada@rabt.test").await;
+    let attempt = |referer: Option<&'static str>| {
+        let mut request = env
+            .app
+            .client
+            .post(env.app.url("/v1/auth/token/refresh"))
+            .header("cookie", cookie_header.clone())
+            .header("x-csrf-token", csrf.clone())
+            .json(&json!({}));
+        if let Some(referer) = referer {
+            request = request.header("referer", referer);
+        }
+        request.send()
+    };
+
+    // Neither Origin nor Referer: refused.
+    let bare = attempt(None).await.unwrap();
+    assert_eq!(bare.status(), 403);
+    assert_eq!(problem(bare).await["code"], "forbidden");
+    // A foreign Referer, even one that mentions the app: refused.
+    for foreign in [
+        "https://evil.example/page",
+        "https://evil.example/https://app.rabt.test/",
+        "https://app.rabt.test.evil.example/",
+        "http://app.rabt.test/settings",
+    ] {
+        assert_eq!(
+            attempt(Some(foreign)).await.unwrap().status(),
+            403,
+            "{foreign}"
+        );
+    }
+    // Not a URL: refused.
+    assert_eq!(attempt(Some("app.rabt.test")).await.unwrap().status(), 403);
+    // A page of the app: accepted (this rotates the token, so it comes last).
+    let ok = attempt(Some("https://app.rabt.test/settings?tab=security"))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+}
+
 #[tokio::test]
 async fn security_events_land_in_the_audit_log() {
     let env = spawn(vec![]).await;

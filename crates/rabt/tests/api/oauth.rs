@@ -493,3 +493,20 @@ async fn an_unconfigured_provider_is_503_and_an_unknown_one_404() {
         .await;
     assert_eq!(unknown.status(), 404);
 }
+
+#[tokio::test]
+async fn an_oversized_provider_answer_is_refused() {
+    let (app, fake) = spawn_with_providers().await;
+    let padding: Vec<Value> = (0..10_000)
+        .map(|n| json!({"email": format!("other{n}@elsewhere.test"), "primary": false, "verified": true}))
+        .collect();
+    *fake.github_emails.lock().unwrap() = Value::Array(padding);
+    let response = sign_in(&app, "github").await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(problem(response).await["code"], "unavailable");
+    let users: i64 = sqlx::query_scalar("select count(*) from users")
+        .fetch_one(&app.db.admin)
+        .await
+        .unwrap();
+    assert_eq!(users, 0);
+}

@@ -101,3 +101,97 @@ async fn authentication_is_limited_per_address_whatever_the_account() {
     }
     assert_eq!(statuses, [401, 401, 429]);
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
+    let env = spawn(vec![
+        ("rate_limit_read_per_minute", "1".into()),
+        ("trusted_proxies", "127.0.0.1/32".into()),
+    ])
+    .await;
+    let app = &env.app;
+    let get_from = |forwarded: &'static str| {
+        app.client
+            .get(app.url("/v1/projects"))
+            .header("x-forwarded-for", forwarded)
+            .send()
+    };
+    assert_eq!(get_from("198.51.100.7").await.unwrap().status(), 200);
+    assert_eq!(get_from("198.51.100.7").await.unwrap().status(), 429);
+    // Another client behind the same proxy.
+    assert_eq!(get_from("198.51.100.8").await.unwrap().status(), 200);
+    // What a client writes left of the hop the proxy appended buys nothing.
+    assert_eq!(
+        get_from("203.0.113.1, 198.51.100.7")
+            .await
+            .unwrap()
+            .status(),
+        429
+    );
+    // A hop that does not parse ends the walk at the proxy: both requests
+    // count against the proxy's own address, whatever is written left of it.
+    assert_eq!(get_from("203.0.113.2, junk").await.unwrap().status(), 200);
+    assert_eq!(get_from("203.0.113.3, junk").await.unwrap().status(), 429);
+}
+
+#[tokio::test]
+async fn a_refused_sign_in_names_its_own_wait_and_claims_no_quota_left() {
+    let env = spawn(vec![("rate_limit_account_per_minute", "2".into())]).await;
+    let attempt = |email: &'static str| {
+        env.app
+            .client
+            .post(env.app.url("/v1/auth/login"))
+            .json(&json!({"email": email, "password": "wrong-password-1"}))
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(attempt("target@rabt.test").await.unwrap().status(), 401);
+    }
+    let refused = attempt("target@rabt.test").await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&retry), "{retry}");
+    // The auth class still has quota, but that is not the limit that refused.
+    assert!(!refused.headers().contains_key("ratelimit"));
+    assert!(!refused.headers().contains_key("ratelimit-policy"));
+    assert_eq!(problem(refused).await["code"], "rate_limited");
+    // Another account, from the same address, is still heard.
+    assert_eq!(attempt("other@rabt.test").await.unwrap().status(), 401);
+
+    let metrics = env.app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("rate_limited_total{class=\"login_account\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn mail_requests_are_limited_per_email_address_and_hour() {
+    let env = spawn(vec![("rate_limit_email_per_hour", "1".into())]).await;
+    let forgot = |email: &'static str| {
+        env.app
+            .client
+            .post(env.app.url("/v1/auth/password/forgot"))
+            .json(&json!({"email": email}))
+            .send()
+    };
+    assert_eq!(forgot("ada@rabt.test").await.unwrap().status(), 202);
+    let refused = forgot("ada@rabt.test").await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3500..=3600).contains(&retry), "{retry}");
+    assert_eq!(forgot("eve@rabt.test").await.unwrap().status(), 202);
+    let metrics = env.app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("rate_limited_total{class=\"forgot_email\"} 1"),
+        "{metrics}"
+    );
+}
