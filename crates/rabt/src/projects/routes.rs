@@ -390,7 +390,7 @@ pub async fn create_project(
     let row = apply(change, empty_row(caller.id))?;
     let actor = caller.actor();
     let mut tx = state.db.begin(&actor).await?;
-    if let Some(saved) = idem.saved(&mut tx).await? {
+    if let Some(saved) = idem.claim(&mut tx).await? {
         return Ok(saved);
     }
     let id = store::insert(&mut tx, &row).await?;

@@ -269,6 +269,78 @@ async fn parallel_submissions_yield_exactly_one_application_and_a_true_count() {
     assert_eq!((stored, counted), (7, 7));
 }
 
+async fn apply_with_key(
+    env: &AuthApp,
+    token: &str,
+    project: &str,
+    key: &str,
+    letter: &str,
+) -> reqwest::Response {
+    env.app
+        .client
+        .post(env.app.url(&format!("/v1/projects/{project}/applications")))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(&json!({"cover_letter": letter}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_first_application_and_refuses_another_body() {
+    let env = spawn(vec![]).await;
+    let owner = signed_in(&env, "owner@rabt.test").await;
+    let ada = signed_in(&env, "ada@rabt.test").await;
+    let project = published(&env, access(&owner), "Once").await;
+
+    let first = apply_with_key(&env, access(&ada), &project, "apply-1", "Hello").await;
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first = json_of(first).await;
+    let again = apply_with_key(&env, access(&ada), &project, "apply-1", "Hello").await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(json_of(again).await, first);
+
+    let other = apply_with_key(&env, access(&ada), &project, "apply-1", "Goodbye").await;
+    assert_eq!(other.status(), 422);
+    assert_eq!(problem(other).await["code"], "idempotency_key_reused");
+    // Without the key, applying again is the usual refusal.
+    let unkeyed = apply(&env, access(&ada), &project, "Hello").await;
+    assert_eq!(problem(unkeyed).await["code"], "already_applied");
+}
+
+#[tokio::test]
+async fn concurrent_applies_under_one_key_answer_the_first_application() {
+    let env = spawn(vec![]).await;
+    let owner = signed_in(&env, "owner@rabt.test").await;
+    let ada = signed_in(&env, "ada@rabt.test").await;
+    let project = published(&env, access(&owner), "Race").await;
+
+    let answers = futures::future::join_all(
+        (0..8).map(|_| apply_with_key(&env, access(&ada), &project, "apply-race", "Hello")),
+    )
+    .await;
+    let mut created = Vec::new();
+    for answer in answers {
+        match answer.status().as_u16() {
+            201 => created.push(json_of(answer).await),
+            409 => assert_eq!(problem(answer).await["code"], "conflict"),
+            other => panic!("unexpected {other}: {}", answer.text().await.unwrap()),
+        }
+    }
+    assert!(!created.is_empty());
+    assert!(created.iter().all(|a| *a == created[0]), "{created:?}");
+    let stored: Vec<String> =
+        sqlx::query_scalar("select id::text from applications where project_id = $1::uuid")
+            .bind(&project)
+            .fetch_all(&env.app.db.admin)
+            .await
+            .unwrap();
+    assert_eq!(stored, [created[0]["id"].as_str().unwrap()]);
+}
+
 #[tokio::test]
 async fn the_inbox_pages_and_marks_read_and_preferences_are_validated() {
     let env = spawn(vec![]).await;

@@ -175,7 +175,7 @@ pub async fn apply(
     let new = validate(project_id, caller.id, request)?;
     let actor = caller.actor();
     let mut tx = state.db.begin(&actor).await?;
-    if let Some(saved) = idem.saved(&mut tx).await? {
+    if let Some(saved) = idem.claim(&mut tx).await? {
         return Ok(saved);
     }
     let project = projects::find(&mut tx, project_id)
