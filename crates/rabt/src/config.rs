@@ -78,7 +78,7 @@ struct RawSettings {
     oauth_github_api_url: String,
     oauth_redirect_allowlist: Option<String>,
     bootstrap_admin_email: Option<String>,
-    free_plan_open_projects: u32,
+    plan_free_open_projects: u32,
     rate_limit_auth_per_minute: u32,
     rate_limit_write_per_minute: u32,
     rate_limit_read_per_minute: u32,
@@ -129,7 +129,7 @@ impl Default for RawSettings {
             oauth_github_api_url: "https://api.github.com".into(),
             oauth_redirect_allowlist: None,
             bootstrap_admin_email: None,
-            free_plan_open_projects: 3,
+            plan_free_open_projects: 3,
             rate_limit_auth_per_minute: RateLimits::default().auth,
             rate_limit_write_per_minute: RateLimits::default().write,
             rate_limit_read_per_minute: RateLimits::default().read,
@@ -231,7 +231,7 @@ pub struct Settings {
     /// Made `admin` at every start, once the account exists.
     pub bootstrap_admin_email: Option<String>,
     /// How many open projects the `free` plan allows at once.
-    pub free_plan_open_projects: u32,
+    pub plan_free_open_projects: u32,
     /// Requests per minute of each route class.
     pub rate_limits: RateLimits,
     /// PEM certificate chain and key: `rabt serve` terminates TLS itself.
@@ -512,9 +512,9 @@ impl RawSettings {
                 "must be 1..=300",
             ));
         }
-        if self.free_plan_open_projects > 1_000_000 {
+        if self.plan_free_open_projects > 1_000_000 {
             return Err(ConfigError::new(
-                "free_plan_open_projects",
+                "plan_free_open_projects",
                 "must be 0..=1000000",
             ));
         }
@@ -647,7 +647,7 @@ impl RawSettings {
             },
             oauth,
             bootstrap_admin_email: self.bootstrap_admin_email.filter(|e| !e.trim().is_empty()),
-            free_plan_open_projects: self.free_plan_open_projects,
+            plan_free_open_projects: self.plan_free_open_projects,
             tls,
             max_connections: self.max_connections,
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
@@ -754,6 +754,22 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.setting, "RABT_ENCRYPTION_KEY");
+    }
+
+    #[test]
+    fn the_free_plan_limit_is_read_under_the_contracts_name() {
+        // RABT_PLAN_FREE_OPEN_PROJECTS arrives as this key, parsed as a number.
+        let figment = Figment::from(Serialized::defaults(RawSettings::default()))
+            .merge(Serialized::default("database_url", "postgres://x@h/db"))
+            .merge(Serialized::default("plan_free_open_projects", 7));
+        let settings = extract(figment).unwrap().validate().unwrap();
+        assert_eq!(settings.plan_free_open_projects, 7);
+        let err = load(&[
+            ("database_url", "postgres://x@h/db"),
+            ("plan_free_open_projects", "many"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.setting, "RABT_PLAN_FREE_OPEN_PROJECTS");
     }
 
     #[test]

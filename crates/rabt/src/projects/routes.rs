@@ -510,13 +510,11 @@ fn publish_errors(row: &ProjectRow) -> Vec<FieldError> {
     errors
 }
 
-/// The open-project limit of `plan` (`None`: no limit).
-fn open_project_limit(settings: &Settings, plan: Option<&str>) -> Option<i64> {
-    match plan.unwrap_or("free") {
-        "free" => Some(i64::from(settings.free_plan_open_projects)),
-        // Paid plans arrive with billing; until then only `free` exists.
-        _ => None,
-    }
+/// The open-project limit of an owner's plan. Only billing may define plans
+/// with other limits (API.md §7: pro and team), and it is not built yet, so
+/// every plan, `free` or a name set by hand, fails closed to the free limit.
+fn open_project_limit(settings: &Settings, _plan: Option<&str>) -> i64 {
+    i64::from(settings.plan_free_open_projects)
 }
 
 /// Move a project along its status machine (owner or `projects.moderate`).
@@ -569,9 +567,8 @@ pub async fn transition_project(
             return Err(ApiError::validation(missing));
         }
         let (plan, open) = store::lock_owner_plan(&mut tx, row.owner_id).await?;
-        if let Some(limit) = open_project_limit(&state.settings, plan.as_deref())
-            && open >= limit
-        {
+        let limit = open_project_limit(&state.settings, plan.as_deref());
+        if open >= limit {
             return Err(ApiError::new(ErrorCode::PlanLimitReached)
                 .with_detail(format!("The plan allows {limit} open projects at once.")));
         }

@@ -269,7 +269,7 @@ async fn a_direct_sql_update_cannot_skip_a_state_and_every_step_is_recorded() {
 
 #[tokio::test]
 async fn publishing_past_the_plan_limit_is_402_even_when_racing() {
-    let env = spawn(vec![("free_plan_open_projects", "2".into())]).await;
+    let env = spawn(vec![("plan_free_open_projects", "2".into())]).await;
     let ada = signed_in(&env, "ada@rabt.test").await;
     let token = access(&ada);
     let mut drafts = Vec::new();
@@ -318,6 +318,23 @@ async fn publishing_past_the_plan_limit_is_402_even_when_racing() {
             .status(),
         200
     );
+}
+
+#[tokio::test]
+async fn a_plan_billing_does_not_define_has_the_free_plans_limit() {
+    let env = spawn(vec![("plan_free_open_projects", "1".into())]).await;
+    let ada = signed_in(&env, "ada@rabt.test").await;
+    let token = access(&ada);
+    sqlx::query("update users set plan = 'enterprise' where id = $1")
+        .bind(ada["user"]["id"].as_str().unwrap().parse::<Uuid>().unwrap())
+        .execute(&env.app.db.admin)
+        .await
+        .unwrap();
+    published(&env, token, "First").await;
+    let second = draft(&env, token, "Second").await;
+    let refused = transition(&env, token, &second, "open", None).await;
+    assert_eq!(refused.status(), 402);
+    assert_eq!(problem(refused).await["code"], "plan_limit_reached");
 }
 
 #[tokio::test]
