@@ -62,6 +62,7 @@ struct RawSettings {
     job_workers: usize,
     job_lease_secs: u64,
     job_poll_interval_ms: u64,
+    notification_retention_days: u32,
     access_token_ttl_secs: u64,
     refresh_grace_secs: u64,
     session_ttl_days: u64,
@@ -113,6 +114,7 @@ impl Default for RawSettings {
             job_workers: 4,
             job_lease_secs: 60,
             job_poll_interval_ms: 1000,
+            notification_retention_days: 90,
             access_token_ttl_secs: 900,
             refresh_grace_secs: 10,
             session_ttl_days: 30,
@@ -294,6 +296,8 @@ pub struct JobSettings {
     pub workers: usize,
     pub lease: Duration,
     pub poll_interval: Duration,
+    /// Housekeeping deletes notifications read longer ago than this many days.
+    pub notification_retention_days: u32,
 }
 
 impl Settings {
@@ -512,6 +516,12 @@ impl RawSettings {
                 "must be 1..=300",
             ));
         }
+        if !(1..=36_500).contains(&self.notification_retention_days) {
+            return Err(ConfigError::new(
+                "notification_retention_days",
+                "must be 1..=36500",
+            ));
+        }
         if self.plan_free_open_projects > 1_000_000 {
             return Err(ConfigError::new(
                 "plan_free_open_projects",
@@ -634,6 +644,7 @@ impl RawSettings {
                 workers: self.job_workers,
                 lease: Duration::from_secs(self.job_lease_secs),
                 poll_interval: Duration::from_millis(self.job_poll_interval_ms),
+                notification_retention_days: self.notification_retention_days,
             },
             auth: AuthSettings {
                 access_token_ttl: Duration::from_secs(self.access_token_ttl_secs),
