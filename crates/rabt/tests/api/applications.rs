@@ -320,6 +320,21 @@ async fn applying_is_refused_for_own_closed_and_repeated_applications() {
     assert_eq!(apply(&env, access(&ada), &hidden, "Hi").await.status(), 404);
     let bad = apply(&env, access(&ada), &project, "  ").await;
     assert_eq!(bad.status(), 422);
+    let file = uuid::Uuid::new_v4();
+    let twice = env
+        .app
+        .post_json_as(
+            access(&ada),
+            &format!("/v1/projects/{project}/applications"),
+            &json!({"cover_letter": "Hi", "attachment_file_ids": [file, file]}),
+        )
+        .await;
+    assert_eq!(twice.status(), 422);
+    assert_eq!(
+        problem(twice).await["errors"][0]["field"],
+        "attachment_file_ids"
+    );
+
     assert_eq!(
         apply(&env, access(&ada), &project, "First").await.status(),
         201

@@ -86,7 +86,9 @@ pub struct ApplicationRequest {
     /// 1 to 5000 characters, plain text.
     pub cover_letter: String,
     pub proposed_budget: Option<Money>,
-    /// Up to 10 uploaded files.
+    /// Up to 10 distinct file ids. They are checked against the caller's
+    /// uploaded files once files exist (API.md §8); until then any ids are
+    /// stored as sent.
     pub attachment_file_ids: Option<Vec<Uuid>>,
 }
 
@@ -130,6 +132,16 @@ fn validate(
             "attachment_file_ids",
             "too_long",
             "At most 10 files.",
+        ));
+    }
+    let mut distinct = attachment_file_ids.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() != attachment_file_ids.len() {
+        errors.push(FieldError::new(
+            "attachment_file_ids",
+            "duplicate",
+            "Each file once.",
         ));
     }
     if !errors.is_empty() {
