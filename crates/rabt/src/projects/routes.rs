@@ -134,33 +134,63 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
-/// A change to a project: absent fields stay; `null` (or `""` for text) clears
-/// an optional field.
+/// Absent stays as is; `null` is refused (422 naming the field), since the
+/// field cannot be cleared.
+fn not_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// A change to a project: absent fields stay as they are. `null` clears an
+/// optional field (`summary`, `category`, `location`, `budget`), as does `""`
+/// for the text ones; the others cannot be `null` (422).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectChange {
+    /// 1 to 200 characters.
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub title: Option<String>,
-    pub summary: Option<String>,
+    /// Up to 500 characters; `null` or `""` clears it (a draft only: published
+    /// projects need one).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub summary: Option<Option<String>>,
+    /// Markdown, up to 20,000 characters; `""` empties it.
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub description: Option<String>,
-    pub category: Option<String>,
+    /// A slug; `null` or `""` clears it (a draft only).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub category: Option<Option<String>>,
+    /// The whole list; `[]` empties it.
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub skills: Option<Vec<String>>,
+    /// `null` clears it.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Budget>)]
     pub budget: Option<Option<Budget>>,
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub remote: Option<bool>,
-    pub location: Option<String>,
+    /// Up to 100 characters; `null` or `""` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub location: Option<Option<String>>,
 }
 
 fn optional_text(
     field: &str,
-    value: Option<String>,
+    value: Option<Option<String>>,
     max: usize,
     current: Option<String>,
     errors: &mut Vec<FieldError>,
 ) -> Option<String> {
     match value {
         None => current,
-        Some(text) => {
+        Some(None) => None,
+        Some(Some(text)) => {
             let text = text.trim().to_owned();
             if text.chars().count() > max {
                 errors.push(FieldError::new(
@@ -277,7 +307,7 @@ fn apply(change: ProjectChange, mut row: ProjectRow) -> Result<ProjectRow, ApiEr
         }
     }
     if let Some(category) = change.category {
-        let category = category.trim().to_lowercase();
+        let category = category.unwrap_or_default().trim().to_lowercase();
         if category.is_empty() {
             row.category = None;
         } else if is_slug(&category) {
@@ -379,13 +409,13 @@ pub async fn create_project(
     let idem = Idempotent::new(key, caller.id, "POST /v1/projects", &new)?;
     let change = ProjectChange {
         title: Some(new.title),
-        summary: new.summary,
+        summary: new.summary.map(Some),
         description: new.description,
-        category: new.category,
+        category: new.category.map(Some),
         skills: new.skills,
         budget: new.budget.map(Some),
         remote: new.remote,
-        location: new.location,
+        location: new.location.map(Some),
     };
     let row = apply(change, empty_row(caller.id))?;
     let actor = caller.actor();

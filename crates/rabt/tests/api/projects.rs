@@ -338,6 +338,57 @@ async fn a_plan_billing_does_not_define_has_the_free_plans_limit() {
 }
 
 #[tokio::test]
+async fn a_null_in_an_edit_clears_optional_fields_and_is_refused_for_the_rest() {
+    let env = spawn(vec![]).await;
+    let ada = signed_in(&env, "ada@rabt.test").await;
+    let token = access(&ada);
+    let created = create(
+        &env,
+        token,
+        json!({"title": "Nullable", "summary": "Short", "category": "web", "location": "Berlin",
+               "budget": {"min": 1, "max": 2, "currency": "usd"}}),
+    )
+    .await;
+    let id = created.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let cleared = patch(
+        &env,
+        token,
+        &id,
+        json!({"summary": null, "category": null, "location": null, "budget": null}),
+    )
+    .await;
+    assert_eq!(cleared.status(), 200);
+    let project: Value = cleared.json().await.unwrap();
+    for field in ["summary", "category", "location", "budget"] {
+        assert_eq!(project[field], Value::Null, "{field}");
+    }
+
+    for field in ["title", "description", "skills", "remote"] {
+        let refused = patch(&env, token, &id, json!({ field: null })).await;
+        assert_eq!(refused.status(), 422, "{field}");
+        assert_eq!(problem(refused).await["errors"][0]["field"], field);
+    }
+    let kept: Value = env
+        .app
+        .get_as(token, &format!("/v1/projects/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(kept["title"], "Nullable");
+
+    // A published project keeps what publishing needs.
+    let open = published(&env, token, "Open").await;
+    let refused = patch(&env, token, &open, json!({"summary": null})).await;
+    assert_eq!(refused.status(), 422);
+    assert_eq!(problem(refused).await["errors"][0]["field"], "summary");
+}
+
+#[tokio::test]
 async fn descriptions_are_sanitised_on_write_and_rendered() {
     let env = spawn(vec![]).await;
     let ada = signed_in(&env, "ada@rabt.test").await;
