@@ -663,8 +663,10 @@ pub struct SearchParams {
     /// (prefixes count). When they find nothing, each word may instead match
     /// a title word close to it (typos).
     pub q: Option<String>,
-    /// Comma-separated statuses. Default: every status the caller may see
-    /// (public ones, plus their own drafts and closed projects).
+    /// Comma-separated statuses. Default: every status the caller may see.
+    /// `open`, `in_progress` and `completed` are public; `draft`, `cancelled`
+    /// and `archived` find only the caller's own projects (every one for
+    /// `projects.moderate`), so anonymously they find nothing.
     pub status: Option<String>,
     /// Comma-separated categories: projects in any of them.
     pub category: Option<String>,
@@ -866,6 +868,54 @@ fn parse_filters(params: &SearchParams) -> Result<Filters, ApiError> {
     })
 }
 
+/// Who is searching, as far as visibility goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Searcher {
+    Anonymous,
+    User(Uuid),
+    Moderator,
+}
+
+impl Searcher {
+    fn of(caller: &MaybeAuthUser) -> Self {
+        match &caller.0 {
+            None => Self::Anonymous,
+            Some(user) if user.can("projects.moderate") => Self::Moderator,
+            Some(user) => Self::User(user.id),
+        }
+    }
+}
+
+/// Narrows asked-for statuses to what the searcher may see, so a search that
+/// can only find nothing is answered without a query (`false`): a hidden
+/// status (draft, cancelled, archived) looked for along the newest index
+/// reads all of it (migrations/0014). Hidden projects are their owner's and
+/// moderators' only, as the `project_listings` view has it.
+fn narrow_to_visible(filters: &mut Filters, searcher: Searcher) -> bool {
+    let Some(statuses) = filters.statuses.as_mut() else {
+        return true;
+    };
+    let is_public = |s: &String| ProjectStatus::parse(s).is_some_and(ProjectStatus::is_public);
+    match searcher {
+        Searcher::Moderator => true,
+        Searcher::Anonymous => {
+            statuses.retain(is_public);
+            !statuses.is_empty()
+        }
+        Searcher::User(me) => {
+            if filters.owner_id.is_some_and(|owner| owner != me) {
+                statuses.retain(is_public);
+                !statuses.is_empty()
+            } else {
+                if !statuses.iter().any(is_public) {
+                    filters.owner_id = Some(me);
+                }
+                true
+            }
+        }
+    }
+}
+
 fn parse_facets(facets: Option<&str>) -> Result<Vec<String>, ApiError> {
     let facets = search::list(facets, 3).unwrap_or_default();
     if facets
@@ -898,6 +948,14 @@ pub async fn search_projects(
         .map(|c| state.cursors.decode(c))
         .transpose()?;
     filters.fuzzy = position.as_ref().is_some_and(Position::fuzzy);
+    if !narrow_to_visible(&mut filters, Searcher::of(&caller)) {
+        return Ok(Json(ProjectPage {
+            items: Vec::new(),
+            next_cursor: None,
+            facets: (!facets.is_empty())
+                .then(|| facets.into_iter().map(|f| (f, Vec::new())).collect()),
+        }));
+    }
     let fetch = limit + 1;
     let mut tx = state.db.begin(&caller.actor()).await?;
     let mut rows = run_search(&mut tx, sort, &filters, position.as_ref(), fetch).await?;
@@ -988,4 +1046,65 @@ async fn run_search(
         }
         _ => return Err(invalid("cursor", "This cursor belongs to another sort.")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asking(statuses: &[&str], owner_id: Option<Uuid>) -> Filters {
+        Filters {
+            statuses: Some(statuses.iter().map(|s| (*s).to_owned()).collect()),
+            owner_id,
+            ..Filters::default()
+        }
+    }
+
+    #[test]
+    fn anonymous_searches_for_hidden_statuses_need_no_query() {
+        let mut filters = asking(&["draft", "archived"], None);
+        assert!(!narrow_to_visible(&mut filters, Searcher::Anonymous));
+    }
+
+    #[test]
+    fn anonymous_searches_keep_only_the_public_statuses() {
+        let mut filters = asking(&["draft", "open"], None);
+        assert!(narrow_to_visible(&mut filters, Searcher::Anonymous));
+        assert_eq!(filters.statuses, Some(vec!["open".to_owned()]));
+    }
+
+    #[test]
+    fn a_users_search_for_hidden_statuses_is_a_search_of_their_own_projects() {
+        let me = Uuid::new_v4();
+        let mut filters = asking(&["draft", "cancelled"], None);
+        assert!(narrow_to_visible(&mut filters, Searcher::User(me)));
+        assert_eq!(filters.owner_id, Some(me));
+        assert_eq!(filters.statuses.as_ref().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn a_users_search_for_someone_elses_hidden_projects_needs_no_query() {
+        let mut filters = asking(&["draft"], Some(Uuid::new_v4()));
+        assert!(!narrow_to_visible(
+            &mut filters,
+            Searcher::User(Uuid::new_v4())
+        ));
+    }
+
+    #[test]
+    fn a_users_mixed_search_keeps_every_owner() {
+        let me = Uuid::new_v4();
+        let mut filters = asking(&["draft", "open"], None);
+        assert!(narrow_to_visible(&mut filters, Searcher::User(me)));
+        assert_eq!(filters.owner_id, None);
+        assert_eq!(filters.statuses.as_ref().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn moderators_search_every_status_of_everyone() {
+        let mut filters = asking(&["draft", "archived"], None);
+        assert!(narrow_to_visible(&mut filters, Searcher::Moderator));
+        assert_eq!(filters.owner_id, None);
+        assert_eq!(filters.statuses.as_ref().map(Vec::len), Some(2));
+    }
 }

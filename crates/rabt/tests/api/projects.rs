@@ -337,6 +337,85 @@ async fn a_plan_billing_does_not_define_has_the_free_plans_limit() {
     assert_eq!(problem(refused).await["code"], "plan_limit_reached");
 }
 
+/// A page of search results, as `token`'s holder or as anyone.
+async fn found(env: &AuthApp, token: Option<&str>, query: &str) -> Value {
+    let path = format!("/v1/projects?{query}");
+    let response = match token {
+        Some(token) => env.app.get_as(token, &path).await,
+        None => env.app.get(&path).await,
+    };
+    assert_eq!(response.status(), 200, "{query}");
+    response.json().await.unwrap()
+}
+
+fn titles_of(page: &Value) -> Vec<&str> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["title"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn hidden_statuses_are_found_only_by_their_owner_and_moderators() {
+    let env = spawn(vec![]).await;
+    let ada = signed_in(&env, "ada@rabt.test").await;
+    let eve = signed_in(&env, "eve@rabt.test").await;
+    let mo = signed_in(&env, "mo@rabt.test").await;
+    rabt::roles::grant_by_email(env.app.app_db(), "mo@rabt.test", "moderator")
+        .await
+        .unwrap();
+    let eve_id = eve["user"]["id"].as_str().unwrap().to_owned();
+    let (ada, eve, mo) = (access(&ada), access(&eve), access(&mo));
+    draft(&env, ada, "Ada draft").await;
+    published(&env, ada, "Ada open").await;
+    draft(&env, eve, "Eve draft").await;
+
+    // Anyone: a draft can only be someone's own, so there is nothing to find.
+    let nothing = found(&env, None, "status=draft&facets=status").await;
+    assert_eq!(
+        nothing,
+        json!({"items": [], "next_cursor": null, "facets": {"status": []}})
+    );
+    assert_eq!(
+        titles_of(&found(&env, None, "status=draft,cancelled,open").await),
+        vec!["Ada open"]
+    );
+
+    // The owner finds their own drafts, and only theirs.
+    let hers = found(&env, Some(ada), "status=draft&facets=status").await;
+    assert_eq!(titles_of(&hers), vec!["Ada draft"]);
+    assert_eq!(
+        hers["facets"]["status"],
+        json!([{"value": "draft", "count": 1}])
+    );
+    assert_eq!(
+        titles_of(&found(&env, Some(eve), "status=draft").await),
+        vec!["Eve draft"]
+    );
+    let someone_elses = found(&env, Some(ada), &format!("status=draft&owner_id={eve_id}")).await;
+    assert_eq!(titles_of(&someone_elses), Vec::<&str>::new());
+    assert_eq!(
+        titles_of(&found(&env, Some(ada), "").await),
+        vec!["Ada open", "Ada draft"]
+    );
+
+    // Moderators find every hidden project.
+    assert_eq!(
+        titles_of(&found(&env, Some(mo), "status=draft").await),
+        vec!["Eve draft", "Ada draft"]
+    );
+    assert_eq!(
+        titles_of(&found(&env, Some(mo), &format!("status=draft&owner_id={eve_id}")).await),
+        vec!["Eve draft"]
+    );
+    assert_eq!(
+        titles_of(&found(&env, Some(mo), "").await),
+        vec!["Eve draft", "Ada open", "Ada draft"]
+    );
+}
+
 #[tokio::test]
 async fn a_null_in_an_edit_clears_optional_fields_and_is_refused_for_the_rest() {
     let env = spawn(vec![]).await;
