@@ -667,6 +667,7 @@ pub struct SearchParams {
     /// `open`, `in_progress` and `completed` are public; `draft`, `cancelled`
     /// and `archived` find only the caller's own projects (every one for
     /// `projects.moderate`), so anonymously they find nothing.
+    #[param(value_type = Option<Vec<ProjectStatus>>, inline, style = Form, explode = false)]
     pub status: Option<String>,
     /// Comma-separated categories: projects in any of them.
     pub category: Option<String>,
@@ -687,9 +688,10 @@ pub struct SearchParams {
     pub created_before: Option<DateTime<Utc>>,
     /// `relevance` (needs `q`; the default with `q`), `newest` (the default
     /// without), `oldest`, `budget_high`, `budget_low`.
+    #[param(value_type = Option<Sort>, inline)]
     pub sort: Option<String>,
-    /// Comma-separated from `category`, `skills`, `status`: counts over the
-    /// whole filtered set.
+    /// Comma-separated facets: counts over the whole filtered set.
+    #[param(value_type = Option<Vec<Facet>>, inline, style = Form, explode = false)]
     pub facets: Option<String>,
     /// 1..=100, default 20.
     pub limit: Option<i64>,
@@ -772,7 +774,9 @@ impl Position {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The order of a project search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[schema(as = ProjectSort, rename_all = "snake_case")]
 enum Sort {
     Relevance,
     Newest,
@@ -916,15 +920,34 @@ fn narrow_to_visible(filters: &mut Filters, searcher: Searcher) -> bool {
     }
 }
 
-fn parse_facets(facets: Option<&str>) -> Result<Vec<String>, ApiError> {
-    let facets = search::list(facets, 3).unwrap_or_default();
-    if facets
-        .iter()
-        .any(|f| !matches!(f.as_str(), "category" | "skills" | "status"))
-    {
-        return Err(invalid("facets", "Any of `category`, `skills`, `status`."));
+/// A facet of a project search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[schema(as = ProjectFacet, rename_all = "snake_case")]
+enum Facet {
+    Category,
+    Skills,
+    Status,
+}
+
+impl Facet {
+    const ALL: [Self; 3] = [Self::Category, Self::Skills, Self::Status];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Category => "category",
+            Self::Skills => "skills",
+            Self::Status => "status",
+        }
     }
-    Ok(facets)
+}
+
+fn parse_facets(facets: Option<&str>) -> Result<Vec<Facet>, ApiError> {
+    search::list(facets, 3)
+        .unwrap_or_default()
+        .iter()
+        .map(|f| Facet::ALL.into_iter().find(|facet| facet.as_str() == f))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| invalid("facets", "Any of `category`, `skills`, `status`."))
 }
 
 /// Search projects.
@@ -952,8 +975,12 @@ pub async fn search_projects(
         return Ok(Json(ProjectPage {
             items: Vec::new(),
             next_cursor: None,
-            facets: (!facets.is_empty())
-                .then(|| facets.into_iter().map(|f| (f, Vec::new())).collect()),
+            facets: (!facets.is_empty()).then(|| {
+                facets
+                    .iter()
+                    .map(|f| (f.as_str().to_owned(), Vec::new()))
+                    .collect()
+            }),
         }));
     }
     let fetch = limit + 1;
@@ -989,8 +1016,10 @@ pub async fn search_projects(
         None => None,
     };
     let facets = counted.map(|counted| {
-        let mut by_facet: HashMap<String, Vec<FacetValue>> =
-            facets.iter().map(|f| (f.clone(), Vec::new())).collect();
+        let mut by_facet: HashMap<String, Vec<FacetValue>> = facets
+            .iter()
+            .map(|f| (f.as_str().to_owned(), Vec::new()))
+            .collect();
         for (facet, value, count) in counted {
             if let Some(values) = by_facet.get_mut(&facet) {
                 values.push(FacetValue { value, count });

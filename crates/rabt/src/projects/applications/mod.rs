@@ -320,7 +320,9 @@ pub async fn my_applications(
     Ok(Json(page(&state, &caller, scope, params).await?))
 }
 
-/// An application (the project's owner or the applicant; moderators).
+/// An application: for the project's owner, the applicant and moderators
+/// (`projects.moderate`, who also list a project's applications); 404 for
+/// anyone else.
 #[utoipa::path(get, path = "/applications/{id}", tag = "applications",
     params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses(
