@@ -62,6 +62,7 @@ struct RawSettings {
     job_workers: usize,
     job_lease_secs: u64,
     job_poll_interval_ms: u64,
+    notification_retention_days: u32,
     access_token_ttl_secs: u64,
     refresh_grace_secs: u64,
     session_ttl_days: u64,
@@ -78,7 +79,7 @@ struct RawSettings {
     oauth_github_api_url: String,
     oauth_redirect_allowlist: Option<String>,
     bootstrap_admin_email: Option<String>,
-    free_plan_open_projects: u32,
+    plan_free_open_projects: u32,
     rate_limit_auth_per_minute: u32,
     rate_limit_write_per_minute: u32,
     rate_limit_read_per_minute: u32,
@@ -117,6 +118,7 @@ impl Default for RawSettings {
             job_workers: 4,
             job_lease_secs: 60,
             job_poll_interval_ms: 1000,
+            notification_retention_days: 90,
             access_token_ttl_secs: 900,
             refresh_grace_secs: 10,
             session_ttl_days: 30,
@@ -133,7 +135,7 @@ impl Default for RawSettings {
             oauth_github_api_url: "https://api.github.com".into(),
             oauth_redirect_allowlist: None,
             bootstrap_admin_email: None,
-            free_plan_open_projects: 3,
+            plan_free_open_projects: 3,
             rate_limit_auth_per_minute: RateLimits::default().auth,
             rate_limit_write_per_minute: RateLimits::default().write,
             rate_limit_read_per_minute: RateLimits::default().read,
@@ -239,7 +241,7 @@ pub struct Settings {
     /// Made `admin` at every start, once the account exists.
     pub bootstrap_admin_email: Option<String>,
     /// How many open projects the `free` plan allows at once.
-    pub free_plan_open_projects: u32,
+    pub plan_free_open_projects: u32,
     /// Requests per minute of each route class.
     pub rate_limits: RateLimits,
     /// PEM certificate chain and key: `rabt serve` terminates TLS itself.
@@ -304,6 +306,8 @@ pub struct JobSettings {
     pub workers: usize,
     pub lease: Duration,
     pub poll_interval: Duration,
+    /// Housekeeping deletes notifications read longer ago than this many days.
+    pub notification_retention_days: u32,
 }
 
 impl Settings {
@@ -534,9 +538,15 @@ impl RawSettings {
         if !(1..=3600).contains(&self.idle_timeout_secs) {
             return Err(ConfigError::new("idle_timeout_secs", "must be 1..=3600"));
         }
-        if self.free_plan_open_projects > 1_000_000 {
+        if !(1..=36_500).contains(&self.notification_retention_days) {
             return Err(ConfigError::new(
-                "free_plan_open_projects",
+                "notification_retention_days",
+                "must be 1..=36500",
+            ));
+        }
+        if self.plan_free_open_projects > 1_000_000 {
+            return Err(ConfigError::new(
+                "plan_free_open_projects",
                 "must be 0..=1000000",
             ));
         }
@@ -656,6 +666,7 @@ impl RawSettings {
                 workers: self.job_workers,
                 lease: Duration::from_secs(self.job_lease_secs),
                 poll_interval: Duration::from_millis(self.job_poll_interval_ms),
+                notification_retention_days: self.notification_retention_days,
             },
             auth: AuthSettings {
                 access_token_ttl: Duration::from_secs(self.access_token_ttl_secs),
@@ -669,7 +680,7 @@ impl RawSettings {
             },
             oauth,
             bootstrap_admin_email: self.bootstrap_admin_email.filter(|e| !e.trim().is_empty()),
-            free_plan_open_projects: self.free_plan_open_projects,
+            plan_free_open_projects: self.plan_free_open_projects,
             tls,
             max_connections: self.max_connections,
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
@@ -780,6 +791,22 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.setting, "RABT_ENCRYPTION_KEY");
+    }
+
+    #[test]
+    fn the_free_plan_limit_is_read_under_the_contracts_name() {
+        // RABT_PLAN_FREE_OPEN_PROJECTS arrives as this key, parsed as a number.
+        let figment = Figment::from(Serialized::defaults(RawSettings::default()))
+            .merge(Serialized::default("database_url", "postgres://x@h/db"))
+            .merge(Serialized::default("plan_free_open_projects", 7));
+        let settings = extract(figment).unwrap().validate().unwrap();
+        assert_eq!(settings.plan_free_open_projects, 7);
+        let err = load(&[
+            ("database_url", "postgres://x@h/db"),
+            ("plan_free_open_projects", "many"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.setting, "RABT_PLAN_FREE_OPEN_PROJECTS");
     }
 
     #[test]

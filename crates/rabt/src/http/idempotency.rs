@@ -5,9 +5,12 @@
 //! - a replay (same user, key and request) gets the saved response, marked
 //!   `Idempotent-Replayed: true`, and creates nothing;
 //! - the same key with another request is 422 `idempotency_key_reused`;
-//! - a concurrent duplicate blocks on the key's row until the first commits,
-//!   then rolls its own work back and answers with the first response (or 409
-//!   `conflict` if the first is still running when its wait times out).
+//! - a concurrent duplicate waits, before doing any work, for the first to
+//!   finish (a transaction lock on the user and key), then answers with the
+//!   first response, or does the work itself if the first failed (nothing is
+//!   saved for a failure), or is 409 `conflict` if its wait times out. Claiming
+//!   first matters: done the other way round, a duplicate apply would meet the
+//!   first's application and answer `already_applied` instead of the replay.
 //!
 //! Keys live 24 hours; an older one is forgotten when the key is used again,
 //! and by the worker's hourly housekeeping.
@@ -16,7 +19,7 @@
 //! ```ignore
 //! let idem = Idempotent::new(key, user.id, "POST /v1/projects", &body)?;
 //! let mut tx = state.db.begin(&actor).await?;
-//! if let Some(saved) = idem.saved(&mut tx).await? { return Ok(saved); }
+//! if let Some(saved) = idem.claim(&mut tx).await? { return Ok(saved); }
 //! /* … create … */
 //! idem.commit(&state.db, &actor, tx, StatusCode::CREATED, &created).await
 //! ```
@@ -93,8 +96,30 @@ impl Idempotent {
         })
     }
 
+    /// Takes the key for the rest of the transaction, waiting while a request
+    /// under the same key runs, then answers its saved response if it left one.
+    /// `None`: do the work, then [`Idempotent::commit`].
+    pub async fn claim(&self, conn: &mut PgConnection) -> Result<Option<Response>, ApiError> {
+        let Some(key) = &self.key else {
+            return Ok(None);
+        };
+        let locked = sqlx::query(
+            "select pg_advisory_xact_lock(hashtextextended('rabt.idempotency:' || $1::text \
+                                                           || ':' || $2, 0))",
+        )
+        .bind(self.user)
+        .bind(key)
+        .execute(&mut *conn)
+        .await;
+        match locked {
+            Ok(_) => self.saved(conn).await,
+            Err(err) if is_timeout(&err) => Err(in_progress()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// The response saved under this key, if there is one.
-    pub async fn saved(&self, conn: &mut PgConnection) -> Result<Option<Response>, ApiError> {
+    async fn saved(&self, conn: &mut PgConnection) -> Result<Option<Response>, ApiError> {
         let Some(key) = &self.key else {
             return Ok(None);
         };
@@ -158,7 +183,8 @@ impl Idempotent {
         .bind(key)
         .execute(&mut *tx)
         .await?;
-        // Blocks while a concurrent request holds the same key.
+        // After a claim nobody else holds the key; a handler that did not
+        // claim it meets a concurrent duplicate here instead.
         let saved = sqlx::query(
             "insert into idempotency_keys (user_id, key, request_hash, response_status, \
                                            response_body) \
@@ -185,23 +211,24 @@ impl Idempotent {
                 let mut tx = db.begin(actor).await?;
                 let first = self.saved(&mut tx).await?;
                 tx.commit().await?;
-                first.ok_or_else(|| {
-                    ApiError::new(ErrorCode::Conflict)
-                        .with_detail("A request with this Idempotency-Key is in progress.")
-                })
+                first.ok_or_else(in_progress)
             }
-            Err(err)
-                if err
-                    .as_database_error()
-                    .and_then(|e| e.code())
-                    .is_some_and(|c| c == "55P03" || c == "57014") =>
-            {
-                Err(ApiError::new(ErrorCode::Conflict)
-                    .with_detail("A request with this Idempotency-Key is in progress."))
-            }
+            Err(err) if is_timeout(&err) => Err(in_progress()),
             Err(err) => Err(err.into()),
         }
     }
+}
+
+/// A lock or statement timeout: the first request under the key still runs.
+fn is_timeout(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|c| c == "55P03" || c == "57014")
+}
+
+fn in_progress() -> ApiError {
+    ApiError::new(ErrorCode::Conflict)
+        .with_detail("A request with this Idempotency-Key is in progress.")
 }
 
 /// Forgets keys older than 24 hours; returns how many.

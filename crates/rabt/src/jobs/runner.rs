@@ -282,7 +282,7 @@ impl Worker {
             wake.clone(),
             shutdown.clone(),
         ));
-        tasks.spawn(prune_finished_jobs(self.db.clone(), shutdown.clone()));
+        tasks.spawn(housekeeping(self.clone(), shutdown.clone()));
         for _ in 0..self.settings.workers {
             let worker = self.clone();
             let wake = wake.clone();
@@ -335,34 +335,58 @@ async fn listen_for_jobs(db: Db, wake: Arc<Notify>, shutdown: CancellationToken)
     .await;
 }
 
-/// Hourly housekeeping: succeeded jobs are kept a week for the admin view,
-/// idempotency keys a day; then they are removed.
-async fn prune_finished_jobs(db: Db, shutdown: CancellationToken) {
+/// What one round of housekeeping removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub jobs: u64,
+    pub idempotency_keys: u64,
+    pub notifications: u64,
+}
+
+impl Worker {
+    /// One round of housekeeping: succeeded jobs are kept a week for the admin
+    /// view, idempotency keys a day, read notifications the configured number
+    /// of days after they were read (unread ones stay until read); older ones
+    /// are removed.
+    pub async fn housekeep(&self) -> Result<Swept, sqlx::Error> {
+        let mut tx = self.db.begin(&Actor::Service).await?;
+        let jobs = sqlx::query(
+            "delete from jobs where status = 'succeeded' \
+             and finished_at < now() - interval '7 days'",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let idempotency_keys = crate::http::idempotency::sweep(&mut tx).await?;
+        let notifications =
+            crate::notifications::sweep_read(&mut tx, self.settings.notification_retention_days)
+                .await?;
+        tx.commit().await?;
+        Ok(Swept {
+            jobs,
+            idempotency_keys,
+            notifications,
+        })
+    }
+}
+
+/// Runs [`Worker::housekeep`] hourly.
+async fn housekeeping(worker: Worker, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tokio::select! {
             _ = every.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        let pruned = async {
-            let mut tx = db.begin(&Actor::Service).await?;
-            let result = sqlx::query(
-                "delete from jobs where status = 'succeeded' \
-                 and finished_at < now() - interval '7 days'",
-            )
-            .execute(&mut *tx)
-            .await?;
-            let keys = crate::http::idempotency::sweep(&mut tx).await?;
-            tx.commit().await?;
-            Ok::<u64, sqlx::Error>(result.rows_affected() + keys)
-        };
-        match pruned.await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                pruned = n,
-                "old succeeded jobs and idempotency keys removed"
+        match worker.housekeep().await {
+            Ok(swept) if swept == Swept::default() => {}
+            Ok(swept) => tracing::info!(
+                jobs = swept.jobs,
+                idempotency_keys = swept.idempotency_keys,
+                notifications = swept.notifications,
+                "housekeeping removed old rows"
             ),
-            Err(err) => tracing::warn!(error = %err, "pruning jobs failed"),
+            Err(err) => tracing::warn!(error = %err, "housekeeping failed"),
         }
     }
 }

@@ -5,11 +5,15 @@
 //! that causes them (the application triggers of migrations/0010), together
 //! with a `notifications.email` job when the recipient wants email; the job
 //! renders the email from the stored notification.
+//!
+//! Read notifications are deleted by the worker's housekeeping
+//! `RABT_NOTIFICATION_RETENTION_DAYS` after they were read; unread ones stay.
 
 pub mod routes;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{
@@ -74,4 +78,16 @@ pub fn register(registry: &mut JobRegistry, frontend: url::Url, host: String) {
             Ok::<(), JobError>(())
         }
     });
+}
+
+/// Deletes notifications read more than `days` days ago; returns how many.
+pub async fn sweep_read(conn: &mut PgConnection, days: u32) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "delete from notifications \
+         where read_at < now() - make_interval(days => $1)",
+    )
+    .bind(i32::try_from(days).unwrap_or(i32::MAX))
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
 }

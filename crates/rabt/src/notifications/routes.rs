@@ -156,12 +156,37 @@ pub async fn mark_read(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// When new messages are emailed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageEmails {
+    Never,
+    Immediately,
+    /// One email gathering the unread messages.
+    Digest,
+}
+
+impl MessageEmails {
+    const ALL: [Self; 3] = [Self::Never, Self::Immediately, Self::Digest];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Never => "never",
+            Self::Immediately => "immediately",
+            Self::Digest => "digest",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == text)
+    }
+}
+
 /// What the caller wants to hear about, and how.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, FromRow, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Preferences {
-    /// `never`, `immediately` or `digest`.
-    pub messages: String,
+    pub messages: MessageEmails,
     /// Email on application events.
     pub applications: bool,
     pub billing: bool,
@@ -180,7 +205,7 @@ pub async fn get_preferences(
     caller: AuthUser,
 ) -> Result<Json<Preferences>, ApiError> {
     let mut tx = state.db.begin(&caller.actor()).await?;
-    let stored: Option<Preferences> = sqlx::query_as(
+    let stored: Option<PreferencesRow> = sqlx::query_as(
         "select messages, applications, billing, product_news \
          from notification_preferences where user_id = $1",
     )
@@ -189,12 +214,35 @@ pub async fn get_preferences(
     .await?;
     tx.commit().await?;
     // The table's defaults, for a user who never set any.
-    Ok(Json(stored.unwrap_or(Preferences {
-        messages: "immediately".into(),
-        applications: true,
-        billing: true,
-        product_news: false,
-    })))
+    Ok(Json(stored.map_or(
+        Preferences {
+            messages: MessageEmails::Immediately,
+            applications: true,
+            billing: true,
+            product_news: false,
+        },
+        Preferences::from,
+    )))
+}
+
+#[derive(FromRow)]
+struct PreferencesRow {
+    messages: String,
+    applications: bool,
+    billing: bool,
+    product_news: bool,
+}
+
+impl From<PreferencesRow> for Preferences {
+    fn from(row: PreferencesRow) -> Self {
+        Self {
+            // The table's check admits only these three.
+            messages: MessageEmails::parse(&row.messages).unwrap_or(MessageEmails::Immediately),
+            applications: row.applications,
+            billing: row.billing,
+            product_news: row.product_news,
+        }
+    }
 }
 
 /// Replace the caller's notification preferences.
@@ -210,18 +258,8 @@ pub async fn put_preferences(
     caller: AuthUser,
     AppJson(preferences): AppJson<Preferences>,
 ) -> Result<Json<Preferences>, ApiError> {
-    if !matches!(
-        preferences.messages.as_str(),
-        "never" | "immediately" | "digest"
-    ) {
-        return Err(ApiError::validation(vec![FieldError::new(
-            "messages",
-            "invalid",
-            "`never`, `immediately` or `digest`.",
-        )]));
-    }
     let mut tx = state.db.begin(&caller.actor()).await?;
-    let saved: Preferences = sqlx::query_as(
+    let saved: PreferencesRow = sqlx::query_as(
         "insert into notification_preferences (user_id, messages, applications, billing, \
                                                product_news) \
          values ($1, $2, $3, $4, $5) \
@@ -231,12 +269,12 @@ pub async fn put_preferences(
          returning messages, applications, billing, product_news",
     )
     .bind(caller.id)
-    .bind(&preferences.messages)
+    .bind(preferences.messages.as_str())
     .bind(preferences.applications)
     .bind(preferences.billing)
     .bind(preferences.product_news)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(Json(saved))
+    Ok(Json(saved.into()))
 }

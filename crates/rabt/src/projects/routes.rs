@@ -134,33 +134,63 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
-/// A change to a project: absent fields stay; `null` (or `""` for text) clears
-/// an optional field.
+/// Absent stays as is; `null` is refused (422 naming the field), since the
+/// field cannot be cleared.
+fn not_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// A change to a project: absent fields stay as they are. `null` clears an
+/// optional field (`summary`, `category`, `location`, `budget`), as does `""`
+/// for the text ones; the others cannot be `null` (422).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectChange {
+    /// 1 to 200 characters.
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub title: Option<String>,
-    pub summary: Option<String>,
+    /// Up to 500 characters; `null` or `""` clears it (a draft only: published
+    /// projects need one).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub summary: Option<Option<String>>,
+    /// Markdown, up to 20,000 characters; `""` empties it.
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub description: Option<String>,
-    pub category: Option<String>,
+    /// A slug; `null` or `""` clears it (a draft only).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub category: Option<Option<String>>,
+    /// The whole list; `[]` empties it.
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub skills: Option<Vec<String>>,
+    /// `null` clears it.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Budget>)]
     pub budget: Option<Option<Budget>>,
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub remote: Option<bool>,
-    pub location: Option<String>,
+    /// Up to 100 characters; `null` or `""` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub location: Option<Option<String>>,
 }
 
 fn optional_text(
     field: &str,
-    value: Option<String>,
+    value: Option<Option<String>>,
     max: usize,
     current: Option<String>,
     errors: &mut Vec<FieldError>,
 ) -> Option<String> {
     match value {
         None => current,
-        Some(text) => {
+        Some(None) => None,
+        Some(Some(text)) => {
             let text = text.trim().to_owned();
             if text.chars().count() > max {
                 errors.push(FieldError::new(
@@ -277,7 +307,7 @@ fn apply(change: ProjectChange, mut row: ProjectRow) -> Result<ProjectRow, ApiEr
         }
     }
     if let Some(category) = change.category {
-        let category = category.trim().to_lowercase();
+        let category = category.unwrap_or_default().trim().to_lowercase();
         if category.is_empty() {
             row.category = None;
         } else if is_slug(&category) {
@@ -379,18 +409,18 @@ pub async fn create_project(
     let idem = Idempotent::new(key, caller.id, "POST /v1/projects", &new)?;
     let change = ProjectChange {
         title: Some(new.title),
-        summary: new.summary,
+        summary: new.summary.map(Some),
         description: new.description,
-        category: new.category,
+        category: new.category.map(Some),
         skills: new.skills,
         budget: new.budget.map(Some),
         remote: new.remote,
-        location: new.location,
+        location: new.location.map(Some),
     };
     let row = apply(change, empty_row(caller.id))?;
     let actor = caller.actor();
     let mut tx = state.db.begin(&actor).await?;
-    if let Some(saved) = idem.saved(&mut tx).await? {
+    if let Some(saved) = idem.claim(&mut tx).await? {
         return Ok(saved);
     }
     let id = store::insert(&mut tx, &row).await?;
@@ -510,13 +540,11 @@ fn publish_errors(row: &ProjectRow) -> Vec<FieldError> {
     errors
 }
 
-/// The open-project limit of `plan` (`None`: no limit).
-fn open_project_limit(settings: &Settings, plan: Option<&str>) -> Option<i64> {
-    match plan.unwrap_or("free") {
-        "free" => Some(i64::from(settings.free_plan_open_projects)),
-        // Paid plans arrive with billing; until then only `free` exists.
-        _ => None,
-    }
+/// The open-project limit of an owner's plan. Only billing may define plans
+/// with other limits (API.md §7: pro and team), and it is not built yet, so
+/// every plan, `free` or a name set by hand, fails closed to the free limit.
+fn open_project_limit(settings: &Settings, _plan: Option<&str>) -> i64 {
+    i64::from(settings.plan_free_open_projects)
 }
 
 /// Move a project along its status machine (owner or `projects.moderate`).
@@ -569,9 +597,8 @@ pub async fn transition_project(
             return Err(ApiError::validation(missing));
         }
         let (plan, open) = store::lock_owner_plan(&mut tx, row.owner_id).await?;
-        if let Some(limit) = open_project_limit(&state.settings, plan.as_deref())
-            && open >= limit
-        {
+        let limit = open_project_limit(&state.settings, plan.as_deref());
+        if open >= limit {
             return Err(ApiError::new(ErrorCode::PlanLimitReached)
                 .with_detail(format!("The plan allows {limit} open projects at once.")));
         }
@@ -636,8 +663,11 @@ pub struct SearchParams {
     /// (prefixes count). When they find nothing, each word may instead match
     /// a title word close to it (typos).
     pub q: Option<String>,
-    /// Comma-separated statuses. Default: every status the caller may see
-    /// (public ones, plus their own drafts and closed projects).
+    /// Comma-separated statuses. Default: every status the caller may see.
+    /// `open`, `in_progress` and `completed` are public; `draft`, `cancelled`
+    /// and `archived` find only the caller's own projects (every one for
+    /// `projects.moderate`), so anonymously they find nothing.
+    #[param(value_type = Option<Vec<ProjectStatus>>, inline, style = Form, explode = false)]
     pub status: Option<String>,
     /// Comma-separated categories: projects in any of them.
     pub category: Option<String>,
@@ -658,9 +688,10 @@ pub struct SearchParams {
     pub created_before: Option<DateTime<Utc>>,
     /// `relevance` (needs `q`; the default with `q`), `newest` (the default
     /// without), `oldest`, `budget_high`, `budget_low`.
+    #[param(value_type = Option<Sort>, inline)]
     pub sort: Option<String>,
-    /// Comma-separated from `category`, `skills`, `status`: counts over the
-    /// whole filtered set.
+    /// Comma-separated facets: counts over the whole filtered set.
+    #[param(value_type = Option<Vec<Facet>>, inline, style = Form, explode = false)]
     pub facets: Option<String>,
     /// 1..=100, default 20.
     pub limit: Option<i64>,
@@ -743,7 +774,9 @@ impl Position {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The order of a project search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[schema(as = ProjectSort, rename_all = "snake_case")]
 enum Sort {
     Relevance,
     Newest,
@@ -839,15 +872,82 @@ fn parse_filters(params: &SearchParams) -> Result<Filters, ApiError> {
     })
 }
 
-fn parse_facets(facets: Option<&str>) -> Result<Vec<String>, ApiError> {
-    let facets = search::list(facets, 3).unwrap_or_default();
-    if facets
-        .iter()
-        .any(|f| !matches!(f.as_str(), "category" | "skills" | "status"))
-    {
-        return Err(invalid("facets", "Any of `category`, `skills`, `status`."));
+/// Who is searching, as far as visibility goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Searcher {
+    Anonymous,
+    User(Uuid),
+    Moderator,
+}
+
+impl Searcher {
+    fn of(caller: &MaybeAuthUser) -> Self {
+        match &caller.0 {
+            None => Self::Anonymous,
+            Some(user) if user.can("projects.moderate") => Self::Moderator,
+            Some(user) => Self::User(user.id),
+        }
     }
-    Ok(facets)
+}
+
+/// Narrows asked-for statuses to what the searcher may see, so a search that
+/// can only find nothing is answered without a query (`false`): a hidden
+/// status (draft, cancelled, archived) looked for along the newest index
+/// reads all of it (migrations/0014). Hidden projects are their owner's and
+/// moderators' only, as the `project_listings` view has it.
+fn narrow_to_visible(filters: &mut Filters, searcher: Searcher) -> bool {
+    let Some(statuses) = filters.statuses.as_mut() else {
+        return true;
+    };
+    let is_public = |s: &String| ProjectStatus::parse(s).is_some_and(ProjectStatus::is_public);
+    match searcher {
+        Searcher::Moderator => true,
+        Searcher::Anonymous => {
+            statuses.retain(is_public);
+            !statuses.is_empty()
+        }
+        Searcher::User(me) => {
+            if filters.owner_id.is_some_and(|owner| owner != me) {
+                statuses.retain(is_public);
+                !statuses.is_empty()
+            } else {
+                if !statuses.iter().any(is_public) {
+                    filters.owner_id = Some(me);
+                }
+                true
+            }
+        }
+    }
+}
+
+/// A facet of a project search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[schema(as = ProjectFacet, rename_all = "snake_case")]
+enum Facet {
+    Category,
+    Skills,
+    Status,
+}
+
+impl Facet {
+    const ALL: [Self; 3] = [Self::Category, Self::Skills, Self::Status];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Category => "category",
+            Self::Skills => "skills",
+            Self::Status => "status",
+        }
+    }
+}
+
+fn parse_facets(facets: Option<&str>) -> Result<Vec<Facet>, ApiError> {
+    search::list(facets, 3)
+        .unwrap_or_default()
+        .iter()
+        .map(|f| Facet::ALL.into_iter().find(|facet| facet.as_str() == f))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| invalid("facets", "Any of `category`, `skills`, `status`."))
 }
 
 /// Search projects.
@@ -871,6 +971,18 @@ pub async fn search_projects(
         .map(|c| state.cursors.decode(c))
         .transpose()?;
     filters.fuzzy = position.as_ref().is_some_and(Position::fuzzy);
+    if !narrow_to_visible(&mut filters, Searcher::of(&caller)) {
+        return Ok(Json(ProjectPage {
+            items: Vec::new(),
+            next_cursor: None,
+            facets: (!facets.is_empty()).then(|| {
+                facets
+                    .iter()
+                    .map(|f| (f.as_str().to_owned(), Vec::new()))
+                    .collect()
+            }),
+        }));
+    }
     let fetch = limit + 1;
     let mut tx = state.db.begin(&caller.actor()).await?;
     let mut rows = run_search(&mut tx, sort, &filters, position.as_ref(), fetch).await?;
@@ -904,8 +1016,10 @@ pub async fn search_projects(
         None => None,
     };
     let facets = counted.map(|counted| {
-        let mut by_facet: HashMap<String, Vec<FacetValue>> =
-            facets.iter().map(|f| (f.clone(), Vec::new())).collect();
+        let mut by_facet: HashMap<String, Vec<FacetValue>> = facets
+            .iter()
+            .map(|f| (f.as_str().to_owned(), Vec::new()))
+            .collect();
         for (facet, value, count) in counted {
             if let Some(values) = by_facet.get_mut(&facet) {
                 values.push(FacetValue { value, count });
@@ -961,4 +1075,65 @@ async fn run_search(
         }
         _ => return Err(invalid("cursor", "This cursor belongs to another sort.")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asking(statuses: &[&str], owner_id: Option<Uuid>) -> Filters {
+        Filters {
+            statuses: Some(statuses.iter().map(|s| (*s).to_owned()).collect()),
+            owner_id,
+            ..Filters::default()
+        }
+    }
+
+    #[test]
+    fn anonymous_searches_for_hidden_statuses_need_no_query() {
+        let mut filters = asking(&["draft", "archived"], None);
+        assert!(!narrow_to_visible(&mut filters, Searcher::Anonymous));
+    }
+
+    #[test]
+    fn anonymous_searches_keep_only_the_public_statuses() {
+        let mut filters = asking(&["draft", "open"], None);
+        assert!(narrow_to_visible(&mut filters, Searcher::Anonymous));
+        assert_eq!(filters.statuses, Some(vec!["open".to_owned()]));
+    }
+
+    #[test]
+    fn a_users_search_for_hidden_statuses_is_a_search_of_their_own_projects() {
+        let me = Uuid::new_v4();
+        let mut filters = asking(&["draft", "cancelled"], None);
+        assert!(narrow_to_visible(&mut filters, Searcher::User(me)));
+        assert_eq!(filters.owner_id, Some(me));
+        assert_eq!(filters.statuses.as_ref().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn a_users_search_for_someone_elses_hidden_projects_needs_no_query() {
+        let mut filters = asking(&["draft"], Some(Uuid::new_v4()));
+        assert!(!narrow_to_visible(
+            &mut filters,
+            Searcher::User(Uuid::new_v4())
+        ));
+    }
+
+    #[test]
+    fn a_users_mixed_search_keeps_every_owner() {
+        let me = Uuid::new_v4();
+        let mut filters = asking(&["draft", "open"], None);
+        assert!(narrow_to_visible(&mut filters, Searcher::User(me)));
+        assert_eq!(filters.owner_id, None);
+        assert_eq!(filters.statuses.as_ref().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn moderators_search_every_status_of_everyone() {
+        let mut filters = asking(&["draft", "archived"], None);
+        assert!(narrow_to_visible(&mut filters, Searcher::Moderator));
+        assert_eq!(filters.owner_id, None);
+        assert_eq!(filters.statuses.as_ref().map(Vec::len), Some(2));
+    }
 }

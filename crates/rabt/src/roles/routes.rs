@@ -186,7 +186,7 @@ pub async fn create_role(
     check_description(&body.description)?;
     let actor = caller.actor();
     let mut tx = state.db.begin(&actor).await?;
-    if let Some(saved) = idem.saved(&mut tx).await? {
+    if let Some(saved) = idem.claim(&mut tx).await? {
         return Ok(saved);
     }
     check_permissions(&mut tx, &caller, &body.permissions).await?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::{
-    auth::{AuthApp, access, signed_in, spawn},
+    auth::{AuthApp, access, signed_in, spawn, unfold},
     helpers::problem,
     projects::{draft, published, transition},
 };
@@ -182,6 +182,131 @@ async fn an_application_moves_through_its_machine_and_tells_the_other_side() {
     );
 }
 
+/// The newest mail to `to` once at least `count` mails arrived, unfolded.
+async fn mail_to(env: &AuthApp, count: usize, to: &str) -> String {
+    let mails = env.smtp.wait_for(count, Duration::from_secs(10)).await;
+    let mail = mails
+        .iter()
+        .rev()
+        .find(|m| m.to.iter().any(|t| t == to))
+        .unwrap_or_else(|| panic!("no mail to {to}"));
+    unfold(&mail.data)
+}
+
+#[tokio::test]
+async fn a_rejection_and_a_withdrawal_notify_and_email_the_other_side() {
+    let env = spawn(vec![]).await;
+    let owner = signed_in(&env, "owner@rabt.test").await;
+    let ada = signed_in(&env, "ada@rabt.test").await;
+    let bob = signed_in(&env, "bob@rabt.test").await;
+    let project = published(&env, access(&owner), "Engine").await;
+    let mut ids = Vec::new();
+    for applicant in [&ada, &bob] {
+        let applied = apply(&env, access(applicant), &project, "Hello").await;
+        assert_eq!(applied.status(), 201);
+        ids.push(json_of(applied).await["id"].as_str().unwrap().to_owned());
+    }
+    env.app.drain_jobs().await;
+    let mails = env.smtp.messages().len();
+
+    // The owner rejects Ada: Ada is told.
+    let rejected = step(&env, access(&owner), &ids[0], "rejected").await;
+    assert_eq!(json_of(rejected).await["status"], "rejected");
+    assert_eq!(kinds(&env, access(&ada)).await, ["application.rejected"]);
+    env.app.drain_jobs().await;
+    let mail = mail_to(&env, mails + 1, "ada@rabt.test").await;
+    assert!(
+        mail.contains("Subject: Your application to Engine was rejected"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("Your application to \"Engine\" was rejected."),
+        "{mail}"
+    );
+    assert!(
+        mail.contains(&format!("/applications/{}", ids[0])),
+        "{mail}"
+    );
+
+    // Bob withdraws: the owner is told.
+    let withdrawn = step(&env, access(&bob), &ids[1], "withdrawn").await;
+    assert_eq!(json_of(withdrawn).await["status"], "withdrawn");
+    assert_eq!(
+        kinds(&env, access(&owner)).await,
+        [
+            "application.withdrawn",
+            "application.submitted",
+            "application.submitted"
+        ]
+    );
+    assert!(kinds(&env, access(&bob)).await.is_empty());
+    env.app.drain_jobs().await;
+    let mail = mail_to(&env, mails + 2, "owner@rabt.test").await;
+    assert!(
+        mail.contains("Subject: An application to Engine was withdrawn"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("An applicant withdrew their application to your project \"Engine\"."),
+        "{mail}"
+    );
+    assert_eq!(env.smtp.messages().len(), mails + 2);
+}
+
+#[tokio::test]
+async fn housekeeping_deletes_notifications_read_longer_ago_than_the_retention() {
+    let env = spawn(vec![("notification_retention_days", "30".into())]).await;
+    let owner = signed_in(&env, "owner@rabt.test").await;
+    let project = published(&env, access(&owner), "Popular").await;
+    for n in 0..4 {
+        let applicant = signed_in(&env, &format!("a{n}@rabt.test")).await;
+        let applied = apply(&env, access(&applicant), &project, "Hi").await;
+        assert_eq!(applied.status(), 201);
+    }
+    let page = json_of(env.app.get_as(access(&owner), "/v1/notifications").await).await;
+    let ids: Vec<uuid::Uuid> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 4);
+    // Read 31 days ago, read 29 days ago, unread for 31 days, read just now.
+    let db = env.app.app_db();
+    let mut tx = db.begin(&rabt::db::Actor::Service).await.unwrap();
+    for (id, created, read) in [
+        (ids[0], "31 days", Some("31 days")),
+        (ids[1], "31 days", Some("29 days")),
+        (ids[2], "31 days", None),
+        (ids[3], "0 days", Some("0 days")),
+    ] {
+        sqlx::query(
+            "update notifications set created_at = now() - $2::interval, \
+                                      read_at = now() - $3::interval where id = $1",
+        )
+        .bind(id)
+        .bind(created)
+        .bind(read)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let worker = rabt::jobs::Worker::new(
+        db.clone(),
+        rabt::app::job_registry(&env.app.state.settings).unwrap(),
+        env.app.state.settings.jobs.clone(),
+    );
+    let swept = worker.housekeep().await.unwrap();
+    assert_eq!(swept.notifications, 1);
+    let left: Vec<uuid::Uuid> = sqlx::query_scalar("select id from notifications order by id desc")
+        .fetch_all(&env.app.db.admin)
+        .await
+        .unwrap();
+    assert_eq!(left, ids[1..]);
+}
+
 #[tokio::test]
 async fn applying_is_refused_for_own_closed_and_repeated_applications() {
     let env = spawn(vec![]).await;
@@ -195,6 +320,20 @@ async fn applying_is_refused_for_own_closed_and_repeated_applications() {
     assert_eq!(apply(&env, access(&ada), &hidden, "Hi").await.status(), 404);
     let bad = apply(&env, access(&ada), &project, "  ").await;
     assert_eq!(bad.status(), 422);
+    let file = uuid::Uuid::new_v4();
+    let twice = env
+        .app
+        .post_json_as(
+            access(&ada),
+            &format!("/v1/projects/{project}/applications"),
+            &json!({"cover_letter": "Hi", "attachment_file_ids": [file, file]}),
+        )
+        .await;
+    assert_eq!(twice.status(), 422);
+    assert_eq!(
+        problem(twice).await["errors"][0]["field"],
+        "attachment_file_ids"
+    );
 
     assert_eq!(
         apply(&env, access(&ada), &project, "First").await.status(),
@@ -267,6 +406,78 @@ async fn parallel_submissions_yield_exactly_one_application_and_a_true_count() {
     .await
     .unwrap();
     assert_eq!((stored, counted), (7, 7));
+}
+
+async fn apply_with_key(
+    env: &AuthApp,
+    token: &str,
+    project: &str,
+    key: &str,
+    letter: &str,
+) -> reqwest::Response {
+    env.app
+        .client
+        .post(env.app.url(&format!("/v1/projects/{project}/applications")))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(&json!({"cover_letter": letter}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_first_application_and_refuses_another_body() {
+    let env = spawn(vec![]).await;
+    let owner = signed_in(&env, "owner@rabt.test").await;
+    let ada = signed_in(&env, "ada@rabt.test").await;
+    let project = published(&env, access(&owner), "Once").await;
+
+    let first = apply_with_key(&env, access(&ada), &project, "apply-1", "Hello").await;
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first = json_of(first).await;
+    let again = apply_with_key(&env, access(&ada), &project, "apply-1", "Hello").await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(json_of(again).await, first);
+
+    let other = apply_with_key(&env, access(&ada), &project, "apply-1", "Goodbye").await;
+    assert_eq!(other.status(), 422);
+    assert_eq!(problem(other).await["code"], "idempotency_key_reused");
+    // Without the key, applying again is the usual refusal.
+    let unkeyed = apply(&env, access(&ada), &project, "Hello").await;
+    assert_eq!(problem(unkeyed).await["code"], "already_applied");
+}
+
+#[tokio::test]
+async fn concurrent_applies_under_one_key_answer_the_first_application() {
+    let env = spawn(vec![]).await;
+    let owner = signed_in(&env, "owner@rabt.test").await;
+    let ada = signed_in(&env, "ada@rabt.test").await;
+    let project = published(&env, access(&owner), "Race").await;
+
+    let answers = futures::future::join_all(
+        (0..8).map(|_| apply_with_key(&env, access(&ada), &project, "apply-race", "Hello")),
+    )
+    .await;
+    let mut created = Vec::new();
+    for answer in answers {
+        match answer.status().as_u16() {
+            201 => created.push(json_of(answer).await),
+            409 => assert_eq!(problem(answer).await["code"], "conflict"),
+            other => panic!("unexpected {other}: {}", answer.text().await.unwrap()),
+        }
+    }
+    assert!(!created.is_empty());
+    assert!(created.iter().all(|a| *a == created[0]), "{created:?}");
+    let stored: Vec<String> =
+        sqlx::query_scalar("select id::text from applications where project_id = $1::uuid")
+            .bind(&project)
+            .fetch_all(&env.app.db.admin)
+            .await
+            .unwrap();
+    assert_eq!(stored, [created[0]["id"].as_str().unwrap()]);
 }
 
 #[tokio::test]

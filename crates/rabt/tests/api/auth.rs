@@ -28,7 +28,7 @@ pub async fn spawn(extra: Vec<(&'static str, String)>) -> AuthApp {
 
 /// Undoes quoted-printable soft breaks and `=3D`, which lettre may use for long
 /// lines.
-fn unfold(data: &str) -> String {
+pub fn unfold(data: &str) -> String {
     data.replace("=\r\n", "")
         .replace("=\n", "")
         .replace("=3D", "=")

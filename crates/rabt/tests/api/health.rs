@@ -119,6 +119,76 @@ async fn the_openapi_document_is_3_1_and_describes_the_routes() {
     assert!(doc["components"]["schemas"].get("Problem").is_some());
 }
 
+/// `schema`, or the component its `$ref` names.
+fn resolved<'a>(
+    doc: &'a serde_json::Value,
+    schema: &'a serde_json::Value,
+) -> &'a serde_json::Value {
+    match schema["$ref"].as_str() {
+        Some(path) => doc.pointer(path.trim_start_matches('#')).unwrap(),
+        None => schema,
+    }
+}
+
+/// The allowed values a schema lists, looking through `$ref`, `oneOf` (a
+/// nullable value) and `items` (a comma-separated list).
+fn allowed(doc: &serde_json::Value, schema: &serde_json::Value) -> Vec<String> {
+    let schema = resolved(doc, schema);
+    if let Some(values) = schema["enum"].as_array() {
+        return values
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+    }
+    schema["oneOf"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(schema.get("items"))
+        .flat_map(|s| allowed(doc, s))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_the_allowed_values_of_enumerated_fields() {
+    let app = spawn_app().await;
+    let doc: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
+    let params = doc["paths"]["/v1/projects"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} parameter"))
+    };
+    assert_eq!(
+        allowed(&doc, &param("sort")["schema"]),
+        ["relevance", "newest", "oldest", "budget_high", "budget_low"]
+    );
+    assert_eq!(
+        allowed(&doc, &param("status")["schema"]),
+        [
+            "draft",
+            "open",
+            "in_progress",
+            "completed",
+            "cancelled",
+            "archived"
+        ]
+    );
+    assert_eq!(param("status")["explode"], false);
+    assert_eq!(
+        allowed(&doc, &param("facets")["schema"]),
+        ["category", "skills", "status"]
+    );
+    let preferences = &doc["components"]["schemas"]["Preferences"];
+    assert_eq!(
+        allowed(&doc, &preferences["properties"]["messages"]),
+        ["never", "immediately", "digest"]
+    );
+}
+
 #[tokio::test]
 async fn the_docs_page_renders_the_document_under_its_own_policy() {
     let app = spawn_app().await;

@@ -44,6 +44,7 @@ fn settings(lease: Duration) -> JobSettings {
         workers: 2,
         lease,
         poll_interval: Duration::from_millis(50),
+        notification_retention_days: 90,
     }
 }
 

@@ -269,7 +269,7 @@ async fn a_direct_sql_update_cannot_skip_a_state_and_every_step_is_recorded() {
 
 #[tokio::test]
 async fn publishing_past_the_plan_limit_is_402_even_when_racing() {
-    let env = spawn(vec![("free_plan_open_projects", "2".into())]).await;
+    let env = spawn(vec![("plan_free_open_projects", "2".into())]).await;
     let ada = signed_in(&env, "ada@rabt.test").await;
     let token = access(&ada);
     let mut drafts = Vec::new();
@@ -318,6 +318,153 @@ async fn publishing_past_the_plan_limit_is_402_even_when_racing() {
             .status(),
         200
     );
+}
+
+#[tokio::test]
+async fn a_plan_billing_does_not_define_has_the_free_plans_limit() {
+    let env = spawn(vec![("plan_free_open_projects", "1".into())]).await;
+    let ada = signed_in(&env, "ada@rabt.test").await;
+    let token = access(&ada);
+    sqlx::query("update users set plan = 'enterprise' where id = $1")
+        .bind(ada["user"]["id"].as_str().unwrap().parse::<Uuid>().unwrap())
+        .execute(&env.app.db.admin)
+        .await
+        .unwrap();
+    published(&env, token, "First").await;
+    let second = draft(&env, token, "Second").await;
+    let refused = transition(&env, token, &second, "open", None).await;
+    assert_eq!(refused.status(), 402);
+    assert_eq!(problem(refused).await["code"], "plan_limit_reached");
+}
+
+/// A page of search results, as `token`'s holder or as anyone.
+async fn found(env: &AuthApp, token: Option<&str>, query: &str) -> Value {
+    let path = format!("/v1/projects?{query}");
+    let response = match token {
+        Some(token) => env.app.get_as(token, &path).await,
+        None => env.app.get(&path).await,
+    };
+    assert_eq!(response.status(), 200, "{query}");
+    response.json().await.unwrap()
+}
+
+fn titles_of(page: &Value) -> Vec<&str> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["title"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn hidden_statuses_are_found_only_by_their_owner_and_moderators() {
+    let env = spawn(vec![]).await;
+    let ada = signed_in(&env, "ada@rabt.test").await;
+    let eve = signed_in(&env, "eve@rabt.test").await;
+    let mo = signed_in(&env, "mo@rabt.test").await;
+    rabt::roles::grant_by_email(env.app.app_db(), "mo@rabt.test", "moderator")
+        .await
+        .unwrap();
+    let eve_id = eve["user"]["id"].as_str().unwrap().to_owned();
+    let (ada, eve, mo) = (access(&ada), access(&eve), access(&mo));
+    draft(&env, ada, "Ada draft").await;
+    published(&env, ada, "Ada open").await;
+    draft(&env, eve, "Eve draft").await;
+
+    // Anyone: a draft can only be someone's own, so there is nothing to find.
+    let nothing = found(&env, None, "status=draft&facets=status").await;
+    assert_eq!(
+        nothing,
+        json!({"items": [], "next_cursor": null, "facets": {"status": []}})
+    );
+    assert_eq!(
+        titles_of(&found(&env, None, "status=draft,cancelled,open").await),
+        vec!["Ada open"]
+    );
+
+    // The owner finds their own drafts, and only theirs.
+    let hers = found(&env, Some(ada), "status=draft&facets=status").await;
+    assert_eq!(titles_of(&hers), vec!["Ada draft"]);
+    assert_eq!(
+        hers["facets"]["status"],
+        json!([{"value": "draft", "count": 1}])
+    );
+    assert_eq!(
+        titles_of(&found(&env, Some(eve), "status=draft").await),
+        vec!["Eve draft"]
+    );
+    let someone_elses = found(&env, Some(ada), &format!("status=draft&owner_id={eve_id}")).await;
+    assert_eq!(titles_of(&someone_elses), Vec::<&str>::new());
+    assert_eq!(
+        titles_of(&found(&env, Some(ada), "").await),
+        vec!["Ada open", "Ada draft"]
+    );
+
+    // Moderators find every hidden project.
+    assert_eq!(
+        titles_of(&found(&env, Some(mo), "status=draft").await),
+        vec!["Eve draft", "Ada draft"]
+    );
+    assert_eq!(
+        titles_of(&found(&env, Some(mo), &format!("status=draft&owner_id={eve_id}")).await),
+        vec!["Eve draft"]
+    );
+    assert_eq!(
+        titles_of(&found(&env, Some(mo), "").await),
+        vec!["Eve draft", "Ada open", "Ada draft"]
+    );
+}
+
+#[tokio::test]
+async fn a_null_in_an_edit_clears_optional_fields_and_is_refused_for_the_rest() {
+    let env = spawn(vec![]).await;
+    let ada = signed_in(&env, "ada@rabt.test").await;
+    let token = access(&ada);
+    let created = create(
+        &env,
+        token,
+        json!({"title": "Nullable", "summary": "Short", "category": "web", "location": "Berlin",
+               "budget": {"min": 1, "max": 2, "currency": "usd"}}),
+    )
+    .await;
+    let id = created.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let cleared = patch(
+        &env,
+        token,
+        &id,
+        json!({"summary": null, "category": null, "location": null, "budget": null}),
+    )
+    .await;
+    assert_eq!(cleared.status(), 200);
+    let project: Value = cleared.json().await.unwrap();
+    for field in ["summary", "category", "location", "budget"] {
+        assert_eq!(project[field], Value::Null, "{field}");
+    }
+
+    for field in ["title", "description", "skills", "remote"] {
+        let refused = patch(&env, token, &id, json!({ field: null })).await;
+        assert_eq!(refused.status(), 422, "{field}");
+        assert_eq!(problem(refused).await["errors"][0]["field"], field);
+    }
+    let kept: Value = env
+        .app
+        .get_as(token, &format!("/v1/projects/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(kept["title"], "Nullable");
+
+    // A published project keeps what publishing needs.
+    let open = published(&env, token, "Open").await;
+    let refused = patch(&env, token, &open, json!({"summary": null})).await;
+    assert_eq!(refused.status(), 422);
+    assert_eq!(problem(refused).await["errors"][0]["field"], "summary");
 }
 
 #[tokio::test]

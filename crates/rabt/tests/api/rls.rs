@@ -316,23 +316,50 @@ async fn no_request_can_read_a_password_hash() {
 }
 
 /// Runs `sql` (binding `args` as uuids) as `actor`, then rolls back: the
-/// rows it returned (a select) or touched, or `None` when the database
-/// refused it outright.
+/// rows it returned (a select) or touched, or `None` when the database refused
+/// it for lack of a privilege or by a row-level security check (SQLSTATE
+/// 42501). Any other error fails the test, so a statement that is merely
+/// broken (a typo, a missing column) cannot pass as refused; refusals by a
+/// trigger or a constraint are checked with [`error_as`].
 async fn rows_as(app: &TestApp, actor: &Actor, sql: &'static str, args: &[Uuid]) -> Option<u64> {
+    match run_as(app, actor, sql, args).await {
+        Ok(rows) => Some(rows),
+        Err(code) if code == "42501" => None,
+        Err(code) => panic!("{sql} failed with SQLSTATE {code}, not a refusal"),
+    }
+}
+
+/// The SQLSTATE with which the database refuses `sql` as `actor`.
+async fn error_as(app: &TestApp, actor: &Actor, sql: &'static str, args: &[Uuid]) -> String {
+    match run_as(app, actor, sql, args).await {
+        Ok(rows) => panic!("{sql} succeeded ({rows} rows)"),
+        Err(code) => code,
+    }
+}
+
+async fn run_as(
+    app: &TestApp,
+    actor: &Actor,
+    sql: &'static str,
+    args: &[Uuid],
+) -> Result<u64, String> {
     let mut tx = app.app_db().begin(actor).await.unwrap();
     let mut query = sqlx::query(sql);
     for arg in args {
         query = query.bind(*arg);
     }
-    if sql.trim_start().starts_with("select") {
-        query.fetch_all(&mut *tx).await.ok().map(|r| r.len() as u64)
-    } else {
+    let done = if sql.trim_start().starts_with("select") {
         query
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await
-            .ok()
-            .map(|r| r.rows_affected())
-    }
+            .map(|rows| rows.len() as u64)
+    } else {
+        query.execute(&mut *tx).await.map(|r| r.rows_affected())
+    };
+    done.map_err(|err| match err.as_database_error().and_then(|e| e.code()) {
+        Some(code) => code.into_owned(),
+        None => panic!("{sql}: {err}"),
+    })
 }
 
 /// Two users, a draft and an open project of B, an application by C to B's
@@ -475,7 +502,10 @@ async fn applications_are_seen_and_moved_only_by_their_two_sides() {
         Some(0)
     );
     // The applicant may touch the row, but the database refuses the owner's step.
-    assert_eq!(rows_as(&app, &c, shortlist, &[p.application]).await, None);
+    assert_eq!(
+        error_as(&app, &c, shortlist, &[p.application]).await,
+        "23514"
+    );
     assert_eq!(
         rows_as(&app, &b, shortlist, &[p.application]).await,
         Some(1)
@@ -498,7 +528,7 @@ async fn applications_are_seen_and_moved_only_by_their_two_sides() {
         None
     );
     assert_eq!(
-        rows_as(
+        error_as(
             &app,
             &a,
             "insert into applications (project_id, applicant_id, cover_letter) \
@@ -506,10 +536,25 @@ async fn applications_are_seen_and_moved_only_by_their_two_sides() {
             &[p.draft, p.a]
         )
         .await,
-        None
+        "23514"
     );
     let history = "select id from application_status_history where application_id = $1";
     assert_eq!(rows_as(&app, &a, history, &[p.application]).await, Some(0));
+    // Only the database writes the history, not even the two sides.
+    for actor in [&a, &b, &c] {
+        assert_eq!(
+            rows_as(
+                &app,
+                actor,
+                "insert into application_status_history \
+                     (application_id, from_status, to_status) \
+                 values ($1, 'pending', 'accepted')",
+                &[p.application]
+            )
+            .await,
+            None
+        );
+    }
 }
 
 #[tokio::test]
@@ -552,6 +597,16 @@ async fn notifications_preferences_and_idempotency_keys_are_private() {
         rows_as(
             &app,
             &a,
+            "insert into notification_preferences (user_id, applications) values ($1, false)",
+            &[p.c]
+        )
+        .await,
+        None
+    );
+    assert_eq!(
+        rows_as(
+            &app,
+            &a,
             "update notification_preferences set applications = false where user_id = $1",
             &[p.b]
         )
@@ -569,6 +624,40 @@ async fn notifications_preferences_and_idempotency_keys_are_private() {
     let keys = "select key from idempotency_keys where user_id = $1";
     assert_eq!(rows_as(&app, &a, keys, &[p.b]).await, Some(0));
     assert_eq!(rows_as(&app, &b, keys, &[p.b]).await, Some(1));
+    // Nobody rewrites a saved response; only the owner's own keys can be deleted.
+    for actor in [&a, &b] {
+        assert_eq!(
+            rows_as(
+                &app,
+                actor,
+                "update idempotency_keys set response_body = '{\"id\": 1}' where user_id = $1",
+                &[p.b]
+            )
+            .await,
+            None
+        );
+    }
+    assert_eq!(
+        rows_as(
+            &app,
+            &a,
+            "delete from idempotency_keys where user_id = $1",
+            &[p.b]
+        )
+        .await,
+        Some(0)
+    );
+    assert_eq!(
+        rows_as(
+            &app,
+            &a,
+            "insert into idempotency_keys (user_id, key, request_hash, response_status, \
+                                           response_body) values ($1, 'k2', '\\x00', 201, '{}')",
+            &[p.b]
+        )
+        .await,
+        None
+    );
 }
 
 #[tokio::test]

@@ -86,7 +86,9 @@ pub struct ApplicationRequest {
     /// 1 to 5000 characters, plain text.
     pub cover_letter: String,
     pub proposed_budget: Option<Money>,
-    /// Up to 10 uploaded files.
+    /// Up to 10 distinct file ids. They are checked against the caller's
+    /// uploaded files once files exist (API.md §8); until then any ids are
+    /// stored as sent.
     pub attachment_file_ids: Option<Vec<Uuid>>,
 }
 
@@ -132,6 +134,16 @@ fn validate(
             "At most 10 files.",
         ));
     }
+    let mut distinct = attachment_file_ids.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() != attachment_file_ids.len() {
+        errors.push(FieldError::new(
+            "attachment_file_ids",
+            "duplicate",
+            "Each file once.",
+        ));
+    }
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
@@ -175,7 +187,7 @@ pub async fn apply(
     let new = validate(project_id, caller.id, request)?;
     let actor = caller.actor();
     let mut tx = state.db.begin(&actor).await?;
-    if let Some(saved) = idem.saved(&mut tx).await? {
+    if let Some(saved) = idem.claim(&mut tx).await? {
         return Ok(saved);
     }
     let project = projects::find(&mut tx, project_id)
@@ -308,7 +320,9 @@ pub async fn my_applications(
     Ok(Json(page(&state, &caller, scope, params).await?))
 }
 
-/// An application (the project's owner or the applicant; moderators).
+/// An application: for the project's owner, the applicant and moderators
+/// (`projects.moderate`, who also list a project's applications); 404 for
+/// anyone else.
 #[utoipa::path(get, path = "/applications/{id}", tag = "applications",
     params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses(
