@@ -386,6 +386,30 @@ impl TestApp {
             .expect("request sent")
     }
 
+    pub async fn patch_json_as(
+        &self,
+        token: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.client
+            .patch(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn delete_as(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     pub async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))

@@ -373,13 +373,12 @@ async fn a_permission_taken_from_a_role_counts_from_its_holders_next_request() {
 
     let patched = env
         .app
-        .client
-        .patch(env.app.url("/v1/roles/reader"))
-        .bearer_auth(access(&admin))
-        .json(&json!({"permissions": ["analytics.read"]}))
-        .send()
-        .await
-        .unwrap();
+        .patch_json_as(
+            access(&admin),
+            "/v1/roles/reader",
+            &json!({"permissions": ["analytics.read"]}),
+        )
+        .await;
     assert_eq!(patched.status(), 200);
     // The very next request, with the same access token.
     assert_eq!(
@@ -398,14 +397,7 @@ async fn a_deleted_role_counts_from_its_holders_next_request() {
     make(&env, "admin@rabt.test", "admin").await;
     let (rita, hidden_profile) = reader_with_cached_grants(&env, &admin).await;
 
-    let deleted = env
-        .app
-        .client
-        .delete(env.app.url("/v1/roles/reader"))
-        .bearer_auth(access(&admin))
-        .send()
-        .await
-        .unwrap();
+    let deleted = env.app.delete_as(access(&admin), "/v1/roles/reader").await;
     assert_eq!(deleted.status(), 204);
     assert_eq!(
         env.app

@@ -12,14 +12,7 @@ fn id(pair: &Value) -> String {
 }
 
 async fn patch(env: &AuthApp, token: &str, path: &str, body: Value) -> reqwest::Response {
-    env.app
-        .client
-        .patch(env.app.url(path))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    env.app.patch_json_as(token, path, &body).await
 }
 
 #[tokio::test]
