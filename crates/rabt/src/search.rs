@@ -3,8 +3,10 @@
 
 use crate::http::FieldError;
 
-/// The words of a query, letters and digits only (so they can never carry
-/// `to_tsquery` syntax), lowercased, at most 10 of at most 50 characters.
+/// The words of a query, lowercased, at most 10 of at most 50 characters.
+/// A word keeps its letters and digits and the `-` and `.` between them, and
+/// nothing else, so it can never carry `to_tsquery` syntax: Postgres' parser
+/// then reads `full-stack` or `node.js` as it read the document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Words {
     pub list: Vec<String>,
@@ -15,13 +17,14 @@ impl Words {
         let list: Vec<String> = q
             .split_whitespace()
             .map(|w| {
-                w.chars()
-                    .filter(|c| c.is_alphanumeric())
+                let kept: String = w
+                    .chars()
+                    .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '.'))
                     .take(50)
-                    .collect::<String>()
-                    .to_lowercase()
+                    .collect();
+                kept.trim_matches(['-', '.']).to_lowercase()
             })
-            .filter(|w| !w.is_empty())
+            .filter(|w| w.chars().any(char::is_alphanumeric))
             .take(10)
             .collect();
         (!list.is_empty()).then_some(Self { list })
@@ -73,6 +76,13 @@ pub fn list(value: Option<&str>, max: usize) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inner_hyphens_and_dots_stay_as_the_document_parser_reads_them() {
+        let words = Words::parse("Full-Stack node.js -- .net- ...").unwrap();
+        assert_eq!(words.list, ["full-stack", "node.js", "net"]);
+        assert_eq!(words.all(), "full-stack:* & node.js:* & net:*");
+    }
 
     #[test]
     fn query_syntax_never_reaches_to_tsquery() {

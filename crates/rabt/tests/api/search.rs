@@ -318,3 +318,21 @@ async fn signed_in_callers_filter_by_the_roles_they_may_see() {
         5
     );
 }
+
+#[tokio::test]
+async fn hyphenated_and_dotted_words_find_what_they_name() {
+    let app = spawn_app().await;
+    people(&app).await;
+    sqlx::query(
+        "insert into users (email, display_name, headline) \
+         values ('fs@rabt.test', 'Fay Stack', 'Full-stack node.js engineer')",
+    )
+    .execute(&app.db.admin)
+    .await
+    .unwrap();
+    assert_eq!(names(&app, "q=full-stack").await, vec!["Fay Stack"]);
+    assert_eq!(names(&app, "q=node.js").await, vec!["Fay Stack"]);
+    assert_eq!(names(&app, "q=full-st").await, vec!["Fay Stack"], "prefix");
+    // Punctuation alone is no word: the query lists everyone.
+    assert_eq!(names(&app, "q=--").await.len(), 5);
+}
