@@ -380,8 +380,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for FirstBytesDeadline<S> {
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if self.deadline.is_some() {
-                    let read = buf.filled()[before..].to_vec();
-                    self.observe(&read);
+                    self.observe(&buf.filled()[before..]);
                 }
                 Poll::Ready(Ok(()))
             }

@@ -303,17 +303,6 @@ where
     }
 }
 
-/// For `PATCH` bodies, with `#[serde(default, deserialize_with = "…")]`: a
-/// field that is absent stays as it is (`None`), an explicit `null` clears it
-/// (`Some(None)`).
-pub fn absent_or_null<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::Deserialize<'de>,
-{
-    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ pub mod idempotency;
 pub mod middleware;
 pub mod openapi;
 pub mod pagination;
+pub mod patch;
 pub mod rate_limit;
 pub mod request_id;
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use axum::{Json, extract::State, http::StatusCode, response::Response};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -23,7 +23,7 @@ use crate::{
         ApiError, AppJson, AppPath, AppQuery, ErrorCode, FieldError,
         error::ProblemBody,
         idempotency::{IdempotencyKey, Idempotent},
-        pagination,
+        pagination, patch,
     },
     search::{self, Words, too_long},
 };
@@ -127,19 +127,6 @@ pub struct NewProject {
     pub location: Option<String>,
 }
 
-/// Absent stays as is; `null` clears.
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
-/// Absent stays as is; `null` is refused (422 naming the field), since the
-/// field cannot be cleared.
-fn not_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
-}
-
 /// A change to a project: absent fields stay as they are. `null` clears an
 /// optional field (`summary`, `category`, `location`, `budget`), as does `""`
 /// for the text ones; the others cannot be `null` (422).
@@ -147,65 +134,37 @@ fn not_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Opti
 #[serde(deny_unknown_fields)]
 pub struct ProjectChange {
     /// 1 to 200 characters.
-    #[serde(default, deserialize_with = "not_null")]
+    #[serde(default, deserialize_with = "crate::http::patch::not_null")]
     #[schema(nullable = false)]
     pub title: Option<String>,
     /// Up to 500 characters; `null` or `""` clears it (a draft only: published
     /// projects need one).
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::http::patch::absent_or_null")]
     #[schema(value_type = Option<String>)]
     pub summary: Option<Option<String>>,
     /// Markdown, up to 20,000 characters; `""` empties it.
-    #[serde(default, deserialize_with = "not_null")]
+    #[serde(default, deserialize_with = "crate::http::patch::not_null")]
     #[schema(nullable = false)]
     pub description: Option<String>,
     /// A slug; `null` or `""` clears it (a draft only).
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::http::patch::absent_or_null")]
     #[schema(value_type = Option<String>)]
     pub category: Option<Option<String>>,
     /// The whole list; `[]` empties it.
-    #[serde(default, deserialize_with = "not_null")]
+    #[serde(default, deserialize_with = "crate::http::patch::not_null")]
     #[schema(nullable = false)]
     pub skills: Option<Vec<String>>,
     /// `null` clears it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::http::patch::absent_or_null")]
     #[schema(value_type = Option<Budget>)]
     pub budget: Option<Option<Budget>>,
-    #[serde(default, deserialize_with = "not_null")]
+    #[serde(default, deserialize_with = "crate::http::patch::not_null")]
     #[schema(nullable = false)]
     pub remote: Option<bool>,
     /// Up to 100 characters; `null` or `""` clears it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::http::patch::absent_or_null")]
     #[schema(value_type = Option<String>)]
     pub location: Option<Option<String>>,
-}
-
-fn optional_text(
-    field: &str,
-    value: Option<Option<String>>,
-    max: usize,
-    current: Option<String>,
-    errors: &mut Vec<FieldError>,
-) -> Option<String> {
-    match value {
-        None => current,
-        Some(None) => None,
-        Some(Some(text)) => {
-            let text = text.trim().to_owned();
-            if text.chars().count() > max {
-                errors.push(FieldError::new(
-                    field,
-                    "too_long",
-                    format!("At most {max} characters."),
-                ));
-                current
-            } else if text.is_empty() {
-                None
-            } else {
-                Some(text)
-            }
-        }
-    }
 }
 
 fn is_slug(value: &str) -> bool {
@@ -283,8 +242,9 @@ fn apply(change: ProjectChange, mut row: ProjectRow) -> Result<ProjectRow, ApiEr
             errors.push(FieldError::new("title", "invalid", "1 to 200 characters."));
         }
     }
-    row.summary = optional_text("summary", change.summary, 500, row.summary, &mut errors);
-    row.location = optional_text("location", change.location, 100, row.location, &mut errors);
+    row.summary = patch::optional_text("summary", change.summary, 500, row.summary, &mut errors);
+    row.location =
+        patch::optional_text("location", change.location, 100, row.location, &mut errors);
     if let Some(description) = change.description {
         if description.chars().count() > 20_000 {
             errors.push(FieldError::new(
@@ -941,6 +901,23 @@ impl Facet {
     }
 }
 
+/// Every facet asked for, each with its counted `(facet, value, count)` rows.
+fn group_facets(
+    asked: &[Facet],
+    counted: Vec<(String, String, i64)>,
+) -> HashMap<String, Vec<FacetValue>> {
+    let mut by_facet: HashMap<String, Vec<FacetValue>> = asked
+        .iter()
+        .map(|f| (f.as_str().to_owned(), Vec::new()))
+        .collect();
+    for (facet, value, count) in counted {
+        if let Some(values) = by_facet.get_mut(&facet) {
+            values.push(FacetValue { value, count });
+        }
+    }
+    by_facet
+}
+
 fn parse_facets(facets: Option<&str>) -> Result<Vec<Facet>, ApiError> {
     search::list(facets, 3)
         .unwrap_or_default()
@@ -975,12 +952,7 @@ pub async fn search_projects(
         return Ok(Json(ProjectPage {
             items: Vec::new(),
             next_cursor: None,
-            facets: (!facets.is_empty()).then(|| {
-                facets
-                    .iter()
-                    .map(|f| (f.as_str().to_owned(), Vec::new()))
-                    .collect()
-            }),
+            facets: (!facets.is_empty()).then(|| group_facets(&facets, Vec::new())),
         }));
     }
     let fetch = limit + 1;
@@ -1015,18 +987,7 @@ pub async fn search_projects(
         ),
         None => None,
     };
-    let facets = counted.map(|counted| {
-        let mut by_facet: HashMap<String, Vec<FacetValue>> = facets
-            .iter()
-            .map(|f| (f.as_str().to_owned(), Vec::new()))
-            .collect();
-        for (facet, value, count) in counted {
-            if let Some(values) = by_facet.get_mut(&facet) {
-                values.push(FacetValue { value, count });
-            }
-        }
-        by_facet
-    });
+    let facets = counted.map(|counted| group_facets(&facets, counted));
     Ok(Json(ProjectPage {
         items: rows
             .into_iter()

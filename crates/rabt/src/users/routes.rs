@@ -17,7 +17,7 @@ use crate::{
     db::Actor,
     http::{
         ApiError, AppJson, AppPath, AppQuery, ClientInfo, ErrorCode, FieldError,
-        error::ProblemBody, pagination,
+        error::ProblemBody, pagination, patch,
     },
     search::{self, Words, too_long},
 };
@@ -134,7 +134,7 @@ pub struct ProfileChange {
     pub skills: Option<Vec<String>>,
     pub location: Option<String>,
     /// An uploaded file's id; `null` removes the avatar.
-    #[serde(default, deserialize_with = "crate::http::extract::absent_or_null")]
+    #[serde(default, deserialize_with = "crate::http::patch::absent_or_null")]
     #[schema(value_type = Option<Uuid>)]
     pub avatar_file_id: Option<Option<Uuid>>,
     /// `public` or `private`
@@ -151,7 +151,7 @@ pub struct Moderation {
     pub skills: Option<Vec<String>>,
     pub location: Option<String>,
     /// An uploaded file's id; `null` removes the avatar.
-    #[serde(default, deserialize_with = "crate::http::extract::absent_or_null")]
+    #[serde(default, deserialize_with = "crate::http::patch::absent_or_null")]
     #[schema(value_type = Option<Uuid>)]
     pub avatar_file_id: Option<Option<Uuid>>,
     pub visibility: Option<String>,
@@ -174,33 +174,6 @@ impl Moderation {
     }
 }
 
-fn optional_text(
-    field: &str,
-    value: Option<String>,
-    max: usize,
-    current: Option<String>,
-    errors: &mut Vec<FieldError>,
-) -> Option<String> {
-    match value {
-        None => current,
-        Some(text) => {
-            let text = text.trim().to_owned();
-            if text.chars().count() > max {
-                errors.push(FieldError::new(
-                    field,
-                    "too_long",
-                    format!("At most {max} characters."),
-                ));
-                current
-            } else if text.is_empty() {
-                None
-            } else {
-                Some(text)
-            }
-        }
-    }
-}
-
 /// Merges a change into a profile, validating every field.
 fn apply(change: ProfileChange, mut row: ProfileRow) -> Result<ProfileRow, ApiError> {
     let mut errors = Vec::new();
@@ -216,9 +189,21 @@ fn apply(change: ProfileChange, mut row: ProfileRow) -> Result<ProfileRow, ApiEr
             ));
         }
     }
-    row.headline = optional_text("headline", change.headline, 120, row.headline, &mut errors);
-    row.bio = optional_text("bio", change.bio, 2000, row.bio, &mut errors);
-    row.location = optional_text("location", change.location, 100, row.location, &mut errors);
+    row.headline = patch::optional_text(
+        "headline",
+        change.headline.map(Some),
+        120,
+        row.headline,
+        &mut errors,
+    );
+    row.bio = patch::optional_text("bio", change.bio.map(Some), 2000, row.bio, &mut errors);
+    row.location = patch::optional_text(
+        "location",
+        change.location.map(Some),
+        100,
+        row.location,
+        &mut errors,
+    );
     if let Some(skills) = change.skills {
         let mut clean: Vec<String> = Vec::new();
         for (i, skill) in skills.iter().enumerate() {
