@@ -42,6 +42,8 @@ pub struct AppState {
     pub cursors: crate::http::pagination::Cursors,
     /// Seals and opens encrypted columns.
     pub keyring: Arc<crate::crypto::Keyring>,
+    /// Answers to anonymous searches.
+    pub query_cache: crate::query_cache::QueryCache,
 }
 
 #[derive(utoipa::OpenApi)]
@@ -129,6 +131,10 @@ pub fn with_edge(api: Router<AppState>, state: AppState) -> Router {
     let hsts = settings.public_url.scheme() == "https" || settings.tls.is_some();
     let router = api
         .fallback(|| async { ApiError::not_found() })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::query_cache::drop_after_writes,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::http::rate_limit::enforce,
@@ -236,6 +242,11 @@ impl Application {
             self.state.kv.clone(),
             shutdown.clone(),
         ));
+        let searches = tokio::spawn(crate::query_cache::follow_changes(
+            self.state.db.clone(),
+            self.state.query_cache.clone(),
+            shutdown.clone(),
+        ));
         let settings = &self.state.settings;
         let limits = crate::server::Limits {
             max_connections: settings.max_connections,
@@ -255,6 +266,7 @@ impl Application {
             worker.await?;
         }
         grants.abort();
+        searches.abort();
         self.state.db.pool().close().await;
         Ok(())
     }
@@ -281,9 +293,11 @@ pub async fn build_state(settings: Arc<Settings>) -> anyhow::Result<AppState> {
     let openapi_json = openapi_document()
         .to_json()
         .map_err(|e| anyhow::anyhow!("could not render the OpenAPI document: {e}"))?;
+    let query_cache = crate::query_cache::QueryCache::new(kv.clone(), settings.search_cache);
     Ok(AppState {
         db,
         kv,
+        query_cache,
         settings,
         metrics: telemetry::metrics_handle(),
         openapi_json: Arc::new(openapi_json),

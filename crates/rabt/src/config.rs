@@ -80,6 +80,7 @@ struct RawSettings {
     oauth_redirect_allowlist: Option<String>,
     bootstrap_admin_email: Option<String>,
     plan_free_open_projects: u32,
+    search_cache_secs: u64,
     rate_limit_auth_per_minute: u32,
     rate_limit_write_per_minute: u32,
     rate_limit_read_per_minute: u32,
@@ -136,6 +137,7 @@ impl Default for RawSettings {
             oauth_redirect_allowlist: None,
             bootstrap_admin_email: None,
             plan_free_open_projects: 3,
+            search_cache_secs: 30,
             rate_limit_auth_per_minute: RateLimits::default().auth,
             rate_limit_write_per_minute: RateLimits::default().write,
             rate_limit_read_per_minute: RateLimits::default().read,
@@ -242,6 +244,8 @@ pub struct Settings {
     pub bootstrap_admin_email: Option<String>,
     /// How many open projects the `free` plan allows at once.
     pub plan_free_open_projects: u32,
+    /// How long an anonymous search's answer is kept (`None`: not cached).
+    pub search_cache: Option<Duration>,
     /// Requests per minute of each route class.
     pub rate_limits: RateLimits,
     /// PEM certificate chain and key: `rabt serve` terminates TLS itself.
@@ -550,6 +554,9 @@ impl RawSettings {
                 "must be 0..=1000000",
             ));
         }
+        if self.search_cache_secs > 3600 {
+            return Err(ConfigError::new("search_cache_secs", "must be 0..=3600"));
+        }
         if !(1..=3600).contains(&self.request_timeout_secs) {
             return Err(ConfigError::new("request_timeout_secs", "must be 1..=3600"));
         }
@@ -681,6 +688,8 @@ impl RawSettings {
             oauth,
             bootstrap_admin_email: self.bootstrap_admin_email.filter(|e| !e.trim().is_empty()),
             plan_free_open_projects: self.plan_free_open_projects,
+            search_cache: (self.search_cache_secs > 0)
+                .then(|| Duration::from_secs(self.search_cache_secs)),
             tls,
             max_connections: self.max_connections,
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),

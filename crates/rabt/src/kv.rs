@@ -106,6 +106,9 @@ redis.call('SET', KEYS[1], current, 'PX', ARGV[2])
 return current
 ";
 
+/// The most the in-process store keeps of [`Kv::remember`]ed values, in bytes.
+const REMEMBERED_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Shared state, in Redis or in memory.
 #[derive(Clone)]
 pub struct Kv {
@@ -125,6 +128,9 @@ enum Backend {
 
 struct Memory {
     values: moka::future::Cache<String, (Arc<[u8]>, Duration)>,
+    /// What [`Kv::remember`] keeps: bounded by size, not by count, and apart
+    /// from `values`, so that cached answers never push out sessions.
+    remembered: moka::future::Cache<String, (Arc<[u8]>, Duration)>,
     rates: Mutex<HashMap<String, i64>>,
     /// Serialises `raise`, so two raisers cannot lower each other's value.
     raising: tokio::sync::Mutex<()>,
@@ -201,6 +207,13 @@ impl Kv {
                     .max_capacity(100_000)
                     .expire_after(PerEntryTtl)
                     .build(),
+                remembered: moka::future::Cache::builder()
+                    .weigher(|key: &String, (value, _): &(Arc<[u8]>, Duration)| {
+                        u32::try_from(key.len() + value.len()).unwrap_or(u32::MAX)
+                    })
+                    .max_capacity(REMEMBERED_BYTES)
+                    .expire_after(PerEntryTtl)
+                    .build(),
                 rates: Mutex::new(HashMap::new()),
                 raising: tokio::sync::Mutex::new(()),
                 epoch: Instant::now(),
@@ -258,6 +271,34 @@ impl Kv {
                 memory.values.insert(key, (value.into(), ttl)).await;
                 Ok(())
             }
+        }
+    }
+
+    /// Keeps `value` under `key` for at most `ttl`, as a cache: the in-process
+    /// store may drop it sooner to stay within its memory bound (Redis evicts
+    /// as its `maxmemory-policy` says). Read it back with [`Kv::recall`].
+    pub async fn remember(&self, key: &str, value: &[u8], ttl: Duration) -> anyhow::Result<()> {
+        match &self.backend {
+            Backend::Redis { .. } => self.set(key, value, ttl).await,
+            Backend::Memory(memory) => {
+                memory
+                    .remembered
+                    .insert(self.key(key), (value.into(), ttl))
+                    .await;
+                Ok(())
+            }
+        }
+    }
+
+    /// What [`Kv::remember`] kept under `key`, if it still does.
+    pub async fn recall(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        match &self.backend {
+            Backend::Redis { .. } => self.get(key).await,
+            Backend::Memory(memory) => Ok(memory
+                .remembered
+                .get(&self.key(key))
+                .await
+                .map(|(v, _)| v.to_vec())),
         }
     }
 
@@ -429,5 +470,30 @@ mod tests {
         kv.set("b", b"2", Duration::from_millis(20)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(kv.get("b").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn remembered_values_expire_and_stay_within_their_bound() {
+        let kv = Kv::memory("t:".into());
+        kv.remember("a", b"1", Duration::from_millis(30))
+            .await
+            .unwrap();
+        assert_eq!(kv.recall("a").await.unwrap(), Some(b"1".to_vec()));
+        assert_eq!(kv.get("a").await.unwrap(), None, "kept apart from `set`");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(kv.recall("a").await.unwrap(), None);
+
+        let megabyte = vec![7u8; 1024 * 1024];
+        for i in 0..100 {
+            kv.remember(&format!("big:{i}"), &megabyte, Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
+        let Backend::Memory(memory) = &kv.backend else {
+            unreachable!("Kv::memory")
+        };
+        memory.remembered.run_pending_tasks().await;
+        assert!(memory.remembered.weighted_size() <= REMEMBERED_BYTES);
+        assert!(memory.remembered.entry_count() < 100);
     }
 }

@@ -6,7 +6,7 @@
 //! - [`db`] opens the row-level-security transaction every handler works in;
 //! - capabilities ([`users`], …) each keep routes, rules and SQL in one folder;
 //! - [`jobs`] runs durable background work; [`kv`] holds short-lived shared
-//!   state in Redis or in memory;
+//!   state in Redis or in memory, [`query_cache`] the answers of searches;
 //! - [`config`] and [`telemetry`] are read once at start.
 
 pub mod app;
@@ -22,6 +22,7 @@ pub mod kv;
 pub mod notifications;
 pub mod ops;
 pub mod projects;
+pub mod query_cache;
 pub mod roles;
 pub mod search;
 pub mod server;

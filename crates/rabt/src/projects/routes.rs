@@ -3,7 +3,12 @@
 
 use std::collections::HashMap;
 
-use axum::{Json, extract::State, http::StatusCode, response::Response};
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse as _, Response},
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -25,6 +30,7 @@ use crate::{
         idempotency::{IdempotencyKey, Idempotent},
         pagination, patch,
     },
+    query_cache::{CACHE_STATUS, Lookup},
     search::{self, Words, too_long},
 };
 
@@ -329,15 +335,10 @@ fn empty_row(owner: Uuid) -> ProjectRow {
 
 /// Loads a project as the caller sees it, with its owner's name.
 async fn load(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Project, ApiError> {
-    let row = store::find(conn, id)
+    let listed = store::find_listed(conn, id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    let name = store::owner_names(conn, &[row.owner_id])
-        .await?
-        .into_iter()
-        .next()
-        .map(|(_, name)| name);
-    Ok(Project::new(row, name))
+    Ok(Project::new(listed.project, listed.owner_name))
 }
 
 /// Owner or `projects.moderate`; others who can see the project get 403.
@@ -735,7 +736,8 @@ impl Position {
 }
 
 /// The order of a project search.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
 #[schema(as = ProjectSort, rename_all = "snake_case")]
 enum Sort {
     Relevance,
@@ -881,7 +883,8 @@ fn narrow_to_visible(filters: &mut Filters, searcher: Searcher) -> bool {
 }
 
 /// A facet of a project search.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
 #[schema(as = ProjectFacet, rename_all = "snake_case")]
 enum Facet {
     Category,
@@ -930,14 +933,16 @@ fn parse_facets(facets: Option<&str>) -> Result<Vec<Facet>, ApiError> {
 /// Search projects.
 #[utoipa::path(get, path = "/projects", tag = "projects", params(SearchParams),
     responses(
-        (status = 200, body = ProjectPage),
+        (status = 200, body = ProjectPage, headers(("Cache-Status" = String,
+            description = "RFC 9211: `rabt; hit` when the answer came from the query \
+                cache (anonymous searches only), else `rabt; fwd=miss` or `rabt; fwd=bypass`"))),
         (status = 422, body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn search_projects(
     State(state): State<AppState>,
     caller: MaybeAuthUser,
     AppQuery(params): AppQuery<SearchParams>,
-) -> Result<Json<ProjectPage>, ApiError> {
+) -> Result<Response, ApiError> {
     let limit = pagination::limit(params.limit)?;
     let mut filters = parse_filters(&params)?;
     let facets = parse_facets(params.facets.as_deref())?;
@@ -948,35 +953,102 @@ pub async fn search_projects(
         .map(|c| state.cursors.decode(c))
         .transpose()?;
     filters.fuzzy = position.as_ref().is_some_and(Position::fuzzy);
-    if !narrow_to_visible(&mut filters, Searcher::of(&caller)) {
+    let searcher = Searcher::of(&caller);
+    if !narrow_to_visible(&mut filters, searcher) {
         return Ok(Json(ProjectPage {
             items: Vec::new(),
             next_cursor: None,
             facets: (!facets.is_empty()).then(|| group_facets(&facets, Vec::new())),
-        }));
+        })
+        .into_response());
     }
-    let fetch = limit + 1;
+    // Every anonymous caller sees the same projects and owners' names, so
+    // they share answers; a signed-in caller may also see their own drafts
+    // and private profile.
+    let lookup = if searcher == Searcher::Anonymous {
+        let query = SearchQuery {
+            filters: &filters,
+            sort,
+            limit,
+            facets: &facets,
+            cursor: params.cursor.as_deref(),
+        };
+        state.query_cache.lookup("projects", &query).await
+    } else {
+        Lookup::Off
+    };
+    let cache_status = lookup.status();
+    let slot = match lookup {
+        Lookup::Hit(body) => return Ok(json_body(body, cache_status)),
+        Lookup::Miss(slot) => Some(slot),
+        Lookup::Off => None,
+    };
     let mut tx = state.db.begin(&caller.actor()).await?;
-    let mut rows = run_search(&mut tx, sort, &filters, position.as_ref(), fetch).await?;
+    let page = find_page(
+        &state,
+        &mut tx,
+        &mut filters,
+        sort,
+        limit,
+        position,
+        &facets,
+    )
+    .await?;
+    tx.commit().await?;
+    let body = serde_json::to_vec(&page).map_err(ApiError::internal)?;
+    if let Some(slot) = slot {
+        state.query_cache.keep(slot, &body).await;
+    }
+    Ok(json_body(body, cache_status))
+}
+
+/// Everything an anonymous search's answer depends on: its query-cache key.
+#[derive(Serialize)]
+struct SearchQuery<'a> {
+    filters: &'a Filters,
+    sort: Sort,
+    limit: i64,
+    facets: &'a [Facet],
+    cursor: Option<&'a str>,
+}
+
+/// A JSON body that is already serialised.
+fn json_body(body: Vec<u8>, cache_status: HeaderValue) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (CACHE_STATUS.clone(), cache_status),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The page of a search after `position`, and its facets if asked for.
+async fn find_page(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    filters: &mut Filters,
+    sort: Sort,
+    limit: i64,
+    position: Option<Position>,
+    facets: &[Facet],
+) -> Result<ProjectPage, ApiError> {
+    let fetch = limit + 1;
+    let mut rows = run_search(tx, sort, filters, position.as_ref(), fetch).await?;
     // The words found nothing: let each one match a close title word (typos).
     if rows.is_empty() && position.is_none() && filters.all_words.is_some() {
         filters.fuzzy = true;
-        rows = run_search(&mut tx, sort, &filters, None, fetch).await?;
+        rows = run_search(tx, sort, filters, None, fetch).await?;
     }
     let counted = if facets.is_empty() {
         None
     } else {
-        Some(store::facets(&mut tx, &filters).await?)
+        Some(store::facets(tx, filters).await?)
     };
-    let mut owners: Vec<Uuid> = rows.iter().map(|r| r.project.owner_id).collect();
-    owners.sort_unstable();
-    owners.dedup();
-    let names: HashMap<Uuid, String> = store::owner_names(&mut tx, &owners)
-        .await?
-        .into_iter()
-        .collect();
-    tx.commit().await?;
-
     let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
     rows.truncate(usize::try_from(limit).unwrap_or(0));
     let next_cursor = match rows.last().filter(|_| more) {
@@ -987,18 +1059,14 @@ pub async fn search_projects(
         ),
         None => None,
     };
-    let facets = counted.map(|counted| group_facets(&facets, counted));
-    Ok(Json(ProjectPage {
+    Ok(ProjectPage {
         items: rows
             .into_iter()
-            .map(|r| {
-                let name = names.get(&r.project.owner_id).cloned();
-                Project::new(r.project, name)
-            })
+            .map(|r| Project::new(r.project, r.owner_name))
             .collect(),
         next_cursor,
-        facets,
-    }))
+        facets: counted.map(|counted| group_facets(facets, counted)),
+    })
 }
 
 /// One page in `sort` order after `position` (which must belong to that sort).

@@ -38,6 +38,39 @@ macro_rules! project_columns {
     };
 }
 
+/// The display name of the row's owner, if the actor may see their profile
+/// (row-level security on `users` decides, as for any read of it).
+macro_rules! owner_name {
+    () => {
+        "(select u.display_name from users u where u.id = p.owner_id) as owner_name"
+    };
+}
+
+/// A project as listed: the row and its owner's name, if the actor may see it.
+#[derive(Debug, Clone, FromRow)]
+pub struct ListedRow {
+    #[sqlx(flatten)]
+    pub project: ProjectRow,
+    pub owner_name: Option<String>,
+}
+
+/// The project with this id and its owner's name, if the actor may see it.
+pub async fn find_listed(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<ListedRow>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "select ",
+        project_columns!(),
+        ", ",
+        owner_name!(),
+        " from projects p where p.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
 /// The project with this id, if the actor may see it.
 pub async fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<ProjectRow>, sqlx::Error> {
     sqlx::query_as(concat!(
@@ -171,19 +204,9 @@ pub async fn history(conn: &mut PgConnection, id: Uuid) -> Result<Vec<HistoryRow
     .await
 }
 
-/// Display names of the owners the actor may see.
-pub async fn owner_names(
-    conn: &mut PgConnection,
-    ids: &[Uuid],
-) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
-    sqlx::query_as("select id, display_name from users where id = any($1)")
-        .bind(ids)
-        .fetch_all(conn)
-        .await
-}
-
-/// The filters of a project search; every one optional.
-#[derive(Debug, Default, Clone)]
+/// The filters of a project search; every one optional. Serialised, they key
+/// the query cache.
+#[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Filters {
     /// Every word as a prefix (`w1:* & w2:*`).
     pub all_words: Option<String>,
@@ -214,6 +237,7 @@ pub struct Filters {
 pub struct SearchRow {
     #[sqlx(flatten)]
     pub project: ProjectRow,
+    pub owner_name: Option<String>,
     pub rank: f64,
 }
 
@@ -301,6 +325,8 @@ pub async fn search_newest(
         sqlx::query_as(concat!(
             "select ",
             project_columns!(),
+            ", ",
+            owner_name!(),
             ", 0::float8 as rank",
             filtered_projects!(),
             " and ($16::timestamptz is null or (p.created_at, p.id) < ($16, $17)) \
@@ -326,6 +352,8 @@ pub async fn search_oldest(
         sqlx::query_as(concat!(
             "select ",
             project_columns!(),
+            ", ",
+            owner_name!(),
             ", 0::float8 as rank",
             filtered_projects!(),
             " and ($16::timestamptz is null or (p.created_at, p.id) > ($16, $17)) \
@@ -352,6 +380,8 @@ pub async fn search_budget_high(
         sqlx::query_as(concat!(
             "select ",
             project_columns!(),
+            ", ",
+            owner_name!(),
             ", 0::float8 as rank",
             filtered_projects!(),
             " and ($16::int8 is null or (coalesce(p.budget_max, -1), p.id) < ($16, $17)) \
@@ -378,6 +408,8 @@ pub async fn search_budget_low(
         sqlx::query_as(concat!(
             "select ",
             project_columns!(),
+            ", ",
+            owner_name!(),
             ", 0::float8 as rank",
             filtered_projects!(),
             " and ($16::int8 is null \
@@ -405,6 +437,8 @@ pub async fn search_relevance(
         sqlx::query_as(concat!(
             "select * from (select ",
             project_columns!(),
+            ", ",
+            owner_name!(),
             ", (case when $3 then ts_rank(p.search, to_tsquery('simple', $19)) \
                                   + extensions.word_similarity($20, p.title) \
                      else ts_rank(p.search, to_tsquery('simple', $1)) end)::float8 as rank",

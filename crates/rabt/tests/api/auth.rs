@@ -15,10 +15,16 @@ pub struct AuthApp {
 }
 
 pub async fn spawn(extra: Vec<(&'static str, String)>) -> AuthApp {
+    spawn_on(true, extra).await
+}
+
+/// With Redis, or with the in-process store when `redis` is false.
+pub async fn spawn_on(redis: bool, extra: Vec<(&'static str, String)>) -> AuthApp {
     let smtp = SmtpSink::start().await;
     let mut overrides = vec![("smtp_url", format!("smtp://{}", smtp.address))];
     overrides.extend(extra);
     let app = spawn_app_with(AppOptions {
+        redis,
         overrides,
         ..AppOptions::default()
     })

@@ -14,6 +14,7 @@ mod kv;
 mod oauth;
 mod project_search;
 mod projects;
+mod query_cache;
 mod rate_limits;
 mod rls;
 mod roles;

@@ -1,0 +1,266 @@
+//! The query cache: whole answers to searches that do not depend on who asks,
+//! kept in the shared store ([`Kv`]) for `RABT_SEARCH_CACHE_SECS`.
+//!
+//! Every answer is kept under the current *generation*, a random token in the
+//! store, and a change to what searches read retires the token, so no answer
+//! computed before the change is found after it:
+//! - a write through the API retires it after its commit, before its response
+//!   leaves ([`drop_after_writes`]), so a client reads its own writes;
+//! - every other writer (`rabt admin`, jobs, SQL) reaches it through
+//!   `NOTIFY rabt_search`, which triggers on `projects` and `users` send
+//!   (migrations/0016; [`follow_changes`]).
+//!
+//! Answers also expire on their own, which bounds what a notification missed
+//! while the listener reconnected can leave behind. Tokens are random rather
+//! than counted, so a store that forgets the generation (eviction, restart)
+//! never brings an old one back. The cache fails open: when the store does not
+//! answer, the search runs.
+
+use std::time::Duration;
+
+use axum::{
+    extract::{Request, State},
+    http::{HeaderName, HeaderValue},
+    middleware::Next,
+    response::Response,
+};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::{app::AppState, db::Db, kv::Kv};
+
+const GENERATION: &str = "query-cache:generation";
+/// How long the store keeps a generation after it was made; forgetting it only
+/// makes every answer a miss once.
+const GENERATION_KEPT: Duration = Duration::from_secs(86_400);
+/// Larger answers are not kept.
+const MAX_ANSWER_BYTES: usize = 512 * 1024;
+
+/// `Cache-Status` (RFC 9211): whether an answer came from the query cache.
+pub static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// Paths under which a write can change what a cached search answers:
+/// projects, applications (they count on the project) and profiles (an
+/// owner's name and visibility).
+const WRITES_THAT_CHANGE_SEARCHES: [&str; 4] =
+    ["/v1/projects", "/v1/applications", "/v1/me", "/v1/users"];
+
+#[derive(Clone)]
+pub struct QueryCache {
+    kv: Kv,
+    ttl: Option<Duration>,
+}
+
+/// The answer of a lookup.
+pub enum Lookup {
+    /// The body of the answer, as it was first sent.
+    Hit(Vec<u8>),
+    /// Not there: compute it, then [`QueryCache::keep`] it in this slot.
+    Miss(Slot),
+    /// The cache is off or its store did not answer.
+    Off,
+}
+
+/// Where a missed answer goes: its key under the generation it was looked up in.
+pub struct Slot(String);
+
+impl Lookup {
+    /// The `Cache-Status` value for this lookup's response.
+    pub fn status(&self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Self::Hit(_) => "rabt; hit",
+            Self::Miss(_) => "rabt; fwd=miss",
+            Self::Off => "rabt; fwd=bypass",
+        })
+    }
+}
+
+impl QueryCache {
+    /// `ttl`: how long answers are kept (`None`: the cache is off).
+    pub fn new(kv: Kv, ttl: Option<Duration>) -> Self {
+        Self { kv, ttl }
+    }
+
+    /// Looks up the answer to `query` (everything the answer depends on; its
+    /// JSON form is hashed with this build's version).
+    pub async fn lookup(&self, kind: &str, query: &impl Serialize) -> Lookup {
+        if self.ttl.is_none() {
+            return Lookup::Off;
+        }
+        let Ok(query) = serde_json::to_vec(query) else {
+            return Lookup::Off;
+        };
+        let generation = match self.generation().await {
+            Ok(generation) => generation,
+            Err(err) => {
+                tracing::warn!(error = %err, "query cache: the store did not answer");
+                return Lookup::Off;
+            }
+        };
+        let hash = Sha256::new()
+            .chain_update(env!("CARGO_PKG_VERSION"))
+            .chain_update([0])
+            .chain_update(kind)
+            .chain_update([0])
+            .chain_update(&query)
+            .finalize();
+        let slot = Slot(format!("query-cache:{generation}:{}", hex::encode(hash)));
+        match self.kv.recall(&slot.0).await {
+            Ok(Some(body)) => Lookup::Hit(body),
+            Ok(None) => Lookup::Miss(slot),
+            Err(err) => {
+                tracing::warn!(error = %err, "query cache: the store did not answer");
+                Lookup::Off
+            }
+        }
+    }
+
+    /// Keeps `body` in `slot` (unless it is too large to be worth it).
+    pub async fn keep(&self, slot: Slot, body: &[u8]) {
+        let Some(ttl) = self.ttl else { return };
+        if body.len() > MAX_ANSWER_BYTES {
+            return;
+        }
+        if let Err(err) = self.kv.remember(&slot.0, body, ttl).await {
+            tracing::warn!(error = %err, "query cache: could not keep an answer");
+        }
+    }
+
+    /// Retires every kept answer at once.
+    pub async fn drop_all(&self) {
+        if let Err(err) = self
+            .kv
+            .set(GENERATION, new_generation().as_bytes(), GENERATION_KEPT)
+            .await
+        {
+            tracing::warn!(error = %err, "query cache: could not retire the generation");
+        }
+    }
+
+    /// The current generation, made if the store has none.
+    async fn generation(&self) -> anyhow::Result<String> {
+        if let Some(current) = self.kv.get(GENERATION).await? {
+            return Ok(String::from_utf8_lossy(&current).into_owned());
+        }
+        // Two instances may both make one here; the answers of the one that
+        // loses are only never found.
+        let made = new_generation();
+        self.kv
+            .set(GENERATION, made.as_bytes(), GENERATION_KEPT)
+            .await?;
+        Ok(made)
+    }
+}
+
+fn new_generation() -> String {
+    hex::encode(rand::random::<[u8; 12]>())
+}
+
+/// Retires the cached answers after every write to a path that can change
+/// them, whatever its outcome (a failed write costs only a colder cache).
+pub async fn drop_after_writes(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let writes = !request.method().is_safe()
+        && WRITES_THAT_CHANGE_SEARCHES
+            .iter()
+            .any(|prefix| under(request.uri().path(), prefix));
+    let response = next.run(request).await;
+    if writes {
+        state.query_cache.drop_all().await;
+    }
+    response
+}
+
+/// Whether `path` is `prefix` or below it.
+fn under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Follows `NOTIFY rabt_search` (sent by the database with every change to
+/// what searches read, whoever made it) until `shutdown`.
+pub async fn follow_changes(db: Db, cache: QueryCache, shutdown: CancellationToken) {
+    crate::db::follow_channel(
+        &db,
+        "rabt_search",
+        "the query cache listener",
+        &shutdown,
+        |_| {
+            let cache = cache.clone();
+            async move { cache.drop_all().await }
+        },
+    )
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache() -> QueryCache {
+        QueryCache::new(Kv::memory("t:".into()), Some(Duration::from_secs(60)))
+    }
+
+    #[tokio::test]
+    async fn keeps_an_answer_until_every_answer_is_dropped() {
+        let cache = cache();
+        let Lookup::Miss(slot) = cache.lookup("k", &("a", 1)).await else {
+            panic!("a first lookup misses")
+        };
+        cache.keep(slot, b"answer").await;
+        assert!(matches!(cache.lookup("k", &("a", 1)).await, Lookup::Hit(b) if b == b"answer"));
+        assert!(matches!(
+            cache.lookup("k", &("a", 2)).await,
+            Lookup::Miss(_)
+        ));
+        assert!(matches!(
+            cache.lookup("other", &("a", 1)).await,
+            Lookup::Miss(_)
+        ));
+        cache.drop_all().await;
+        assert!(matches!(
+            cache.lookup("k", &("a", 1)).await,
+            Lookup::Miss(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_answer_looked_up_before_a_drop_is_never_found_after_it() {
+        let cache = cache();
+        let Lookup::Miss(slot) = cache.lookup("k", &1).await else {
+            panic!("a first lookup misses")
+        };
+        // A write lands while the answer is being computed.
+        cache.drop_all().await;
+        cache.keep(slot, b"computed before the write").await;
+        assert!(matches!(cache.lookup("k", &1).await, Lookup::Miss(_)));
+    }
+
+    #[tokio::test]
+    async fn off_keeps_nothing() {
+        let cache = QueryCache::new(Kv::memory("t:".into()), None);
+        assert!(matches!(cache.lookup("k", &1).await, Lookup::Off));
+    }
+
+    #[tokio::test]
+    async fn large_answers_are_not_kept() {
+        let cache = cache();
+        let Lookup::Miss(slot) = cache.lookup("k", &1).await else {
+            panic!("a first lookup misses")
+        };
+        cache.keep(slot, &vec![b'x'; MAX_ANSWER_BYTES + 1]).await;
+        assert!(matches!(cache.lookup("k", &1).await, Lookup::Miss(_)));
+    }
+
+    #[test]
+    fn writes_under_a_path_only() {
+        assert!(under("/v1/projects", "/v1/projects"));
+        assert!(under("/v1/projects/1/transitions", "/v1/projects"));
+        assert!(!under("/v1/projectsx", "/v1/projects"));
+        assert!(!under("/v1/auth/login", "/v1/me"));
+    }
+}
