@@ -5,7 +5,7 @@
 -- keyset, `$18` limit, `$19`/`$20` typo mode), and executed with custom plans
 -- so that the `$n is null or …` branches fold with their values.
 --
--- psql variables: :id (an open project) and :owner (its owner).
+-- psql variable: :id (an open project).
 
 \set ON_ERROR_STOP on
 begin;
@@ -17,7 +17,9 @@ prepare search_newest(text, text[], boolean, text[], text[], text[], text[], int
                       text, text) as
 select p.id, p.owner_id, p.title, p.summary, p.description, p.description_html, p.category,
        p.skills, p.budget_min, p.budget_max, p.currency, p.remote, p.location, p.status,
-       p.application_count, p.created_at, p.updated_at, p.published_at, 0::float8 as rank
+       p.application_count, p.created_at, p.updated_at, p.published_at,
+       (select u.display_name from users u where u.id = p.owner_id) as owner_name,
+       0::float8 as rank
 from project_listings p
 where ($1::text is null
        or (not $3 and p.search @@ to_tsquery('simple', $1))
@@ -48,6 +50,7 @@ select * from (select p.id, p.owner_id, p.title, p.summary, p.description,
        p.description_html, p.category, p.skills, p.budget_min, p.budget_max, p.currency,
        p.remote, p.location, p.status, p.application_count, p.created_at, p.updated_at,
        p.published_at,
+       (select u.display_name from users u where u.id = p.owner_id) as owner_name,
        (case when $3 then ts_rank(p.search, to_tsquery('simple', $19))
                           + extensions.word_similarity($20, p.title)
              else ts_rank(p.search, to_tsquery('simple', $1)) end)::float8 as rank
@@ -112,14 +115,12 @@ ranked as (
 select facet, value, n from ranked where place <= 20
 order by facet, n desc, value;
 
-prepare find(uuid) as
+prepare find_listed(uuid) as
 select p.id, p.owner_id, p.title, p.summary, p.description, p.description_html, p.category,
        p.skills, p.budget_min, p.budget_max, p.currency, p.remote, p.location, p.status,
-       p.application_count, p.created_at, p.updated_at, p.published_at
+       p.application_count, p.created_at, p.updated_at, p.published_at,
+       (select u.display_name from users u where u.id = p.owner_id) as owner_name
 from projects p where p.id = $1;
-
-prepare owner_names(uuid[]) as
-select id, display_name from users where id = any($1);
 
 \echo '== GET /v1/projects?status=open&sort=newest: search_newest, limit 20 (+1)'
 explain (analyze, buffers, costs off)
@@ -138,9 +139,8 @@ execute facets('dashboard:*', '{dashboard}', false, null, '{design}', '{react}',
                null, null, null, null, null, null, null, null, null, null, 'dashboard:*',
                'dashboard');
 
-\echo '== GET /v1/projects/{id}: find, then owner_names'
-explain (analyze, buffers, costs off) execute find(:'id');
-explain (analyze, buffers, costs off) execute owner_names(array[:'owner']::uuid[]);
+\echo '== GET /v1/projects/{id}: find_listed'
+explain (analyze, buffers, costs off) execute find_listed(:'id');
 
 \echo '== plan choice after ten executions of each (generic_plans must stay 0)'
 \o /dev/null

@@ -1,23 +1,14 @@
 -- wrk: GET /v1/projects?q=…&category=…&skills=…&facets=category,skills,status, a
 -- full-text search narrowed by a category and a skill, sorted by relevance, with
--- the counts of three facets. Each part is drawn at random: a word (a prefix
--- match), one of the five largest categories and one of the eight most frequent
--- skills. The word is common (10 to 50 % of projects) unless the argument after
--- `--` is `rare` (under 2 %). scripts/bench-projects counts what each finds.
-local common = {"app", "website", "api", "design", "data", "dashboard", "mobile", "payments"}
-local rare = {"sommelier", "hydroponics", "beekeeping", "luthier", "cartography", "origami",
-              "bonsai", "kintsugi"}
-local categories = {"web-development", "mobile-development", "design", "data-science", "devops"}
-local skills = {"javascript", "react", "python", "typescript", "node", "sql", "figma", "aws"}
-local words = common
+-- the counts of three facets: the searches in the file given after `--`, one
+-- per line, at random (scripts/bench-projects writes them and counts what each
+-- finds).
+local paths = {}
 init = function(args)
-  if args[1] == "rare" then words = rare end
+  for line in io.lines(args[1]) do paths[#paths + 1] = line end
 end
 request = function()
-  return wrk.format("GET", "/v1/projects?q=" .. words[math.random(#words)]
-    .. "&category=" .. categories[math.random(#categories)]
-    .. "&skills=" .. skills[math.random(#skills)]
-    .. "&facets=category,skills,status")
+  return wrk.format("GET", paths[math.random(#paths)])
 end
 done = function(summary, latency, requests)
   for _, p in ipairs({50, 90, 95, 99}) do

@@ -137,7 +137,7 @@ impl Default for RawSettings {
             oauth_redirect_allowlist: None,
             bootstrap_admin_email: None,
             plan_free_open_projects: 3,
-            search_cache_secs: 30,
+            search_cache_secs: 300,
             rate_limit_auth_per_minute: RateLimits::default().auth,
             rate_limit_write_per_minute: RateLimits::default().write,
             rate_limit_read_per_minute: RateLimits::default().read,

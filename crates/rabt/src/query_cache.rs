@@ -10,8 +10,9 @@
 //!   `NOTIFY rabt_search`, which triggers on `projects` and `users` send
 //!   (migrations/0016; [`follow_changes`]).
 //!
-//! Answers also expire on their own, which bounds what a notification missed
-//! while the listener reconnected can leave behind. Tokens are random rather
+//! The listener drops every answer whenever it starts listening, so a
+//! notification missed while it reconnected leaves nothing behind; answers
+//! also expire on their own, which bounds what a failed write to the store can. Tokens are random rather
 //! than counted, so a store that forgets the generation (eviction, restart)
 //! never brings an old one back. The cache fails open: when the store does not
 //! answer, the search runs.
@@ -182,13 +183,19 @@ fn under(path: &str, prefix: &str) -> bool {
 }
 
 /// Follows `NOTIFY rabt_search` (sent by the database with every change to
-/// what searches read, whoever made it) until `shutdown`.
+/// what searches read, whoever made it) until `shutdown`. Each time it starts
+/// listening it drops every answer, since a change may have been missed while
+/// it was not.
 pub async fn follow_changes(db: Db, cache: QueryCache, shutdown: CancellationToken) {
-    crate::db::follow_channel(
+    crate::db::follow_channel_from(
         &db,
         "rabt_search",
         "the query cache listener",
         &shutdown,
+        || {
+            let cache = cache.clone();
+            async move { cache.drop_all().await }
+        },
         |_| {
             let cache = cache.clone();
             async move { cache.drop_all().await }

@@ -141,8 +141,26 @@ pub async fn follow_channel<F, Fut>(
     channel: &str,
     what: &str,
     shutdown: &CancellationToken,
+    on_notify: F,
+) where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    follow_channel_from(db, channel, what, shutdown, || async {}, on_notify).await;
+}
+
+/// [`follow_channel`], calling `on_listening` each time it listens (again):
+/// what was missed while it was away can be made up for there.
+pub async fn follow_channel_from<L, LFut, F, Fut>(
+    db: &Db,
+    channel: &str,
+    what: &str,
+    shutdown: &CancellationToken,
+    mut on_listening: L,
     mut on_notify: F,
 ) where
+    L: FnMut() -> LFut,
+    LFut: std::future::Future<Output = ()>,
     F: FnMut(String) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
@@ -150,6 +168,7 @@ pub async fn follow_channel<F, Fut>(
         let follow = async {
             let mut listener = sqlx::postgres::PgListener::connect_with(db.pool()).await?;
             listener.listen(channel).await?;
+            on_listening().await;
             loop {
                 let notification = listener.recv().await?;
                 on_notify(notification.payload().to_owned()).await;
