@@ -1038,16 +1038,18 @@ async fn find_page(
     facets: &[Facet],
 ) -> Result<ProjectPage, ApiError> {
     let fetch = limit + 1;
-    let mut rows = run_search(tx, sort, filters, position.as_ref(), fetch).await?;
+    let with_facets = !facets.is_empty();
+    let (mut rows, mut counted) =
+        run_search(tx, sort, filters, position.as_ref(), fetch, with_facets).await?;
     // The words found nothing: let each one match a close title word (typos).
     if rows.is_empty() && position.is_none() && filters.all_words.is_some() {
         filters.fuzzy = true;
-        rows = run_search(tx, sort, filters, None, fetch).await?;
+        (rows, counted) = run_search(tx, sort, filters, None, fetch, with_facets).await?;
     }
-    let counted = if facets.is_empty() {
-        None
-    } else {
-        Some(store::facets(tx, filters).await?)
+    let counted = match counted {
+        Some(counted) => Some(counted),
+        None if with_facets => Some(store::facets(tx, filters).await?),
+        None => None,
     };
     let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
     rows.truncate(usize::try_from(limit).unwrap_or(0));
@@ -1069,19 +1071,34 @@ async fn find_page(
     })
 }
 
+/// The facets counted with a page, when one query found both.
+type Counted = Option<Vec<(String, String, i64)>>;
+
 /// One page in `sort` order after `position` (which must belong to that sort).
+/// With `with_facets`, a relevance search counts the facets in the same scan
+/// of the matches; other sorts find their page along an index, and leave the
+/// facets to a query of their own.
 async fn run_search(
     tx: &mut sqlx::PgConnection,
     sort: Sort,
     f: &Filters,
     position: Option<&Position>,
     fetch: i64,
-) -> Result<Vec<store::SearchRow>, ApiError> {
+    with_facets: bool,
+) -> Result<(Vec<store::SearchRow>, Counted), ApiError> {
     use Position as P;
     if f.fuzzy {
         store::widen_typos(tx).await?;
     }
-    Ok(match (sort, position) {
+    if with_facets && sort == Sort::Relevance {
+        let after = match position {
+            None => None,
+            Some(P::Relevance { r, id, .. }) => Some((*r, *id)),
+            Some(_) => return Err(invalid("cursor", "This cursor belongs to another sort.")),
+        };
+        return Ok(store::search_relevance_with_facets(tx, f, after, fetch).await?);
+    }
+    let rows = match (sort, position) {
         (Sort::Newest, None) => store::search_newest(tx, f, None, fetch).await?,
         (Sort::Newest, Some(P::Newest { t, id, .. })) => {
             store::search_newest(tx, f, Some((*t, *id)), fetch).await?
@@ -1103,7 +1120,8 @@ async fn run_search(
             store::search_relevance(tx, f, Some((*r, *id)), fetch).await?
         }
         _ => return Err(invalid("cursor", "This cursor belongs to another sort.")),
-    })
+    };
+    Ok((rows, None))
 }
 
 #[cfg(test)]

@@ -270,6 +270,35 @@ macro_rules! filtered_projects {
     };
 }
 
+/// The relevance of a match: its rank for the words, plus the title's
+/// closeness to them in the typo-tolerant mode.
+macro_rules! relevance {
+    () => {
+        "(case when $3 then ts_rank(p.search, to_tsquery('simple', $19)) \
+                            + extensions.word_similarity($20, p.title) \
+               else ts_rank(p.search, to_tsquery('simple', $1)) end)::float8"
+    };
+}
+
+/// From the matches in `f` (category, skills, status), `(facet, value, n)`
+/// for the 20 most frequent values of each facet, as the CTEs `counted` and
+/// `ranked` (`place` ≤ 20 selects them).
+macro_rules! facet_counts {
+    () => {
+        "counted as ( \
+             select 'category' as facet, category as value, count(*) as n from f \
+                 where category is not null group by category \
+             union all \
+             select 'skills', s, count(*) from f, unnest(f.skills) s group by s \
+             union all \
+             select 'status', status, count(*) from f group by status), \
+         ranked as ( \
+             select facet, value, n, \
+                    row_number() over (partition by facet order by n desc, value) as place \
+             from counted)"
+    };
+}
+
 /// Binds `$1`–`$15`, `$19`, `$20` around the keyset and limit of one sort.
 macro_rules! bind_filters {
     ($query:expr, $f:expr, $after_key:expr, $after_id:expr, $limit:expr) => {
@@ -439,9 +468,9 @@ pub async fn search_relevance(
             project_columns!(),
             ", ",
             owner_name!(),
-            ", (case when $3 then ts_rank(p.search, to_tsquery('simple', $19)) \
-                                  + extensions.word_similarity($20, p.title) \
-                     else ts_rank(p.search, to_tsquery('simple', $1)) end)::float8 as rank",
+            ", ",
+            relevance!(),
+            " as rank",
             filtered_projects!(),
             ") s where ($16::float8 is null or (s.rank, s.id) < ($16, $17)) \
              order by s.rank desc, s.id desc limit $18"
@@ -465,19 +494,10 @@ pub async fn facets(
         sqlx::query_as(concat!(
             "with f as materialized (select p.category, p.skills, p.status",
             filtered_projects!(),
-            " and $16::int8 is null and $17::uuid is null and $18::int8 is null), \
-             counted as ( \
-                 select 'category' as facet, category as value, count(*) as n from f \
-                     where category is not null group by category \
-                 union all \
-                 select 'skills', s, count(*) from f, unnest(f.skills) s group by s \
-                 union all \
-                 select 'status', status, count(*) from f group by status), \
-             ranked as ( \
-                 select facet, value, n, \
-                        row_number() over (partition by facet order by n desc, value) as place \
-                 from counted) \
-             select facet, value, n from ranked where place <= 20 \
+            " and $16::int8 is null and $17::uuid is null and $18::int8 is null), ",
+            facet_counts!(),
+            " ",
+            "select facet, value, n from ranked where place <= 20 \
              order by facet, n desc, value"
         )),
         f,
@@ -487,4 +507,53 @@ pub async fn facets(
     )
     .fetch_all(conn)
     .await
+}
+
+/// A page of [`search_relevance`] with the [`facets`] of the whole filtered
+/// set, from one scan of the matches instead of two. The facets come with the
+/// page's rows, so a page without rows has none (`None`): ask [`facets`] then.
+pub async fn search_relevance_with_facets(
+    conn: &mut PgConnection,
+    f: &Filters,
+    after: After<f64>,
+    limit: i64,
+) -> Result<(Vec<SearchRow>, Option<Vec<(String, String, i64)>>), sqlx::Error> {
+    #[derive(FromRow)]
+    struct Faceted {
+        #[sqlx(flatten)]
+        row: SearchRow,
+        facets: sqlx::types::Json<Vec<(String, String, i64)>>,
+    }
+    let (key, id) = split(after);
+    let rows: Vec<Faceted> = bind_filters!(
+        sqlx::query_as(concat!(
+            "with f as materialized (select p.id, p.category, p.skills, p.status, ",
+            relevance!(),
+            " as rank",
+            filtered_projects!(),
+            "), ",
+            facet_counts!(),
+            ", page as (select f.id, f.rank from f \
+                        where ($16::float8 is null or (f.rank, f.id) < ($16, $17)) \
+                        order by f.rank desc, f.id desc limit $18) \
+             select ",
+            project_columns!(),
+            ", ",
+            owner_name!(),
+            ", page.rank, \
+             (select coalesce(jsonb_agg(jsonb_build_array(facet, value, n) \
+                                        order by facet, n desc, value), '[]') \
+              from ranked where place <= 20) as facets \
+             from page join project_listings p on p.id = page.id \
+             order by page.rank desc, page.id desc"
+        )),
+        f,
+        key,
+        id,
+        limit
+    )
+    .fetch_all(conn)
+    .await?;
+    let facets = rows.first().map(|r| r.facets.0.clone());
+    Ok((rows.into_iter().map(|r| r.row).collect(), facets))
 }

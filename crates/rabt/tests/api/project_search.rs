@@ -340,6 +340,30 @@ async fn facets_count_the_whole_filtered_set() {
         filtered["facets"],
         json!({"status": [{"value": "in_progress", "count": 1}, {"value": "open", "count": 1}]})
     );
+    // Sorted by relevance, the page and the facets come from one query: each
+    // page of it still counts the whole set, typo-tolerant mode too.
+    let expected = json!({"status": [{"value": "in_progress", "count": 1},
+                                     {"value": "open", "count": 1}]});
+    let first = search(&app, "q=rust&limit=1&facets=status").await;
+    assert_eq!(first["items"].as_array().unwrap().len(), 1);
+    assert_eq!(first["facets"], expected);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second = search(
+        &app,
+        &format!("q=rust&limit=1&facets=status&cursor={cursor}"),
+    )
+    .await;
+    assert_eq!(second["items"].as_array().unwrap().len(), 1);
+    assert_ne!(second["items"][0]["id"], first["items"][0]["id"]);
+    assert_eq!(second["facets"], expected);
+    assert_eq!(
+        search(&app, "q=bankng&facets=category").await["facets"],
+        json!({"category": [{"value": "mobile", "count": 1}]})
+    );
+    assert_eq!(
+        search(&app, "q=nothingmatches&facets=category").await["facets"],
+        json!({"category": []})
+    );
     assert!(search(&app, "").await.get("facets").is_none());
 }
 
