@@ -115,6 +115,58 @@ ranked as (
 select facet, value, n from ranked where place <= 20
 order by facet, n desc, value;
 
+prepare search_relevance_with_facets(text, text[], boolean, text[], text[], text[], text[],
+                                     int8, int8, text, boolean, text, uuid, timestamptz,
+                                     timestamptz, float8, uuid, int8, text, text) as
+with f as materialized (select p.id, p.category, p.skills, p.status,
+       (case when $3 then ts_rank(p.search, to_tsquery('simple', $19))
+                          + extensions.word_similarity($20, p.title)
+             else ts_rank(p.search, to_tsquery('simple', $1)) end)::float8 as rank
+from project_listings p
+where ($1::text is null
+       or (not $3 and p.search @@ to_tsquery('simple', $1))
+       or ($3 and (p.search @@ to_tsquery('simple', $19)
+                   or $20 operator(extensions.<%) p.title)
+           and not exists (select 1 from unnest($2::text[]) w
+                           where not (p.search @@ to_tsquery('simple', w || ':*')
+                                      or w operator(extensions.<%) p.title))))
+  and ($4::text[] is null or p.status = any($4))
+  and ($5::text[] is null or p.category = any($5))
+  and ($6::text[] is null or p.skills && $6)
+  and ($7::text[] is null or p.skills @> $7)
+  and ($8::int8 is null or p.budget_max >= $8)
+  and ($9::int8 is null or p.budget_min <= $9)
+  and ($10::text is null or p.currency = $10)
+  and ($11::bool is null or p.remote = $11)
+  and ($12::text is null or lower(p.location) = lower($12))
+  and ($13::uuid is null or p.owner_id = $13)
+  and ($14::timestamptz is null or p.created_at >= $14)
+  and ($15::timestamptz is null or p.created_at < $15)
+),
+counted as (
+    select 'category' as facet, category as value, count(*) as n from f
+        where category is not null group by category
+    union all
+    select 'skills', s, count(*) from f, unnest(f.skills) s group by s
+    union all
+    select 'status', status, count(*) from f group by status),
+ranked as (
+    select facet, value, n,
+           row_number() over (partition by facet order by n desc, value) as place
+    from counted),
+page as (select f.id, f.rank from f
+         where ($16::float8 is null or (f.rank, f.id) < ($16, $17))
+         order by f.rank desc, f.id desc limit $18)
+select p.id, p.owner_id, p.title, p.summary, p.description, p.description_html, p.category,
+       p.skills, p.budget_min, p.budget_max, p.currency, p.remote, p.location, p.status,
+       p.application_count, p.created_at, p.updated_at, p.published_at,
+       (select u.display_name from users u where u.id = p.owner_id) as owner_name, page.rank,
+       (select coalesce(jsonb_agg(jsonb_build_array(facet, value, n)
+                                  order by facet, n desc, value), '[]')
+        from ranked where place <= 20) as facets
+from page join project_listings p on p.id = page.id
+order by page.rank desc, page.id desc;
+
 prepare find_listed(uuid) as
 select p.id, p.owner_id, p.title, p.summary, p.description, p.description_html, p.category,
        p.skills, p.budget_min, p.budget_max, p.currency, p.remote, p.location, p.status,
@@ -127,13 +179,17 @@ explain (analyze, buffers, costs off)
 execute search_newest(null, null, false, '{open}', null, null, null, null, null, null, null,
                       null, null, null, null, null, null, 21, null, null);
 
-\echo '== GET /v1/projects?q=dashboard&category=design&skills=react&facets=…: search_relevance'
+\echo '== GET /v1/projects?q=dashboard&category=design&skills=react&facets=…: search_relevance_with_facets'
+explain (analyze, buffers, costs off)
+execute search_relevance_with_facets('dashboard:*', '{dashboard}', false, null, '{design}',
+                                     '{react}', null, null, null, null, null, null, null, null,
+                                     null, null, null, 21, 'dashboard:*', 'dashboard');
+
+\echo '== … the same without facets (search_relevance), and facets alone, as other sorts count them'
 explain (analyze, buffers, costs off)
 execute search_relevance('dashboard:*', '{dashboard}', false, null, '{design}', '{react}', null,
                          null, null, null, null, null, null, null, null, null, null, 21,
                          'dashboard:*', 'dashboard');
-
-\echo '== … and its facets'
 explain (analyze, buffers, costs off)
 execute facets('dashboard:*', '{dashboard}', false, null, '{design}', '{react}', null, null,
                null, null, null, null, null, null, null, null, null, null, 'dashboard:*',
@@ -150,6 +206,10 @@ select statement from generate_series(1, 9), unnest(array[
     $$execute search_relevance('dashboard:*', '{dashboard}', false, null, '{design}',
                                '{react}', null, null, null, null, null, null, null, null,
                                null, null, null, 21, 'dashboard:*', 'dashboard')$$,
+    $$execute search_relevance_with_facets('dashboard:*', '{dashboard}', false, null,
+                                           '{design}', '{react}', null, null, null, null,
+                                           null, null, null, null, null, null, null, 21,
+                                           'dashboard:*', 'dashboard')$$,
     $$execute facets('dashboard:*', '{dashboard}', false, null, '{design}', '{react}', null,
                      null, null, null, null, null, null, null, null, null, null, null,
                      'dashboard:*', 'dashboard')$$]) statement

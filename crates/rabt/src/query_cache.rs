@@ -86,6 +86,17 @@ impl QueryCache {
     /// Looks up the answer to `query` (everything the answer depends on; its
     /// JSON form is hashed with this build's version).
     pub async fn lookup(&self, kind: &str, query: &impl Serialize) -> Lookup {
+        let lookup = self.look(kind, query).await;
+        let outcome = match lookup {
+            Lookup::Hit(_) => "hit",
+            Lookup::Miss(_) => "miss",
+            Lookup::Off => "off",
+        };
+        metrics::counter!("query_cache_lookups_total", "outcome" => outcome).increment(1);
+        lookup
+    }
+
+    async fn look(&self, kind: &str, query: &impl Serialize) -> Lookup {
         if self.ttl.is_none() {
             return Lookup::Off;
         }
