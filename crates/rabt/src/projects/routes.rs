@@ -955,12 +955,13 @@ pub async fn search_projects(
     filters.fuzzy = position.as_ref().is_some_and(Position::fuzzy);
     let searcher = Searcher::of(&caller);
     if !narrow_to_visible(&mut filters, searcher) {
-        return Ok(Json(ProjectPage {
+        let nothing = ProjectPage {
             items: Vec::new(),
             next_cursor: None,
             facets: (!facets.is_empty()).then(|| group_facets(&facets, Vec::new())),
-        })
-        .into_response());
+        };
+        let body = serde_json::to_vec(&nothing).map_err(ApiError::internal)?;
+        return Ok(json_body(body, Lookup::Off.status()));
     }
     // Every anonymous caller sees the same projects and owners' names, so
     // they share answers; a signed-in caller may also see their own drafts
@@ -1071,6 +1072,10 @@ async fn find_page(
     })
 }
 
+fn wrong_sort() -> ApiError {
+    invalid("cursor", "This cursor belongs to another sort.")
+}
+
 /// The facets counted with a page, when one query found both.
 type Counted = Option<Vec<(String, String, i64)>>;
 
@@ -1094,7 +1099,7 @@ async fn run_search(
         let after = match position {
             None => None,
             Some(P::Relevance { r, id, .. }) => Some((*r, *id)),
-            Some(_) => return Err(invalid("cursor", "This cursor belongs to another sort.")),
+            Some(_) => return Err(wrong_sort()),
         };
         return Ok(store::search_relevance_with_facets(tx, f, after, fetch).await?);
     }
@@ -1119,7 +1124,7 @@ async fn run_search(
         (Sort::Relevance, Some(P::Relevance { r, id, .. })) => {
             store::search_relevance(tx, f, Some((*r, *id)), fetch).await?
         }
-        _ => return Err(invalid("cursor", "This cursor belongs to another sort.")),
+        _ => return Err(wrong_sort()),
     };
     Ok((rows, None))
 }

@@ -348,7 +348,7 @@ async fn found(env: &AuthApp, token: Option<&str>, query: &str) -> Value {
     response.json().await.unwrap()
 }
 
-fn titles_of(page: &Value) -> Vec<&str> {
+pub fn titles_of(page: &Value) -> Vec<&str> {
     page["items"]
         .as_array()
         .unwrap()

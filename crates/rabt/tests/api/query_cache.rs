@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::{AuthApp, access, signed_in, spawn_on},
-    projects::published,
+    projects::{published, titles_of},
 };
 
 /// An anonymous search: its `Cache-Status` and its page.
@@ -37,15 +37,6 @@ async fn until_hit(env: &AuthApp, query: &str) -> Value {
     panic!("{query} never came from the cache");
 }
 
-fn titles(page: &Value) -> Vec<&str> {
-    page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["title"].as_str().unwrap())
-        .collect()
-}
-
 async fn answers_until_a_change(redis: bool) {
     let env = spawn_on(redis, Vec::new()).await;
     let owner = signed_in(&env, "potter@rabt.test").await;
@@ -54,7 +45,7 @@ async fn answers_until_a_change(redis: bool) {
 
     let (status, page) = anonymous(&env, "q=kiln&facets=category").await;
     assert_eq!(status, "rabt; fwd=miss");
-    assert_eq!(titles(&page), ["Kiln firing schedule"]);
+    assert_eq!(titles_of(&page), ["Kiln firing schedule"]);
     assert_eq!(until_hit(&env, "q=kiln&facets=category").await, page);
     // Another query is another answer.
     let (status, _) = anonymous(&env, "q=kiln").await;
@@ -67,7 +58,7 @@ async fn answers_until_a_change(redis: bool) {
     published(&env, token, "Kiln repair").await;
     let (status, page) = anonymous(&env, "q=kiln&facets=category").await;
     assert_eq!(status, "rabt; fwd=miss");
-    assert_eq!(titles(&page), ["Kiln repair", "Kiln firing schedule"]);
+    assert_eq!(titles_of(&page), ["Kiln repair", "Kiln firing schedule"]);
     assert_eq!(page["facets"]["category"][0]["count"], 2);
 
     // So is a change of the owner's name, shown on every project.
@@ -92,7 +83,7 @@ async fn answers_until_a_change(redis: bool) {
     let mut waited = Duration::ZERO;
     loop {
         let (_, page) = anonymous(&env, "q=kiln&facets=category").await;
-        if titles(&page) == ["Kiln repair"] {
+        if titles_of(&page) == ["Kiln repair"] {
             break;
         }
         assert!(
@@ -122,6 +113,6 @@ async fn a_cache_of_zero_seconds_is_off() {
     for _ in 0..2 {
         let (status, page) = anonymous(&env, "q=kiln").await;
         assert_eq!(status, "rabt; fwd=bypass");
-        assert_eq!(titles(&page), ["Kiln firing schedule"]);
+        assert_eq!(titles_of(&page), ["Kiln firing schedule"]);
     }
 }
