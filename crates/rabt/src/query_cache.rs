@@ -10,9 +10,10 @@
 //!   `NOTIFY rabt_search`, which triggers on `projects` and `users` send
 //!   (migrations/0016; [`follow_changes`]).
 //!
-//! The listener drops every answer whenever it starts listening, so a
-//! notification missed while it reconnected leaves nothing behind; answers
-//! also expire on their own, which bounds what a failed write to the store can. Tokens are random rather
+//! The listener drops every answer whenever it starts listening, after a lost
+//! connection too, so a notification missed meanwhile leaves nothing behind;
+//! answers also expire on their own, which bounds what a failed write to the
+//! store can leave. Tokens are random rather
 //! than counted, so a store that forgets the generation (eviction, restart)
 //! never brings an old one back. The cache fails open: when the store does not
 //! answer, the search runs.
@@ -35,8 +36,9 @@ const GENERATION: &str = "query-cache:generation";
 /// How long the store keeps a generation after it was made; forgetting it only
 /// makes every answer a miss once.
 const GENERATION_KEPT: Duration = Duration::from_secs(86_400);
-/// Larger answers are not kept.
-const MAX_ANSWER_BYTES: usize = 512 * 1024;
+/// Larger answers are not kept: a page of 20 projects with long descriptions
+/// is worth recomputing rather than holding in Redis.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// `Cache-Status` (RFC 9211): whether an answer came from the query cache.
 pub static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -170,7 +172,10 @@ fn new_generation() -> String {
 }
 
 /// Retires the cached answers after every write to a path that can change
-/// them, whatever its outcome (a failed write costs only a colder cache).
+/// them, unless the write was refused (4xx: nothing was committed). A 5xx may
+/// come after a commit, so it retires them too. The retirement runs as a task
+/// of its own, so a client that hangs up or a request that times out after
+/// its commit cannot cancel it.
 pub async fn drop_after_writes(
     State(state): State<AppState>,
     request: Request,
@@ -181,8 +186,11 @@ pub async fn drop_after_writes(
             .iter()
             .any(|prefix| under(request.uri().path(), prefix));
     let response = next.run(request).await;
-    if writes {
-        state.query_cache.drop_all().await;
+    if writes && !response.status().is_client_error() {
+        let cache = state.query_cache.clone();
+        if let Err(err) = tokio::spawn(async move { cache.drop_all().await }).await {
+            tracing::warn!(error = %err, "query cache: the retirement did not finish");
+        }
     }
     response
 }

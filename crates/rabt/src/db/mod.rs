@@ -169,19 +169,19 @@ pub async fn follow_channel_from<L, LFut, F, Fut>(
             let mut listener = sqlx::postgres::PgListener::connect_with(db.pool()).await?;
             listener.listen(channel).await?;
             on_listening().await;
-            loop {
-                let notification = listener.recv().await?;
+            // `try_recv` answers `None` when the connection was lost. `recv`
+            // would reconnect by itself and hide the gap, in which
+            // notifications were lost: a new listener calls `on_listening`.
+            while let Some(notification) = listener.try_recv().await? {
                 on_notify(notification.payload().to_owned()).await;
             }
-            #[allow(unreachable_code)]
             Ok::<(), sqlx::Error>(())
         };
         tokio::select! {
-            result = follow => {
-                if let Err(err) = result {
-                    tracing::warn!(error = %err, "{what} lost its Postgres connection; listening again soon");
-                }
-            }
+            result = follow => match result {
+                Ok(()) => tracing::warn!("{what} lost its Postgres connection; listening again soon"),
+                Err(err) => tracing::warn!(error = %err, "{what} lost its Postgres connection; listening again soon"),
+            },
             () = shutdown.cancelled() => return,
         }
         tokio::select! {

@@ -11,7 +11,7 @@ use crate::{
     projects::{draft, published, transition},
 };
 
-async fn apply(env: &AuthApp, token: &str, project: &str, letter: &str) -> reqwest::Response {
+pub async fn apply(env: &AuthApp, token: &str, project: &str, letter: &str) -> reqwest::Response {
     env.app
         .post_json_as(
             token,
