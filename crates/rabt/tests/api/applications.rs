@@ -136,16 +136,13 @@ async fn an_application_moves_through_its_machine_and_tells_the_other_side() {
     // Ada turns application email off: the inbox still fills, no mail is sent.
     let prefs = env
         .app
-        .client
-        .put(env.app.url("/v1/me/notification-preferences"))
-        .bearer_auth(access(&ada))
-        .json(
+        .put_json_as(
+            access(&ada),
+            "/v1/me/notification-preferences",
             &json!({"messages": "digest", "applications": false, "billing": true,
                       "product_news": false}),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(prefs.status(), 200);
     env.app.drain_jobs().await;
     let mails_now = env.smtp.messages().len();
@@ -541,25 +538,21 @@ async fn the_inbox_pages_and_marks_read_and_preferences_are_validated() {
     );
     let bad = env
         .app
-        .client
-        .put(env.app.url("/v1/me/notification-preferences"))
-        .bearer_auth(token)
-        .json(
+        .put_json_as(
+            token,
+            "/v1/me/notification-preferences",
             &json!({"messages": "hourly", "applications": true, "billing": true,
                       "product_news": false}),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(bad.status(), 422);
     let partial = env
         .app
-        .client
-        .put(env.app.url("/v1/me/notification-preferences"))
-        .bearer_auth(token)
-        .json(&json!({"messages": "never"}))
-        .send()
-        .await
-        .unwrap();
+        .put_json_as(
+            token,
+            "/v1/me/notification-preferences",
+            &json!({"messages": "never"}),
+        )
+        .await;
     assert_eq!(partial.status(), 422);
 }

@@ -371,19 +371,50 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// A request to `path` with `token` as its bearer.
+    fn request_as(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+    }
+
+    async fn send_json_as(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.request_as(method, token, path)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     pub async fn post_json_as(
         &self,
         token: &str,
         path: &str,
         body: &serde_json::Value,
     ) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .bearer_auth(token)
-            .json(body)
-            .send()
+        self.send_json_as(reqwest::Method::POST, token, path, body)
             .await
-            .expect("request sent")
+    }
+
+    pub async fn put_json_as(
+        &self,
+        token: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.send_json_as(reqwest::Method::PUT, token, path, body)
+            .await
     }
 
     pub async fn patch_json_as(
@@ -392,28 +423,19 @@ impl TestApp {
         path: &str,
         body: &serde_json::Value,
     ) -> reqwest::Response {
-        self.client
-            .patch(self.url(path))
-            .bearer_auth(token)
-            .json(body)
-            .send()
+        self.send_json_as(reqwest::Method::PATCH, token, path, body)
             .await
-            .expect("request sent")
     }
 
     pub async fn delete_as(&self, token: &str, path: &str) -> reqwest::Response {
-        self.client
-            .delete(self.url(path))
-            .bearer_auth(token)
+        self.request_as(reqwest::Method::DELETE, token, path)
             .send()
             .await
             .expect("request sent")
     }
 
     pub async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .bearer_auth(token)
+        self.request_as(reqwest::Method::GET, token, path)
             .send()
             .await
             .expect("request sent")

@@ -57,23 +57,14 @@ pub async fn published(env: &AuthApp, token: &str, title: &str) -> String {
 
 async fn patch(env: &AuthApp, token: &str, id: &str, body: Value) -> reqwest::Response {
     env.app
-        .client
-        .patch(env.app.url(&format!("/v1/projects/{id}")))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
+        .patch_json_as(token, &format!("/v1/projects/{id}"), &body)
         .await
-        .unwrap()
 }
 
 async fn delete(env: &AuthApp, token: &str, id: &str) -> reqwest::Response {
     env.app
-        .client
-        .delete(env.app.url(&format!("/v1/projects/{id}")))
-        .bearer_auth(token)
-        .send()
+        .delete_as(token, &format!("/v1/projects/{id}"))
         .await
-        .unwrap()
 }
 
 #[tokio::test]

@@ -73,16 +73,13 @@ async fn answers_until_a_change(redis: bool) {
     // trigger hears (preferences are no part of a search).
     let response = env
         .app
-        .client
-        .put(env.app.url("/v1/me/notification-preferences"))
-        .bearer_auth(token)
-        .json(
+        .put_json_as(
+            token,
+            "/v1/me/notification-preferences",
             &json!({"messages": "digest", "applications": true, "billing": true,
                       "product_news": false}),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 200);
     let (status, _) = anonymous(&env, "q=kiln&facets=category").await;
     assert_eq!(status, "rabt; fwd=miss");

@@ -22,13 +22,12 @@ fn id(pair: &Value) -> String {
 
 async fn put_roles(env: &AuthApp, as_pair: &Value, user: &str, roles: Value) -> reqwest::Response {
     env.app
-        .client
-        .put(env.app.url(&format!("/v1/users/{user}/roles")))
-        .bearer_auth(access(as_pair))
-        .json(&json!({ "roles": roles }))
-        .send()
+        .put_json_as(
+            access(as_pair),
+            &format!("/v1/users/{user}/roles"),
+            &json!({ "roles": roles }),
+        )
         .await
-        .unwrap()
 }
 
 #[tokio::test]
