@@ -18,33 +18,16 @@ use utoipa::OpenApi as _;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    auth::{self, tokens::AccessTokens},
+    applications, auth,
     config::Settings,
     db::Db,
     email::EmailSender,
     http::{ApiError, middleware as mw, request_id},
     jobs::{JobRegistry, Worker},
-    kv::Kv,
-    notifications, ops, projects, roles, telemetry, users,
+    notifications, ops, projects, roles,
+    state::AppState,
+    users,
 };
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub db: Db,
-    pub kv: Kv,
-    pub settings: Arc<Settings>,
-    pub metrics: Option<&'static metrics_exporter_prometheus::PrometheusHandle>,
-    pub openapi_json: Arc<String>,
-    pub tokens: AccessTokens,
-    /// For calls to identity providers.
-    pub http: reqwest::Client,
-    pub cursors: crate::http::pagination::Cursors,
-    /// Seals and opens encrypted columns.
-    pub keyring: Arc<crate::crypto::Keyring>,
-    /// Answers to anonymous searches.
-    pub query_cache: crate::query_cache::QueryCache,
-}
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -107,7 +90,7 @@ fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .merge(auth::routes::router().layer(DefaultBodyLimit::max(AUTH_BODY_LIMIT)))
                 .merge(roles::routes::router())
                 .merge(projects::routes::router())
-                .merge(projects::applications::router())
+                .merge(applications::routes::router())
                 .merge(notifications::routes::router()),
         )
         .split_for_parts();
@@ -283,33 +266,10 @@ async fn bootstrap_admin(db: &Db, email: &str) {
     }
 }
 
-/// Connects what the state holds.
+/// The state of a server built from `settings`, with this build's OpenAPI
+/// document.
 pub async fn build_state(settings: Arc<Settings>) -> anyhow::Result<AppState> {
-    let db = Db::connect_lazy(&settings)?;
-    let tokens = AccessTokens::from_settings(&settings);
-    let cursors = crate::http::pagination::Cursors::from_settings(&settings);
-    let keyring = Arc::new(crate::crypto::Keyring::from_settings(&settings));
-    let kv = Kv::connect(&settings).await?;
-    let openapi_json = openapi_document()
-        .to_json()
-        .map_err(|e| anyhow::anyhow!("could not render the OpenAPI document: {e}"))?;
-    let query_cache = crate::query_cache::QueryCache::new(kv.clone(), settings.search_cache);
-    Ok(AppState {
-        db,
-        kv,
-        query_cache,
-        settings,
-        metrics: telemetry::metrics_handle(),
-        openapi_json: Arc::new(openapi_json),
-        tokens,
-        cursors,
-        keyring,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(15))
-            .build()
-            .map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?,
-    })
+    crate::state::build(settings, openapi_document()).await
 }
 
 /// Every job kind this server knows how to run.

@@ -10,6 +10,7 @@
 //! - [`config`] and [`telemetry`] are read once at start.
 
 pub mod app;
+pub mod applications;
 pub mod audit;
 pub mod auth;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod email;
 pub mod http;
 pub mod jobs;
 pub mod kv;
+pub mod money;
 pub mod notifications;
 pub mod ops;
 pub mod projects;
@@ -26,5 +28,7 @@ pub mod query_cache;
 pub mod roles;
 pub mod search;
 pub mod server;
+pub mod skills;
+pub mod state;
 pub mod telemetry;
 pub mod users;

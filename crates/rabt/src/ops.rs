@@ -10,10 +10,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::{
-    app::AppState,
     db::Actor,
     http::{ApiError, error::ProblemBody},
     jobs,
+    state::AppState,
 };
 
 #[derive(Debug, Serialize, ToSchema)]

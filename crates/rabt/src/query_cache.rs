@@ -30,7 +30,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::{app::AppState, db::Db, kv::Kv};
+use crate::{db::Db, kv::Kv, state::AppState};
 
 const GENERATION: &str = "query-cache:generation";
 /// How long the store keeps a generation after it was made; forgetting it only

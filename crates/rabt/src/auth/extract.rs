@@ -11,9 +11,9 @@ use uuid::Uuid;
 
 use super::sessions;
 use crate::{
-    app::AppState,
     db::Actor,
     http::{ApiError, ErrorCode},
+    state::AppState,
 };
 
 /// The caller, from a valid access token whose session is alive.

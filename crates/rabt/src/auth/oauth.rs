@@ -19,9 +19,9 @@ use url::Url;
 
 use super::tokens::random_token;
 use crate::{
-    app::AppState,
     config::OAuthClient,
     http::{ApiError, ErrorCode, FieldError},
+    state::AppState,
 };
 
 /// A supported provider.

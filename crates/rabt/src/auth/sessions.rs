@@ -21,11 +21,11 @@ use uuid::Uuid;
 
 use super::store;
 use crate::{
-    app::AppState,
     db::{Actor, Db},
     http::ApiError,
     kv::Kv,
     roles::store::Grants,
+    state::AppState,
 };
 
 const DEAD: &[u8] = b"0";

@@ -19,10 +19,7 @@ use sqlx::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{
-    config::Settings,
-    http::{ApiError, ErrorCode, FieldError},
-};
+use crate::config::Settings;
 
 /// The embedded, forward-only migrations of `migrations/`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
@@ -212,92 +209,4 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
         .context("applying migrations failed")?;
     pool.close().await;
     Ok(())
-}
-
-/// How a named constraint's violation reads to a client.
-struct ConstraintRule {
-    name: &'static str,
-    code: ErrorCode,
-    field: Option<(&'static str, &'static str, &'static str)>,
-}
-
-/// Named constraints whose violation is the client's doing. Capabilities add
-/// their own rows here as their tables arrive.
-const CONSTRAINTS: &[ConstraintRule] = &[
-    // Raised by the status triggers when a step is not in the machine (a race
-    // with a concurrent step, since handlers check first).
-    ConstraintRule {
-        name: "projects_transition",
-        code: ErrorCode::InvalidTransition,
-        field: None,
-    },
-    ConstraintRule {
-        name: "applications_transition",
-        code: ErrorCode::InvalidTransition,
-        field: None,
-    },
-    ConstraintRule {
-        name: "applications_project_open",
-        code: ErrorCode::ProjectNotOpen,
-        field: None,
-    },
-    ConstraintRule {
-        name: "applications_one_active_idx",
-        code: ErrorCode::AlreadyApplied,
-        field: None,
-    },
-    ConstraintRule {
-        name: "users_email_key",
-        code: ErrorCode::Conflict,
-        field: Some(("email", "taken", "This email address is already in use.")),
-    },
-    ConstraintRule {
-        name: "roles_pkey",
-        code: ErrorCode::Conflict,
-        field: Some(("name", "taken", "A role with this name exists.")),
-    },
-    ConstraintRule {
-        name: "users_display_name_length",
-        code: ErrorCode::ValidationFailed,
-        field: Some(("display_name", "invalid", "1 to 80 characters.")),
-    },
-];
-
-/// Maps a database error raised by a constraint to the contract's error, when
-/// it is one the client caused.
-pub fn constraint_error(err: &sqlx::Error) -> Option<ApiError> {
-    let db_err = err.as_database_error()?;
-    if let Some(rule) = db_err
-        .constraint()
-        .and_then(|name| CONSTRAINTS.iter().find(|r| r.name == name))
-    {
-        return Some(match (rule.code, rule.field) {
-            (ErrorCode::ValidationFailed, Some((field, code, message))) => {
-                ApiError::validation(vec![FieldError::new(field, code, message)])
-            }
-            (code, Some((_, _, message))) => ApiError::new(code).with_detail(message),
-            (code, None) => ApiError::new(code),
-        });
-    }
-    // Unnamed in the table: the code should have validated first. Say what kind of
-    // rule was broken, never which or how.
-    let kind = db_err.kind();
-    let mapped = match kind {
-        sqlx::error::ErrorKind::UniqueViolation => ApiError::new(ErrorCode::Conflict),
-        sqlx::error::ErrorKind::CheckViolation | sqlx::error::ErrorKind::NotNullViolation => {
-            ApiError::validation(vec![FieldError::new(
-                "body",
-                "invalid",
-                "A value breaks a rule of this resource.",
-            )])
-        }
-        sqlx::error::ErrorKind::ForeignKeyViolation => ApiError::validation(vec![FieldError::new(
-            "body",
-            "invalid",
-            "A referenced resource does not exist.",
-        )]),
-        _ => return None,
-    };
-    tracing::warn!(constraint = ?db_err.constraint(), "unmapped constraint violation");
-    Some(mapped)
 }

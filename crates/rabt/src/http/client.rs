@@ -17,7 +17,7 @@ use axum::{
 };
 use ipnet::IpNet;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The calling client.
 #[derive(Debug, Clone, PartialEq, Eq)]

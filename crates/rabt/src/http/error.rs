@@ -327,9 +327,62 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
+/// The name of the constraint a database error broke, if it broke a named one.
+/// Each capability maps its own constraints to the contract's errors next to
+/// the code that owns them (`.map_err(on_constraint)` in its routes); what
+/// none maps falls to [`From<sqlx::Error>`].
+pub fn violated_constraint(err: &sqlx::Error) -> Option<&str> {
+    err.as_database_error()?.constraint()
+}
+
+/// The column a check constraint guards, by the schema's naming rule
+/// `{table}_{column}_{rule}` (`users_display_name_length`), so a check that
+/// fires names the field without the edge knowing any capability's tables.
+fn checked_column<'a>(constraint: &'a str, table: &str) -> Option<&'a str> {
+    const RULES: [&str; 6] = ["length", "format", "size", "count", "range", "check"];
+    let rest = constraint.strip_prefix(table)?.strip_prefix('_')?;
+    let (column, rule) = rest.rsplit_once('_')?;
+    RULES.contains(&rule).then_some(column)
+}
+
+/// A constraint violation that no capability mapped: the code should have
+/// validated first. Says what kind of rule was broken, never which or how.
+fn unmapped_violation(err: &sqlx::Error) -> Option<ApiError> {
+    let db_err = err.as_database_error()?;
+    let mapped = match db_err.kind() {
+        sqlx::error::ErrorKind::UniqueViolation => ApiError::new(ErrorCode::Conflict),
+        sqlx::error::ErrorKind::CheckViolation | sqlx::error::ErrorKind::NotNullViolation => {
+            let field = db_err
+                .constraint()
+                .zip(db_err.table())
+                .and_then(|(name, table)| checked_column(name, table));
+            match field {
+                Some(field) => ApiError::validation(vec![FieldError::new(
+                    field,
+                    "invalid",
+                    "This value breaks a rule of this field.",
+                )]),
+                None => ApiError::validation(vec![FieldError::new(
+                    "body",
+                    "invalid",
+                    "A value breaks a rule of this resource.",
+                )]),
+            }
+        }
+        sqlx::error::ErrorKind::ForeignKeyViolation => ApiError::validation(vec![FieldError::new(
+            "body",
+            "invalid",
+            "A referenced resource does not exist.",
+        )]),
+        _ => return None,
+    };
+    tracing::warn!(constraint = ?db_err.constraint(), "unmapped constraint violation");
+    Some(mapped)
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        if let Some(mapped) = crate::db::constraint_error(&err) {
+        if let Some(mapped) = unmapped_violation(&err) {
             return mapped;
         }
         match err {
@@ -379,6 +432,26 @@ mod tests {
         ] {
             assert_eq!(ErrorCode::for_status(code.status()), code);
         }
+    }
+
+    #[test]
+    fn a_check_named_by_the_schema_rule_names_its_column() {
+        assert_eq!(
+            checked_column("users_display_name_length", "users"),
+            Some("display_name")
+        );
+        assert_eq!(
+            checked_column("projects_status_check", "projects"),
+            Some("status")
+        );
+        assert_eq!(
+            checked_column("applications_budget_amount", "applications"),
+            None
+        );
+        assert_eq!(
+            checked_column("users_display_name_length", "projects"),
+            None
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! middleware every route shares.
 
 pub mod client;
+pub mod cookies;
 pub mod error;
 pub mod extract;
 pub mod idempotency;

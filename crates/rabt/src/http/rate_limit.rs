@@ -34,7 +34,7 @@ use axum::{
 };
 
 use super::{ApiError, client::client_ip};
-use crate::{app::AppState, kv::Rate};
+use crate::{kv::Rate, state::AppState};
 
 /// The limits of each class, per minute (`RABT_RATE_LIMIT_*_PER_MINUTE`), and
 /// those the auth handlers add (`RABT_RATE_LIMIT_AUTH_ADDRESS_PER_MINUTE`,

@@ -10,9 +10,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
-    app::AppState,
     auth::AuthUser,
     http::{ApiError, AppJson, AppQuery, FieldError, error::ProblemBody, pagination},
+    state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -1,8 +1,10 @@
-//! Projects and applications (API.md §5): the status machines, rich-text
-//! descriptions, search, and the application workflow.
+//! Projects (API.md §5): what owners post. `model` holds the status machine
+//! and the validated shapes, `store` the SQL, `routes` the HTTP edge of one
+//! project, `search` the listing with filters, facets and cursors, and
+//! `markdown` the rendering of descriptions.
 
-pub mod applications;
 pub mod markdown;
+pub mod model;
 pub mod routes;
-pub mod status;
+pub mod search;
 pub mod store;

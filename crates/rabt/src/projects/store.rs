@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 
+use super::model::ProjectStatus;
+
 /// A project row as stored.
 #[derive(Debug, Clone, FromRow)]
 pub struct ProjectRow {
@@ -23,7 +25,7 @@ pub struct ProjectRow {
     pub currency: Option<String>,
     pub remote: bool,
     pub location: Option<String>,
-    pub status: String,
+    pub status: ProjectStatus,
     pub application_count: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -139,7 +141,7 @@ pub async fn save(conn: &mut PgConnection, row: &ProjectRow) -> Result<bool, sql
 pub async fn set_status(
     conn: &mut PgConnection,
     id: Uuid,
-    to: &str,
+    to: ProjectStatus,
     reason: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query("select set_config('request.transition_reason', $1, true)")
@@ -187,8 +189,8 @@ pub async fn lock_owner_plan(
 
 #[derive(Debug, Clone, FromRow)]
 pub struct HistoryRow {
-    pub from_status: String,
-    pub to_status: String,
+    pub from_status: ProjectStatus,
+    pub to_status: ProjectStatus,
     pub actor_id: Option<Uuid>,
     pub reason: Option<String>,
     pub at: DateTime<Utc>,
@@ -219,7 +221,7 @@ pub struct Filters {
     /// Each word matches by prefix or, failing that, by a title word close to
     /// it (typos); used when the exact words find nothing.
     pub fuzzy: bool,
-    pub statuses: Option<Vec<String>>,
+    pub statuses: Option<Vec<ProjectStatus>>,
     pub categories: Option<Vec<String>>,
     pub skills_any: Option<Vec<String>>,
     pub skills_all: Option<Vec<String>>,

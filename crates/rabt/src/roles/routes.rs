@@ -14,15 +14,15 @@ use uuid::Uuid;
 
 use super::store::{self, EVERYONE};
 use crate::{
-    app::AppState,
     audit::{self, Action},
     auth::{AuthUser, Holding, permission, sessions},
     db::Actor,
     http::{
         ApiError, AppJson, AppPath, ClientInfo, ErrorCode, FieldError,
-        error::ProblemBody,
+        error::{ProblemBody, violated_constraint},
         idempotency::{IdempotencyKey, Idempotent},
     },
+    state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -190,7 +190,14 @@ pub async fn create_role(
         return Ok(saved);
     }
     check_permissions(&mut tx, &caller, &body.permissions).await?;
-    store::insert_role(&mut tx, &body.name, &body.description).await?;
+    store::insert_role(&mut tx, &body.name, &body.description)
+        .await
+        .map_err(|err| match violated_constraint(&err) {
+            Some("roles_pkey") => {
+                ApiError::new(ErrorCode::Conflict).with_detail("A role with this name exists.")
+            }
+            _ => err.into(),
+        })?;
     store::set_role_permissions(&mut tx, &body.name, &body.permissions).await?;
     let role = store::find_role(&mut tx, &body.name)
         .await?

@@ -1,6 +1,7 @@
-//! Users: the account row and its public profile.
-//!
-//! For now this is the public profile read; profiles, search and roles grow here.
+//! Users (API.md §4): the account, its profile as others see it, profile
+//! search, and moderation. `model` holds the shapes and their validation,
+//! `store` the SQL, `routes` the HTTP edge.
 
+pub mod model;
 pub mod routes;
 pub mod store;

@@ -9,17 +9,21 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::store::{self, ProfileRow, SearchFilters};
+use super::{
+    model::{Me, Moderation, ProfileChange, PublicProfile, apply, load_me},
+    store::{self, SearchFilters},
+};
 use crate::{
-    app::AppState,
     audit::{self, Action},
     auth::{AuthUser, Holding, MaybeAuthUser, permission, sessions},
     db::Actor,
     http::{
         ApiError, AppJson, AppPath, AppQuery, ClientInfo, ErrorCode, FieldError,
-        error::ProblemBody, pagination, patch,
+        error::{ProblemBody, violated_constraint},
+        pagination,
     },
     search::{self, Words, too_long},
+    state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -29,218 +33,16 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(search_users))
 }
 
-/// The caller's own account.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Me {
-    pub id: Uuid,
-    pub email: String,
-    pub email_verified: bool,
-    pub display_name: String,
-    pub headline: Option<String>,
-    pub bio: Option<String>,
-    pub skills: Vec<String>,
-    pub location: Option<String>,
-    /// Set once file uploads exist; `null` until then.
-    pub avatar_url: Option<String>,
-    pub avatar_file_id: Option<Uuid>,
-    /// `public` or `private`
-    pub visibility: String,
-    pub roles: Vec<String>,
-    /// The subscription plan (`free` until billing moves the user to another).
-    pub plan: String,
-    pub created_at: DateTime<Utc>,
-    pub policy: PolicyVersions,
-}
-
-/// The privacy policy versions: the one the user accepted and the one in force.
-/// Both `null` until policies are published (privacy capability).
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct PolicyVersions {
-    pub accepted_version: Option<String>,
-    pub current_version: Option<String>,
-}
-
-/// Loads `Me` for `user` in the given transaction.
-pub async fn load_me(
-    conn: &mut sqlx::PgConnection,
-    user: Uuid,
-    roles: Vec<String>,
-) -> Result<Me, ApiError> {
-    let row = store::find_me(conn, user)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
-    let p = row.profile;
-    Ok(Me {
-        id: p.id,
-        email: row.email,
-        email_verified: row.email_verified,
-        display_name: p.display_name,
-        headline: p.headline,
-        bio: p.bio,
-        skills: p.skills,
-        location: p.location,
-        avatar_url: None,
-        avatar_file_id: p.avatar_file_id,
-        visibility: p.visibility,
-        roles,
-        plan: row.plan,
-        created_at: p.created_at,
-        policy: PolicyVersions {
-            accepted_version: None,
-            current_version: None,
-        },
-    })
-}
-
-/// A user's profile as others see it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PublicProfile {
-    pub id: Uuid,
-    pub display_name: String,
-    pub headline: Option<String>,
-    pub bio: Option<String>,
-    pub skills: Vec<String>,
-    pub location: Option<String>,
-    pub avatar_url: Option<String>,
-    pub created_at: DateTime<Utc>,
-    /// Only for the user themselves and holders of `users.read_private`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-}
-
-impl PublicProfile {
-    fn new(row: ProfileRow, email: Option<String>) -> Self {
-        Self {
-            id: row.id,
-            display_name: row.display_name,
-            headline: row.headline,
-            bio: row.bio,
-            skills: row.skills,
-            location: row.location,
-            avatar_url: None,
-            created_at: row.created_at,
-            email,
-        }
-    }
-}
-
-/// A change to a profile: absent fields stay; for optional text, `""` clears.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ProfileChange {
-    pub display_name: Option<String>,
-    pub headline: Option<String>,
-    pub bio: Option<String>,
-    pub skills: Option<Vec<String>>,
-    pub location: Option<String>,
-    /// An uploaded file's id; `null` removes the avatar.
-    #[serde(default, deserialize_with = "crate::http::patch::absent_or_null")]
-    #[schema(value_type = Option<Uuid>)]
-    pub avatar_file_id: Option<Option<Uuid>>,
-    /// `public` or `private`
-    pub visibility: Option<String>,
-}
-
-/// A moderator's change: the profile fields, and suspension.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Moderation {
-    pub display_name: Option<String>,
-    pub headline: Option<String>,
-    pub bio: Option<String>,
-    pub skills: Option<Vec<String>>,
-    pub location: Option<String>,
-    /// An uploaded file's id; `null` removes the avatar.
-    #[serde(default, deserialize_with = "crate::http::patch::absent_or_null")]
-    #[schema(value_type = Option<Uuid>)]
-    pub avatar_file_id: Option<Option<Uuid>>,
-    pub visibility: Option<String>,
-    /// `true` suspends (every session ends), `false` reinstates.
-    pub suspended: Option<bool>,
-}
-
-impl Moderation {
-    fn split(self) -> (ProfileChange, Option<bool>) {
-        let change = ProfileChange {
-            display_name: self.display_name,
-            headline: self.headline,
-            bio: self.bio,
-            skills: self.skills,
-            location: self.location,
-            avatar_file_id: self.avatar_file_id,
-            visibility: self.visibility,
-        };
-        (change, self.suspended)
-    }
-}
-
-/// Merges a change into a profile, validating every field.
-fn apply(change: ProfileChange, mut row: ProfileRow) -> Result<ProfileRow, ApiError> {
-    let mut errors = Vec::new();
-    if let Some(name) = change.display_name {
-        let name = name.trim().to_owned();
-        if (1..=80).contains(&name.chars().count()) {
-            row.display_name = name;
-        } else {
-            errors.push(FieldError::new(
-                "display_name",
-                "invalid",
-                "1 to 80 characters.",
-            ));
-        }
-    }
-    row.headline = patch::optional_text(
-        "headline",
-        change.headline.map(Some),
-        120,
-        row.headline,
-        &mut errors,
-    );
-    row.bio = patch::optional_text("bio", change.bio.map(Some), 2000, row.bio, &mut errors);
-    row.location = patch::optional_text(
-        "location",
-        change.location.map(Some),
-        100,
-        row.location,
-        &mut errors,
-    );
-    if let Some(skills) = change.skills {
-        let mut clean: Vec<String> = Vec::new();
-        for (i, skill) in skills.iter().enumerate() {
-            let skill = skill.trim().to_lowercase();
-            if !(1..=40).contains(&skill.chars().count()) {
-                errors.push(FieldError::new(
-                    format!("skills[{i}]"),
-                    "invalid",
-                    "1 to 40 characters.",
-                ));
-            } else if !clean.contains(&skill) {
-                clean.push(skill);
-            }
-        }
-        if clean.len() > 30 {
-            errors.push(FieldError::new("skills", "too_long", "At most 30 skills."));
-        }
-        row.skills = clean;
-    }
-    if let Some(file) = change.avatar_file_id {
-        row.avatar_file_id = file;
-    }
-    if let Some(visibility) = change.visibility {
-        if matches!(visibility.as_str(), "public" | "private") {
-            row.visibility = visibility;
-        } else {
-            errors.push(FieldError::new(
-                "visibility",
-                "invalid",
-                "`public` or `private`.",
-            ));
-        }
-    }
-    if errors.is_empty() {
-        Ok(row)
-    } else {
-        Err(ApiError::validation(errors))
+/// How the users table's constraints read to a client (the handlers check
+/// first; the database has the last word).
+fn on_constraint(err: sqlx::Error) -> ApiError {
+    match violated_constraint(&err) {
+        Some("users_display_name_length") => ApiError::validation(vec![FieldError::new(
+            "display_name",
+            "invalid",
+            "1 to 80 characters.",
+        )]),
+        _ => err.into(),
     }
 }
 
@@ -276,7 +78,9 @@ pub async fn update_me(
         .await?
         .ok_or_else(ApiError::not_found)?;
     let row = apply(change, row)?;
-    store::save_profile(&mut tx, &row).await?;
+    store::save_profile(&mut tx, &row)
+        .await
+        .map_err(on_constraint)?;
     let me = load_me(&mut tx, user.id, user.roles.clone()).await?;
     tx.commit().await?;
     Ok(Json(me))
@@ -337,7 +141,10 @@ pub async fn moderate_user(
     let row = apply(change, row)?;
     // Nothing is written, audited or published for a row the database did
     // not let the caller change.
-    if !store::save_profile(&mut tx, &row).await? {
+    if !store::save_profile(&mut tx, &row)
+        .await
+        .map_err(on_constraint)?
+    {
         return Err(ApiError::not_found());
     }
     if let Some(suspended) = suspended {

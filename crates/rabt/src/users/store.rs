@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 
+use super::model::Visibility;
+
 /// What anyone may see of a profile (never the email: anonymous requests
 /// cannot even select that column).
 #[derive(Debug, Clone, FromRow)]
@@ -16,7 +18,7 @@ pub struct ProfileRow {
     pub skills: Vec<String>,
     pub location: Option<String>,
     pub avatar_file_id: Option<Uuid>,
-    pub visibility: String,
+    pub visibility: Visibility,
     pub created_at: DateTime<Utc>,
 }
 
@@ -80,7 +82,7 @@ pub async fn save_profile(conn: &mut PgConnection, row: &ProfileRow) -> Result<b
     .bind(&row.skills)
     .bind(&row.location)
     .bind(row.avatar_file_id)
-    .bind(&row.visibility)
+    .bind(row.visibility)
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)

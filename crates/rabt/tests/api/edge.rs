@@ -4,10 +4,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use axum::{Router, routing::post};
-use rabt::{
-    app::{AppState, with_edge},
-    http::AppJson,
-};
+use rabt::{app::with_edge, http::AppJson, state::AppState};
 use serde::{Deserialize, Serialize};
 
 use crate::helpers::{AppOptions, TestApp, problem, spawn_app, spawn_app_with};

@@ -13,10 +13,11 @@ use std::{
 };
 
 use rabt::{
-    app::{AppState, Application, ServeOptions},
+    app::{Application, ServeOptions},
     config::Settings,
     db::{Actor, Db},
     jobs::JobRegistry,
+    state::AppState,
 };
 use sha2::{Digest, Sha256};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, PgPool, postgres::PgPoolOptions};

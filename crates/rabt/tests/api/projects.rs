@@ -587,8 +587,9 @@ async fn an_idempotency_key_replays_the_first_response_and_creates_once() {
 #[tokio::test]
 async fn the_database_and_the_code_agree_on_every_step_of_both_machines() {
     use rabt::{
+        applications::model::{ApplicationStatus, Side},
         db::Actor,
-        projects::status::{ApplicationStatus, ProjectStatus, Side},
+        projects::model::ProjectStatus,
     };
 
     let app = crate::helpers::spawn_app().await;

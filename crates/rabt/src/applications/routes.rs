@@ -1,8 +1,6 @@
-//! Applications to projects (API.md §5): apply, list, read, and the steps of
-//! the application machine. Every event notifies the other side through the
+//! HTTP routes for applications (API.md §5): apply, list, read, and the
+//! steps of the machine. Every event notifies the other side through the
 //! database (migrations/0010), which also queues their email.
-
-pub mod store;
 
 use axum::{Json, extract::State, http::StatusCode, response::Response};
 use chrono::{DateTime, Utc};
@@ -11,21 +9,21 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use self::store::{ApplicationRow, NewApplication, Scope};
 use super::{
-    routes::clean_budget,
-    status::{ApplicationStatus, ProjectStatus, Side},
-    store as projects,
+    model::{Application, ApplicationRequest, ApplicationStatus, Side, validate},
+    store::{self, Scope},
 };
 use crate::{
-    app::AppState,
     auth::AuthUser,
     http::{
-        ApiError, AppJson, AppPath, AppQuery, ErrorCode, FieldError,
+        ApiError, AppJson, AppPath, AppQuery, ErrorCode,
         error::ProblemBody,
+        error::violated_constraint,
         idempotency::{IdempotencyKey, Idempotent},
         pagination,
     },
+    projects::{model::ProjectStatus, store as projects},
+    state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -36,124 +34,17 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(transition_application))
 }
 
-/// Money as minor units and an ISO 4217 code.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Money {
-    pub amount: i64,
-    pub currency: String,
-}
-
-/// An application to a project.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Application {
-    pub id: Uuid,
-    pub project_id: Uuid,
-    pub applicant_id: Uuid,
-    pub cover_letter: String,
-    pub proposed_budget: Option<Money>,
-    pub attachment_file_ids: Vec<Uuid>,
-    pub status: ApplicationStatus,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<ApplicationRow> for Application {
-    fn from(row: ApplicationRow) -> Self {
-        let proposed_budget = match (row.proposed_budget_amount, row.proposed_budget_currency) {
-            (Some(amount), Some(currency)) => Some(Money { amount, currency }),
-            _ => None,
-        };
-        Self {
-            id: row.id,
-            project_id: row.project_id,
-            applicant_id: row.applicant_id,
-            cover_letter: row.cover_letter,
-            proposed_budget,
-            attachment_file_ids: row.attachment_file_ids,
-            // The table's check admits only the machine's statuses.
-            status: ApplicationStatus::parse(&row.status).unwrap_or(ApplicationStatus::Withdrawn),
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        }
+/// How the application table's constraints read to a client: the database
+/// keeps one active application per applicant and project, applications
+/// only to open projects, and the machine's steps, whatever races the
+/// handlers' own checks.
+fn on_constraint(err: sqlx::Error) -> ApiError {
+    match violated_constraint(&err) {
+        Some("applications_transition") => ApiError::new(ErrorCode::InvalidTransition),
+        Some("applications_project_open") => ApiError::new(ErrorCode::ProjectNotOpen),
+        Some("applications_one_active_idx") => ApiError::new(ErrorCode::AlreadyApplied),
+        _ => err.into(),
     }
-}
-
-/// What an applicant sends.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ApplicationRequest {
-    /// 1 to 5000 characters, plain text.
-    pub cover_letter: String,
-    pub proposed_budget: Option<Money>,
-    /// Up to 10 distinct file ids. They are checked against the caller's
-    /// uploaded files once files exist (API.md §8); until then any ids are
-    /// stored as sent.
-    pub attachment_file_ids: Option<Vec<Uuid>>,
-}
-
-fn validate(
-    project_id: Uuid,
-    applicant_id: Uuid,
-    request: ApplicationRequest,
-) -> Result<NewApplication, ApiError> {
-    let mut errors = Vec::new();
-    let cover_letter = request.cover_letter.trim().to_owned();
-    if !(1..=5000).contains(&cover_letter.chars().count()) {
-        errors.push(FieldError::new(
-            "cover_letter",
-            "invalid",
-            "1 to 5000 characters.",
-        ));
-    }
-    let budget = request.proposed_budget.and_then(|m| {
-        clean_budget(
-            "proposed_budget",
-            super::routes::Budget {
-                min: m.amount,
-                max: m.amount,
-                currency: m.currency,
-            },
-            &mut errors,
-        )
-        .map(|b| (b.min, b.currency))
-    });
-    // Keep the field names of this body in the errors.
-    for error in &mut errors {
-        error.field = error
-            .field
-            .replace("proposed_budget.min", "proposed_budget.amount")
-            .replace("proposed_budget.max", "proposed_budget.amount");
-    }
-    errors.dedup();
-    let attachment_file_ids = request.attachment_file_ids.unwrap_or_default();
-    if attachment_file_ids.len() > 10 {
-        errors.push(FieldError::new(
-            "attachment_file_ids",
-            "too_long",
-            "At most 10 files.",
-        ));
-    }
-    let mut distinct = attachment_file_ids.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
-    if distinct.len() != attachment_file_ids.len() {
-        errors.push(FieldError::new(
-            "attachment_file_ids",
-            "duplicate",
-            "Each file once.",
-        ));
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
-    }
-    Ok(NewApplication {
-        project_id,
-        applicant_id,
-        cover_letter,
-        budget,
-        attachment_file_ids,
-    })
 }
 
 /// Apply to an open project.
@@ -197,10 +88,10 @@ pub async fn apply(
         return Err(ApiError::new(ErrorCode::Forbidden)
             .with_detail("You cannot apply to your own project."));
     }
-    if project.status != ProjectStatus::Open.as_str() {
+    if project.status != ProjectStatus::Open {
         return Err(ApiError::new(ErrorCode::ProjectNotOpen));
     }
-    let id = store::insert(&mut tx, &new).await?;
+    let id = store::insert(&mut tx, &new).await.map_err(on_constraint)?;
     let row = store::find(&mut tx, id)
         .await?
         .ok_or_else(ApiError::not_found)?;
@@ -262,7 +153,7 @@ async fn page(
     let mut rows = store::list(
         &mut tx,
         scope,
-        params.status.map(ApplicationStatus::as_str),
+        params.status,
         after.map(|p| (p.t, p.id)),
         limit + 1,
     )
@@ -388,7 +279,7 @@ pub async fn transition_application(
         return Err(ApiError::new(ErrorCode::Forbidden)
             .with_detail("Only the applicant and the project's owner move an application."));
     };
-    let from = ApplicationStatus::parse(&row.status).ok_or_else(ApiError::not_found)?;
+    let from = row.status;
     if from.transition(step.to, side).is_none() {
         return Err(
             ApiError::new(ErrorCode::InvalidTransition).with_detail(format!(
@@ -398,7 +289,10 @@ pub async fn transition_application(
             )),
         );
     }
-    if !store::set_status(&mut tx, id, step.to.as_str(), note.as_deref()).await? {
+    if !store::set_status(&mut tx, id, step.to, note.as_deref())
+        .await
+        .map_err(on_constraint)?
+    {
         return Err(ApiError::not_found());
     }
     let row = store::find(&mut tx, id)

@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 
+use super::model::ApplicationStatus;
+
 #[derive(Debug, Clone, FromRow)]
 pub struct ApplicationRow {
     pub id: Uuid,
@@ -20,7 +22,7 @@ pub struct ApplicationRow {
     pub proposed_budget_amount: Option<i64>,
     pub proposed_budget_currency: Option<String>,
     pub attachment_file_ids: Vec<Uuid>,
-    pub status: String,
+    pub status: ApplicationStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -85,7 +87,7 @@ pub async fn insert(conn: &mut PgConnection, new: &NewApplication) -> Result<Uui
 pub async fn set_status(
     conn: &mut PgConnection,
     id: Uuid,
-    to: &str,
+    to: ApplicationStatus,
     note: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query("select set_config('request.transition_reason', $1, true)")
@@ -111,7 +113,7 @@ pub enum Scope {
 pub async fn list(
     conn: &mut PgConnection,
     scope: Scope,
-    status: Option<&str>,
+    status: Option<ApplicationStatus>,
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> Result<Vec<ApplicationRow>, sqlx::Error> {

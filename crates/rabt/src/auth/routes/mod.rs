@@ -1,0 +1,245 @@
+//! HTTP routes of authentication (API.md §3), one module per flow:
+//! [`password`] (sign-up, verification, sign-in, reset and change),
+//! [`tokens`] (refresh and sign-out), [`sessions`] (the caller's sessions) and
+//! [`oauth`] (Google and GitHub). What they share, the token pair and the
+//! per-action rate limits, is here.
+//!
+//! Sign-up, resend and forgot-password answer the same whether or not the email
+//! is registered, and take comparable time (a password hash is computed either
+//! way). Every change that sends mail queues it in the same transaction.
+
+mod oauth;
+mod password;
+mod sessions;
+mod tokens;
+
+use axum::{
+    Json,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::store;
+use crate::{
+    http::{ApiError, ClientInfo, FieldError, cookies},
+    kv::Rate,
+    state::AppState,
+    users::model::{EmailAddress, Me, load_me},
+};
+
+pub use self::{
+    password::{ChangePasswordRequest, EmailRequest, LoginRequest, ResetRequest, SignupRequest},
+    tokens::{LogoutRequest, LogoutScope, RefreshRequest},
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(password::signup))
+        .routes(routes!(password::verify_email))
+        .routes(routes!(password::resend_verification))
+        .routes(routes!(password::login))
+        .routes(routes!(tokens::refresh))
+        .routes(routes!(tokens::logout))
+        .routes(routes!(password::forgot_password))
+        .routes(routes!(password::reset_password))
+        .routes(routes!(password::change_password))
+        .routes(routes!(sessions::list_sessions))
+        .routes(routes!(sessions::revoke_session))
+        .routes(routes!(oauth::oauth_authorize))
+        .routes(routes!(oauth::oauth_callback))
+        .routes(routes!(oauth::oauth_exchange))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    pub message: &'static str,
+}
+
+/// A signed-in client's tokens.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenPair {
+    pub access_token: String,
+    /// `bearer`
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// Absent when the refresh token was set as a cookie.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// The double-submit token to send as `X-CSRF-Token` with cookie refreshes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
+    pub user: Me,
+}
+
+/// How the users table's constraints read to a client creating an account.
+/// Both inserts skip a taken address (`on conflict do nothing`); this is the
+/// database's last word should another unique rule on the address fire.
+fn on_constraint(err: sqlx::Error) -> ApiError {
+    match crate::http::error::violated_constraint(&err) {
+        Some("users_email_key") => ApiError::new(crate::http::ErrorCode::Conflict)
+            .with_detail("This email address is already in use."),
+        _ => err.into(),
+    }
+}
+
+/// One field error as a 422.
+fn validation<T>(result: Result<T, FieldError>) -> Result<T, ApiError> {
+    result.map_err(|e| ApiError::validation(vec![e]))
+}
+
+/// Counts a request against one of the handlers' limits, `{action}_{per}`
+/// (`login_account`, `forgot_email`, …, the `class` of `rate_limited_total`);
+/// 429 with `Retry-After` when over it.
+async fn limit(
+    state: &AppState,
+    action: &str,
+    per: &str,
+    subject: &str,
+    rate: Rate,
+) -> Result<(), ApiError> {
+    let class = format!("{action}_{per}");
+    match state
+        .kv
+        .rate_limit(&format!("rl:{class}:{subject}"), rate)
+        .await
+    {
+        Ok(decision) if decision.allowed => Ok(()),
+        Ok(decision) => {
+            metrics::counter!("rate_limited_total", "class" => class).increment(1);
+            Err(ApiError::rate_limited(crate::http::rate_limit::seconds(
+                decision.retry_after,
+            )))
+        }
+        Err(err) => {
+            // Failing open keeps sign-in working when the store hiccups; the
+            // password hash cost still bounds guessing.
+            tracing::warn!(error = %err, "rate limiter unavailable");
+            Ok(())
+        }
+    }
+}
+
+/// Each auth action per client address.
+fn per_address(state: &AppState) -> Rate {
+    Rate::per_minute(state.settings.rate_limits.auth_address)
+}
+
+/// Password checks per account.
+fn per_account(state: &AppState) -> Rate {
+    Rate::per_minute(state.settings.rate_limits.account)
+}
+
+/// Each kind of mail request per email address.
+fn per_email(state: &AppState) -> Rate {
+    Rate {
+        requests: state.settings.rate_limits.email_per_hour,
+        period: std::time::Duration::from_secs(3600),
+    }
+}
+
+/// Requests that send mail to an address: limited per client and per address.
+async fn limit_mail_request(
+    state: &AppState,
+    action: &str,
+    client: &ClientInfo,
+    email: &EmailAddress,
+) -> Result<(), ApiError> {
+    limit(
+        state,
+        action,
+        "address",
+        &client.ip_key(),
+        per_address(state),
+    )
+    .await?;
+    limit(
+        state,
+        action,
+        "email",
+        &email_key(email.as_str()),
+        per_email(state),
+    )
+    .await
+}
+
+fn email_key(email: &str) -> String {
+    email.to_lowercase()
+}
+
+fn frontend_link(state: &AppState, path: &str, token: Option<&str>) -> String {
+    crate::auth::jobs::frontend_link(&state.settings.frontend_url, path, token)
+}
+
+/// Starts a session for `user` and answers with its token pair.
+async fn sign_in(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    user: Uuid,
+    client: &ClientInfo,
+    cookie: bool,
+) -> Result<(TokenPair, Option<HeaderMap>), ApiError> {
+    let (session, refresh) = store::create_session(
+        tx,
+        user,
+        state.settings.auth.session_ttl,
+        client.ip,
+        client.user_agent.as_deref(),
+    )
+    .await?;
+    pair(state, tx, user, session, refresh, cookie).await
+}
+
+async fn pair(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    user: Uuid,
+    session: Uuid,
+    refresh: String,
+    cookie: bool,
+) -> Result<(TokenPair, Option<HeaderMap>), ApiError> {
+    let roles = crate::roles::store::grants_of(tx, user).await?.roles;
+    let access_token = state.tokens.issue(user, session, roles.clone())?;
+    let me = load_me(tx, user, roles).await?;
+    let (refresh_token, csrf_token, cookies) = if cookie {
+        let csrf = crate::auth::tokens::random_token();
+        let max_age = state.settings.auth.session_ttl.as_secs();
+        let headers =
+            cookies::session_cookies(&refresh, &csrf, max_age).map_err(ApiError::internal)?;
+        (None, Some(csrf), Some(headers))
+    } else {
+        (Some(refresh), None, None)
+    };
+    Ok((
+        TokenPair {
+            access_token,
+            token_type: "bearer",
+            expires_in: state.tokens.ttl.as_secs(),
+            refresh_token,
+            csrf_token,
+            user: me,
+        },
+        cookies,
+    ))
+}
+
+/// A token pair response: never cached.
+fn token_response(pair: TokenPair, cookies: Option<HeaderMap>) -> Response {
+    let mut response = (StatusCode::OK, Json(pair)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(cookies) = cookies {
+        for value in cookies.get_all(header::SET_COOKIE) {
+            headers.append(header::SET_COOKIE, value.clone());
+        }
+    }
+    response
+}
+
+fn accepted(message: &'static str) -> (StatusCode, Json<Accepted>) {
+    (StatusCode::ACCEPTED, Json(Accepted { message }))
+}

@@ -1,0 +1,612 @@
+//! Project search (API.md §5): filters, facets, the five orders and their
+//! keyset cursors, the typo-tolerant second try, and the query cache for
+//! anonymous callers.
+
+use std::collections::HashMap;
+
+use axum::{
+    extract::State,
+    http::{HeaderValue, header},
+    response::{IntoResponse as _, Response},
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{
+    model::{Project, ProjectStatus},
+    store::{self, Filters},
+};
+use crate::{
+    auth::MaybeAuthUser,
+    http::{ApiError, AppQuery, FieldError, error::ProblemBody, pagination},
+    query_cache::{CACHE_STATUS, Lookup},
+    search::{self, Words, too_long},
+    state::AppState,
+};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    /// Words; every one must match the title, summary, skills or description
+    /// (prefixes count). When they find nothing, each word may instead match
+    /// a title word close to it (typos).
+    pub q: Option<String>,
+    /// Comma-separated statuses. Default: every status the caller may see.
+    /// `open`, `in_progress` and `completed` are public; `draft`, `cancelled`
+    /// and `archived` find only the caller's own projects (every one for
+    /// `projects.moderate`), so anonymously they find nothing.
+    #[param(value_type = Option<Vec<ProjectStatus>>, inline, style = Form, explode = false)]
+    pub status: Option<String>,
+    /// Comma-separated categories: projects in any of them.
+    pub category: Option<String>,
+    /// Comma-separated: projects with any of these skills.
+    pub skills: Option<String>,
+    /// Comma-separated: projects with all of these skills.
+    pub skills_all: Option<String>,
+    /// Projects whose `budget.max` is at least this (minor units).
+    pub budget_min: Option<i64>,
+    /// Projects whose `budget.min` is at most this (minor units).
+    pub budget_max: Option<i64>,
+    pub currency: Option<String>,
+    pub remote: Option<bool>,
+    /// Exact location, ignoring case.
+    pub location: Option<String>,
+    pub owner_id: Option<Uuid>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    /// `relevance` (needs `q`; the default with `q`), `newest` (the default
+    /// without), `oldest`, `budget_high`, `budget_low`.
+    #[param(value_type = Option<Sort>, inline)]
+    pub sort: Option<String>,
+    /// Comma-separated facets: counts over the whole filtered set.
+    #[param(value_type = Option<Vec<Facet>>, inline, style = Form, explode = false)]
+    pub facets: Option<String>,
+    /// 1..=100, default 20.
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// One value of a facet and how many projects have it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FacetValue {
+    pub value: String,
+    pub count: i64,
+}
+
+/// A page of projects.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectPage {
+    pub items: Vec<Project>,
+    pub next_cursor: Option<String>,
+    /// Present when `facets` was asked for: the 20 most frequent values of each.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facets: Option<HashMap<String, Vec<FacetValue>>>,
+}
+
+/// Where a page ended, by sort; `f` is the typo-tolerant mode.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "s")]
+enum Position {
+    #[serde(rename = "n")]
+    Newest { t: DateTime<Utc>, id: Uuid, f: bool },
+    #[serde(rename = "o")]
+    Oldest { t: DateTime<Utc>, id: Uuid, f: bool },
+    #[serde(rename = "h")]
+    BudgetHigh { b: i64, id: Uuid, f: bool },
+    #[serde(rename = "l")]
+    BudgetLow { b: i64, id: Uuid, f: bool },
+    #[serde(rename = "r")]
+    Relevance { r: f64, id: Uuid, f: bool },
+}
+
+impl Position {
+    fn fuzzy(&self) -> bool {
+        match self {
+            Self::Newest { f, .. }
+            | Self::Oldest { f, .. }
+            | Self::BudgetHigh { f, .. }
+            | Self::BudgetLow { f, .. }
+            | Self::Relevance { f, .. } => *f,
+        }
+    }
+
+    fn after(sort: Sort, row: &store::SearchRow, fuzzy: bool) -> Self {
+        let (p, f) = (&row.project, fuzzy);
+        match sort {
+            Sort::Newest => Self::Newest {
+                t: p.created_at,
+                id: p.id,
+                f,
+            },
+            Sort::Oldest => Self::Oldest {
+                t: p.created_at,
+                id: p.id,
+                f,
+            },
+            Sort::BudgetHigh => Self::BudgetHigh {
+                b: p.budget_max.unwrap_or(-1),
+                id: p.id,
+                f,
+            },
+            Sort::BudgetLow => Self::BudgetLow {
+                b: p.budget_min.unwrap_or(i64::MAX),
+                id: p.id,
+                f,
+            },
+            Sort::Relevance => Self::Relevance {
+                r: row.rank,
+                id: p.id,
+                f,
+            },
+        }
+    }
+}
+
+/// The order of a project search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = ProjectSort, rename_all = "snake_case")]
+enum Sort {
+    Relevance,
+    Newest,
+    Oldest,
+    BudgetHigh,
+    BudgetLow,
+}
+
+fn invalid(field: &str, message: &str) -> ApiError {
+    ApiError::validation(vec![FieldError::new(field, "invalid", message)])
+}
+
+fn parse_sort(sort: Option<&str>, has_words: bool) -> Result<Sort, ApiError> {
+    Ok(match sort {
+        None if has_words => Sort::Relevance,
+        None | Some("newest") => Sort::Newest,
+        Some("relevance") if has_words => Sort::Relevance,
+        Some("relevance") => return Err(invalid("sort", "`relevance` needs `q`.")),
+        Some("oldest") => Sort::Oldest,
+        Some("budget_high") => Sort::BudgetHigh,
+        Some("budget_low") => Sort::BudgetLow,
+        Some(_) => {
+            return Err(invalid(
+                "sort",
+                "`relevance`, `newest`, `oldest`, `budget_high` or `budget_low`.",
+            ));
+        }
+    })
+}
+
+fn parse_filters(params: &SearchParams) -> Result<Filters, ApiError> {
+    let errors: Vec<FieldError> = [
+        too_long("q", params.q.as_deref(), 200),
+        too_long("status", params.status.as_deref(), 200),
+        too_long("category", params.category.as_deref(), 1000),
+        too_long("skills", params.skills.as_deref(), 1000),
+        too_long("skills_all", params.skills_all.as_deref(), 1000),
+        too_long("location", params.location.as_deref(), 100),
+        too_long("facets", params.facets.as_deref(), 100),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let statuses = search::list(params.status.as_deref(), 6)
+        .map(|names| {
+            names
+                .iter()
+                .map(|name| ProjectStatus::parse(name))
+                .collect::<Option<Vec<_>>>()
+        })
+        .map(|parsed| {
+            parsed.ok_or_else(|| {
+                invalid(
+                    "status",
+                    "Statuses among draft, open, in_progress, completed, cancelled, archived.",
+                )
+            })
+        })
+        .transpose()?;
+    let currency = params.currency.as_deref().map(str::to_ascii_lowercase);
+    if let Some(c) = &currency
+        && (c.len() != 3 || !c.bytes().all(|b| b.is_ascii_lowercase()))
+    {
+        return Err(invalid("currency", "An ISO 4217 code such as `usd`."));
+    }
+    for (field, value) in [
+        ("budget_min", params.budget_min),
+        ("budget_max", params.budget_max),
+    ] {
+        if value.is_some_and(|v| v < 0) {
+            return Err(ApiError::validation(vec![FieldError::new(
+                field,
+                "out_of_range",
+                "0 or more.",
+            )]));
+        }
+    }
+    let words = params.q.as_deref().and_then(Words::parse);
+    Ok(Filters {
+        all_words: words.as_ref().map(Words::all),
+        any_words: words.as_ref().map(Words::any),
+        text: words.as_ref().map(Words::text),
+        words: words.map(|w| w.list),
+        fuzzy: false,
+        statuses,
+        categories: search::list(params.category.as_deref(), 20),
+        skills_any: search::list(params.skills.as_deref(), 30),
+        skills_all: search::list(params.skills_all.as_deref(), 30),
+        budget_min: params.budget_min,
+        budget_max: params.budget_max,
+        currency,
+        remote: params.remote,
+        location: params.location.clone().filter(|l| !l.trim().is_empty()),
+        owner_id: params.owner_id,
+        created_after: params.created_after,
+        created_before: params.created_before,
+    })
+}
+
+/// Who is searching, as far as visibility goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Searcher {
+    Anonymous,
+    User(Uuid),
+    Moderator,
+}
+
+impl Searcher {
+    fn of(caller: &MaybeAuthUser) -> Self {
+        match &caller.0 {
+            None => Self::Anonymous,
+            Some(user) if user.can("projects.moderate") => Self::Moderator,
+            Some(user) => Self::User(user.id),
+        }
+    }
+}
+
+/// Narrows asked-for statuses to what the searcher may see, so a search that
+/// can only find nothing is answered without a query (`false`): a hidden
+/// status (draft, cancelled, archived) looked for along the newest index
+/// reads all of it (migrations/0014). Hidden projects are their owner's and
+/// moderators' only, as the `project_listings` view has it.
+fn narrow_to_visible(filters: &mut Filters, searcher: Searcher) -> bool {
+    let Some(statuses) = filters.statuses.as_mut() else {
+        return true;
+    };
+    let is_public = |s: &ProjectStatus| s.is_public();
+    match searcher {
+        Searcher::Moderator => true,
+        Searcher::Anonymous => {
+            statuses.retain(is_public);
+            !statuses.is_empty()
+        }
+        Searcher::User(me) => {
+            if filters.owner_id.is_some_and(|owner| owner != me) {
+                statuses.retain(is_public);
+                !statuses.is_empty()
+            } else {
+                if !statuses.iter().any(is_public) {
+                    filters.owner_id = Some(me);
+                }
+                true
+            }
+        }
+    }
+}
+
+/// A facet of a project search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = ProjectFacet, rename_all = "snake_case")]
+enum Facet {
+    Category,
+    Skills,
+    Status,
+}
+
+impl Facet {
+    const ALL: [Self; 3] = [Self::Category, Self::Skills, Self::Status];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Category => "category",
+            Self::Skills => "skills",
+            Self::Status => "status",
+        }
+    }
+}
+
+/// Every facet asked for, each with its counted `(facet, value, count)` rows.
+fn group_facets(
+    asked: &[Facet],
+    counted: Vec<(String, String, i64)>,
+) -> HashMap<String, Vec<FacetValue>> {
+    let mut by_facet: HashMap<String, Vec<FacetValue>> = asked
+        .iter()
+        .map(|f| (f.as_str().to_owned(), Vec::new()))
+        .collect();
+    for (facet, value, count) in counted {
+        if let Some(values) = by_facet.get_mut(&facet) {
+            values.push(FacetValue { value, count });
+        }
+    }
+    by_facet
+}
+
+fn parse_facets(facets: Option<&str>) -> Result<Vec<Facet>, ApiError> {
+    search::list(facets, 3)
+        .unwrap_or_default()
+        .iter()
+        .map(|f| Facet::ALL.into_iter().find(|facet| facet.as_str() == f))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| invalid("facets", "Any of `category`, `skills`, `status`."))
+}
+
+/// Search projects.
+#[utoipa::path(get, path = "/projects", tag = "projects", params(SearchParams),
+    responses(
+        (status = 200, body = ProjectPage, headers(("Cache-Status" = String,
+            description = "RFC 9211: `rabt; hit` when the answer came from the query \
+                cache (anonymous searches only), else `rabt; fwd=miss` or `rabt; fwd=bypass`"))),
+        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn search_projects(
+    State(state): State<AppState>,
+    caller: MaybeAuthUser,
+    AppQuery(params): AppQuery<SearchParams>,
+) -> Result<Response, ApiError> {
+    let limit = pagination::limit(params.limit)?;
+    let mut filters = parse_filters(&params)?;
+    let facets = parse_facets(params.facets.as_deref())?;
+    let sort = parse_sort(params.sort.as_deref(), filters.all_words.is_some())?;
+    let position: Option<Position> = params
+        .cursor
+        .as_deref()
+        .map(|c| state.cursors.decode(c))
+        .transpose()?;
+    filters.fuzzy = position.as_ref().is_some_and(Position::fuzzy);
+    let searcher = Searcher::of(&caller);
+    if !narrow_to_visible(&mut filters, searcher) {
+        let nothing = ProjectPage {
+            items: Vec::new(),
+            next_cursor: None,
+            facets: (!facets.is_empty()).then(|| group_facets(&facets, Vec::new())),
+        };
+        let body = serde_json::to_vec(&nothing).map_err(ApiError::internal)?;
+        return Ok(json_body(body, Lookup::Off.status()));
+    }
+    // Every anonymous caller sees the same projects and owners' names, so
+    // they share answers; a signed-in caller may also see their own drafts
+    // and private profile.
+    let lookup = if searcher == Searcher::Anonymous {
+        let query = SearchQuery {
+            filters: &filters,
+            sort,
+            limit,
+            facets: &facets,
+            cursor: params.cursor.as_deref(),
+        };
+        state.query_cache.lookup("projects", &query).await
+    } else {
+        Lookup::Off
+    };
+    let cache_status = lookup.status();
+    let slot = match lookup {
+        Lookup::Hit(body) => return Ok(json_body(body, cache_status)),
+        Lookup::Miss(slot) => Some(slot),
+        Lookup::Off => None,
+    };
+    let mut tx = state.db.begin(&caller.actor()).await?;
+    let page = find_page(
+        &state,
+        &mut tx,
+        &mut filters,
+        sort,
+        limit,
+        position,
+        &facets,
+    )
+    .await?;
+    tx.commit().await?;
+    let body = serde_json::to_vec(&page).map_err(ApiError::internal)?;
+    if let Some(slot) = slot {
+        state.query_cache.keep(slot, &body).await;
+    }
+    Ok(json_body(body, cache_status))
+}
+
+/// Everything an anonymous search's answer depends on: its query-cache key.
+#[derive(Serialize)]
+struct SearchQuery<'a> {
+    filters: &'a Filters,
+    sort: Sort,
+    limit: i64,
+    facets: &'a [Facet],
+    cursor: Option<&'a str>,
+}
+
+/// A JSON body that is already serialised.
+fn json_body(body: Vec<u8>, cache_status: HeaderValue) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (CACHE_STATUS.clone(), cache_status),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The page of a search after `position`, and its facets if asked for.
+async fn find_page(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    filters: &mut Filters,
+    sort: Sort,
+    limit: i64,
+    position: Option<Position>,
+    facets: &[Facet],
+) -> Result<ProjectPage, ApiError> {
+    let fetch = limit + 1;
+    let with_facets = !facets.is_empty();
+    let (mut rows, mut counted) =
+        run_search(tx, sort, filters, position.as_ref(), fetch, with_facets).await?;
+    // The words found nothing: let each one match a close title word (typos).
+    if rows.is_empty() && position.is_none() && filters.all_words.is_some() {
+        filters.fuzzy = true;
+        (rows, counted) = run_search(tx, sort, filters, None, fetch, with_facets).await?;
+    }
+    let counted = match counted {
+        Some(counted) => Some(counted),
+        None if with_facets => Some(store::facets(tx, filters).await?),
+        None => None,
+    };
+    let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    let next_cursor = match rows.last().filter(|_| more) {
+        Some(last) => Some(
+            state
+                .cursors
+                .encode(&Position::after(sort, last, filters.fuzzy))?,
+        ),
+        None => None,
+    };
+    Ok(ProjectPage {
+        items: rows
+            .into_iter()
+            .map(|r| Project::new(r.project, r.owner_name))
+            .collect(),
+        next_cursor,
+        facets: counted.map(|counted| group_facets(facets, counted)),
+    })
+}
+
+fn wrong_sort() -> ApiError {
+    invalid("cursor", "This cursor belongs to another sort.")
+}
+
+/// The facets counted with a page, when one query found both.
+type Counted = Option<Vec<(String, String, i64)>>;
+
+/// One page in `sort` order after `position` (which must belong to that sort).
+/// With `with_facets`, a relevance search counts the facets in the same scan
+/// of the matches; other sorts find their page along an index, and leave the
+/// facets to a query of their own.
+async fn run_search(
+    tx: &mut sqlx::PgConnection,
+    sort: Sort,
+    f: &Filters,
+    position: Option<&Position>,
+    fetch: i64,
+    with_facets: bool,
+) -> Result<(Vec<store::SearchRow>, Counted), ApiError> {
+    use Position as P;
+    if f.fuzzy {
+        store::widen_typos(tx).await?;
+    }
+    if with_facets && sort == Sort::Relevance {
+        let after = match position {
+            None => None,
+            Some(P::Relevance { r, id, .. }) => Some((*r, *id)),
+            Some(_) => return Err(wrong_sort()),
+        };
+        return Ok(store::search_relevance_with_facets(tx, f, after, fetch).await?);
+    }
+    let rows = match (sort, position) {
+        (Sort::Newest, None) => store::search_newest(tx, f, None, fetch).await?,
+        (Sort::Newest, Some(P::Newest { t, id, .. })) => {
+            store::search_newest(tx, f, Some((*t, *id)), fetch).await?
+        }
+        (Sort::Oldest, None) => store::search_oldest(tx, f, None, fetch).await?,
+        (Sort::Oldest, Some(P::Oldest { t, id, .. })) => {
+            store::search_oldest(tx, f, Some((*t, *id)), fetch).await?
+        }
+        (Sort::BudgetHigh, None) => store::search_budget_high(tx, f, None, fetch).await?,
+        (Sort::BudgetHigh, Some(P::BudgetHigh { b, id, .. })) => {
+            store::search_budget_high(tx, f, Some((*b, *id)), fetch).await?
+        }
+        (Sort::BudgetLow, None) => store::search_budget_low(tx, f, None, fetch).await?,
+        (Sort::BudgetLow, Some(P::BudgetLow { b, id, .. })) => {
+            store::search_budget_low(tx, f, Some((*b, *id)), fetch).await?
+        }
+        (Sort::Relevance, None) => store::search_relevance(tx, f, None, fetch).await?,
+        (Sort::Relevance, Some(P::Relevance { r, id, .. })) => {
+            store::search_relevance(tx, f, Some((*r, *id)), fetch).await?
+        }
+        _ => return Err(wrong_sort()),
+    };
+    Ok((rows, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asking(statuses: &[&str], owner_id: Option<Uuid>) -> Filters {
+        Filters {
+            statuses: Some(
+                statuses
+                    .iter()
+                    .map(|s| ProjectStatus::parse(s).unwrap())
+                    .collect(),
+            ),
+            owner_id,
+            ..Filters::default()
+        }
+    }
+
+    #[test]
+    fn anonymous_searches_for_hidden_statuses_need_no_query() {
+        let mut filters = asking(&["draft", "archived"], None);
+        assert!(!narrow_to_visible(&mut filters, Searcher::Anonymous));
+    }
+
+    #[test]
+    fn anonymous_searches_keep_only_the_public_statuses() {
+        let mut filters = asking(&["draft", "open"], None);
+        assert!(narrow_to_visible(&mut filters, Searcher::Anonymous));
+        assert_eq!(filters.statuses, Some(vec![ProjectStatus::Open]));
+    }
+
+    #[test]
+    fn a_users_search_for_hidden_statuses_is_a_search_of_their_own_projects() {
+        let me = Uuid::new_v4();
+        let mut filters = asking(&["draft", "cancelled"], None);
+        assert!(narrow_to_visible(&mut filters, Searcher::User(me)));
+        assert_eq!(filters.owner_id, Some(me));
+        assert_eq!(filters.statuses.as_ref().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn a_users_search_for_someone_elses_hidden_projects_needs_no_query() {
+        let mut filters = asking(&["draft"], Some(Uuid::new_v4()));
+        assert!(!narrow_to_visible(
+            &mut filters,
+            Searcher::User(Uuid::new_v4())
+        ));
+    }
+
+    #[test]
+    fn a_users_mixed_search_keeps_every_owner() {
+        let me = Uuid::new_v4();
+        let mut filters = asking(&["draft", "open"], None);
+        assert!(narrow_to_visible(&mut filters, Searcher::User(me)));
+        assert_eq!(filters.owner_id, None);
+        assert_eq!(filters.statuses.as_ref().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn moderators_search_every_status_of_everyone() {
+        let mut filters = asking(&["draft", "archived"], None);
+        assert!(narrow_to_visible(&mut filters, Searcher::Moderator));
+        assert_eq!(filters.owner_id, None);
+        assert_eq!(filters.statuses.as_ref().map(Vec::len), Some(2));
+    }
+}
