@@ -18,18 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::helpers::{AppOptions, TestApp, spawn_app, spawn_app_with};
-
-/// A job whose effect is a row in `job_effects`, written together with the
-/// job's completion.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Record {
-    pub tag: String,
-}
-
-impl JobArgs for Record {
-    const KIND: &'static str = "test.record";
-}
+use crate::helpers::{AppOptions, TestApp, jobs::Record, spawn_app, spawn_app_with};
 
 /// A job that always fails.
 #[derive(Debug, Serialize, Deserialize)]

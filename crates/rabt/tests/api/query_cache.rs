@@ -6,10 +6,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{
-    applications::apply,
+use crate::helpers::{
     auth::{AuthApp, access, signed_in, spawn_on},
-    projects::{published, titles_of},
+    projects::{apply, published, titles_of},
 };
 
 /// An anonymous search: its `Cache-Status` and its page.

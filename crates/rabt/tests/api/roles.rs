@@ -3,9 +3,9 @@
 
 use serde_json::{Value, json};
 
-use crate::{
+use crate::helpers::{
     auth::{AuthApp, access, signed_in, spawn},
-    helpers::problem,
+    problem,
 };
 
 async fn make(env: &AuthApp, email: &str, role: &str) {

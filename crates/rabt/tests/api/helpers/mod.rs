@@ -5,6 +5,15 @@
 //! Services come from `RABT_TEST_DATABASE_URL` (a superuser connection to a
 //! maintenance database; `DATABASE_URL` as a fallback) and `RABT_TEST_REDIS_URL`
 //! (`REDIS_URL`), which `scripts/test` provides.
+//!
+//! Setup that tests of several capabilities share lives here too, never in a
+//! test module: [`auth`] (an app with mail, signed-in users), [`projects`]
+//! (projects and applications made through the API) and [`jobs`] (job kinds
+//! of the tests).
+
+pub mod auth;
+pub mod jobs;
+pub mod projects;
 
 use std::{
     net::SocketAddr,
