@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{AppOptions, SmtpSink, TestApp, spawn_app_with};
+use crate::helpers::{AppOptions, SmtpSink, TestApp, spawn_app_with};
 
 /// The password of every account these helpers make.
 pub const PASSWORD: &str = "tangerine-umbrella-42";

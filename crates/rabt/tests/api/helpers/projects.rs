@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::auth::AuthApp;
+use crate::helpers::auth::AuthApp;
 
 /// `token`'s holder creates a project from `body`.
 pub async fn create(env: &AuthApp, token: &str, body: Value) -> reqwest::Response {
