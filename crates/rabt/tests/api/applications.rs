@@ -5,21 +5,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::{
+use crate::helpers::{
     auth::{AuthApp, access, signed_in, spawn, unfold},
-    helpers::problem,
-    projects::{draft, published, transition},
+    problem,
+    projects::{apply, draft, published, transition},
 };
-
-pub async fn apply(env: &AuthApp, token: &str, project: &str, letter: &str) -> reqwest::Response {
-    env.app
-        .post_json_as(
-            token,
-            &format!("/v1/projects/{project}/applications"),
-            &json!({"cover_letter": letter, "proposed_budget": {"amount": 2500, "currency": "usd"}}),
-        )
-        .await
-}
 
 async fn step(env: &AuthApp, token: &str, application: &str, to: &str) -> reqwest::Response {
     env.app

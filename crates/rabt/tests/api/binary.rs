@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use crate::helpers::{TestDb, redis_url};
+use crate::helpers::{TestDb, auth::unfold, eventually, redis_url, wait_until};
 
 fn rabt() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rabt"));
@@ -96,16 +96,16 @@ async fn serve_migrates_answers_and_stops_cleanly_on_sigterm() {
         .unwrap();
 
     let ready = format!("http://127.0.0.1:{port}/health/ready");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(response) = reqwest::get(&ready).await
-            && response.status() == 200
-        {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never became ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        Duration::from_secs(30),
+        "the server to be ready",
+        async || {
+            reqwest::get(&ready)
+                .await
+                .is_ok_and(|response| response.status() == 200)
+        },
+    )
+    .await;
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -300,28 +300,21 @@ async fn keys_rotate_reseals_old_values_under_the_new_key() {
 
 /// The first `token=` value in the newest mail written to `dir`.
 async fn token_from_mail_dir(dir: &std::path::Path) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let mail = std::fs::read_dir(dir)
+    let mail = eventually(Duration::from_secs(20), "a mail written", async || {
+        std::fs::read_dir(dir)
             .into_iter()
             .flatten()
             .flatten()
-            .find(|e| e.path().extension().is_some_and(|x| x == "eml"));
-        if let Some(entry) = mail {
-            let data = std::fs::read_to_string(entry.path()).unwrap();
-            let data = data
-                .replace("=\r\n", "")
-                .replace("=\n", "")
-                .replace("=3D", "=");
-            let at = data.find("token=").expect("a link with a token");
-            return data[at + 6..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-                .collect();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no mail written");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            .find(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            .ok_or("no mail in the folder")
+    })
+    .await;
+    let data = unfold(&std::fs::read_to_string(mail.path()).unwrap());
+    let at = data.find("token=").expect("a link with a token");
+    data[at + 6..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
 }
 
 #[tokio::test]
@@ -355,16 +348,18 @@ async fn logs_of_the_auth_flows_hold_no_password_or_token() {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !client
-        .get(format!("{base}/health/ready"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == 200)
-    {
-        assert!(tokio::time::Instant::now() < deadline, "never became ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        Duration::from_secs(30),
+        "the server to be ready",
+        async || {
+            client
+                .get(format!("{base}/health/ready"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        },
+    )
+    .await;
 
     let password = "correct-horse-battery-staple-7";
     let post = |path: &str, body: serde_json::Value| {

@@ -26,6 +26,7 @@ async fn spawn_probe(app: &TestApp) -> SocketAddr {
         .route(
             "/slow",
             post(|| async {
+                // A handler slower than the request timeout the test sets (1 s).
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 "late"
             }),

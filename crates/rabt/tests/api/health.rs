@@ -5,7 +5,9 @@ use rabt::{
     db::Actor,
 };
 
-use crate::helpers::{AppOptions, TestDb, problem, spawn_app, spawn_app_with, test_settings};
+use crate::helpers::{
+    AppOptions, TestDb, jobs::Record, problem, spawn_app, spawn_app_with, test_settings,
+};
 
 #[tokio::test]
 async fn liveness_answers_ok() {
@@ -71,7 +73,7 @@ async fn metrics_count_requests_per_route_template_and_show_pool_and_queue() {
     let user = uuid::Uuid::now_v7();
     app.get(&format!("/v1/users/{user}")).await;
     let mut tx = app.app_db().begin(&Actor::Service).await.unwrap();
-    rabt::jobs::enqueue(&mut tx, &crate::jobs::Record { tag: "m".into() }, 3)
+    rabt::jobs::enqueue(&mut tx, &Record { tag: "m".into() }, 3)
         .await
         .unwrap();
     tx.commit().await.unwrap();

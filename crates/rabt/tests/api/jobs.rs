@@ -18,18 +18,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::helpers::{AppOptions, TestApp, spawn_app, spawn_app_with};
-
-/// A job whose effect is a row in `job_effects`, written together with the
-/// job's completion.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Record {
-    pub tag: String,
-}
-
-impl JobArgs for Record {
-    const KIND: &'static str = "test.record";
-}
+use crate::helpers::{
+    AppOptions, PATIENCE, TestApp, eventually, jobs::Record, spawn_app, spawn_app_with, wait_until,
+};
 
 /// A job that always fails.
 #[derive(Debug, Serialize, Deserialize)]
@@ -315,14 +306,13 @@ async fn a_job_whose_worker_dies_mid_run_runs_again_and_takes_effect_once() {
     // is settled. The job waits for A's lease to run out, as after a crash.
     a.abort();
     let _ = a.await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let outcome = loop {
-        let outcome = worker_b.run_once().await.unwrap();
-        if outcome != Outcome::EmptyQueue || tokio::time::Instant::now() > deadline {
-            break outcome;
+    let outcome = eventually(PATIENCE, "A's lease to run out", async || {
+        match worker_b.run_once().await.unwrap() {
+            Outcome::EmptyQueue => Err("B still finds nothing to do"),
+            outcome => Ok(outcome),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    })
+    .await;
     assert_eq!(outcome, Outcome::Completed);
     assert_eq!(effects(&app).await, vec!["exactly-once"]);
     assert_eq!(job_row(&app, id).await, ("succeeded".into(), 2));
@@ -337,6 +327,7 @@ async fn the_served_app_runs_jobs_as_they_are_enqueued_and_drains_on_shutdown() 
         registry.register::<Flaky, _, _>(move |_, _| {
             let done = done.clone();
             async move {
+                // Long enough that the shutdown finds it running.
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 done.fetch_add(1, Ordering::SeqCst);
                 Ok::<(), JobError>(())
@@ -354,11 +345,10 @@ async fn the_served_app_runs_jobs_as_they_are_enqueued_and_drains_on_shutdown() 
     tx.commit().await.unwrap();
 
     // Woken by NOTIFY, the worker claims it well before the next poll would.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while job_row(&app, id).await.0 != "running" {
-        assert!(tokio::time::Instant::now() < deadline, "job never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(PATIENCE, "the job to start", async || {
+        job_row(&app, id).await.0 == "running"
+    })
+    .await;
     let mut app = app;
     app.shutdown.cancel();
     app.server.take().unwrap().await.unwrap().unwrap();
@@ -372,6 +362,7 @@ async fn a_job_running_longer_than_its_lease_keeps_it_by_heartbeat() {
     let lease = Duration::from_secs(1);
     let mut slow = JobRegistry::new();
     slow.register::<Flaky, _, _>(|_, _| async {
+        // Runs well past its 1 s lease.
         tokio::time::sleep(Duration::from_millis(2500)).await;
         Ok::<(), JobError>(())
     });
@@ -386,6 +377,8 @@ async fn a_job_running_longer_than_its_lease_keeps_it_by_heartbeat() {
     let mut rival_registry = JobRegistry::new();
     rival_registry.register::<Flaky, _, _>(|_, _| async { Ok::<(), JobError>(()) });
     let rival = Worker::new(app.app_db().clone(), rival_registry, settings(lease));
+    // Time must pass here: what is tested is that nothing happens for twice
+    // the lease, so there is no condition to wait for.
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(rival.run_once().await.unwrap(), Outcome::EmptyQueue);

@@ -43,6 +43,8 @@ async fn values_expire_in_redis() {
     one.set("short", b"1", Duration::from_millis(50))
         .await
         .unwrap();
+    // Expiry is what is tested, so time must pass: past the 50 ms, with margin.
+    // Polling until it is gone would accept an expiry much later than asked.
     tokio::time::sleep(Duration::from_millis(120)).await;
     assert_eq!(one.get("short").await.unwrap(), None);
 }

@@ -4,56 +4,11 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{
+use crate::helpers::{
     auth::{AuthApp, access, signed_in, spawn},
-    helpers::problem,
+    problem,
+    projects::{create, draft, published, titles_of, transition},
 };
-
-pub async fn create(env: &AuthApp, token: &str, body: Value) -> reqwest::Response {
-    env.app.post_json_as(token, "/v1/projects", &body).await
-}
-
-/// A publishable draft; returns its id.
-pub async fn draft(env: &AuthApp, token: &str, title: &str) -> String {
-    let response = create(
-        env,
-        token,
-        json!({"title": title, "summary": "A short summary", "category": "web",
-               "skills": ["rust"], "budget": {"min": 1000, "max": 5000, "currency": "usd"}}),
-    )
-    .await;
-    assert_eq!(response.status(), 201);
-    response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-pub async fn transition(
-    env: &AuthApp,
-    token: &str,
-    id: &str,
-    to: &str,
-    reason: Option<&str>,
-) -> reqwest::Response {
-    let mut body = json!({"to": to});
-    if let Some(reason) = reason {
-        body["reason"] = json!(reason);
-    }
-    env.app
-        .post_json_as(token, &format!("/v1/projects/{id}/transitions"), &body)
-        .await
-}
-
-/// A published project; returns its id.
-pub async fn published(env: &AuthApp, token: &str, title: &str) -> String {
-    let id = draft(env, token, title).await;
-    assert_eq!(
-        transition(env, token, &id, "open", None).await.status(),
-        200
-    );
-    id
-}
 
 async fn patch(env: &AuthApp, token: &str, id: &str, body: Value) -> reqwest::Response {
     env.app
@@ -337,15 +292,6 @@ async fn found(env: &AuthApp, token: Option<&str>, query: &str) -> Value {
     };
     assert_eq!(response.status(), 200, "{query}");
     response.json().await.unwrap()
-}
-
-pub fn titles_of(page: &Value) -> Vec<&str> {
-    page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["title"].as_str().unwrap())
-        .collect()
 }
 
 #[tokio::test]

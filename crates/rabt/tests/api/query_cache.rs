@@ -6,10 +6,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{
-    applications::apply,
+use crate::helpers::{
+    PATIENCE,
     auth::{AuthApp, access, signed_in, spawn_on},
-    projects::{published, titles_of},
+    eventually,
+    projects::{apply, published, titles_of},
 };
 
 /// An anonymous search: its `Cache-Status` and its page.
@@ -28,19 +29,23 @@ async fn anonymous(env: &AuthApp, query: &str) -> (String, Value) {
 /// apart: the notifications of the writes before may still arrive and drop
 /// what an earlier search kept.
 async fn until_hit(env: &AuthApp, query: &str) -> Value {
-    for _ in 0..100 {
+    let what = format!("{query} to come from the cache twice in a row");
+    eventually(PATIENCE, &what, async || {
         let (status, page) = anonymous(env, query).await;
-        if status == "rabt; hit" {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let (status, again) = anonymous(env, query).await;
-            if status == "rabt; hit" {
-                assert_eq!(again, page);
-                return page;
-            }
+        if status != "rabt; hit" {
+            return Err(status);
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{query} never came from the cache");
+        // Time must pass: a notification still on its way gives no sign to
+        // wait for, only time to arrive in.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (status, again) = anonymous(env, query).await;
+        if status != "rabt; hit" {
+            return Err(status);
+        }
+        assert_eq!(again, page);
+        Ok(page)
+    })
+    .await
 }
 
 async fn answers_until_a_change(redis: bool) {
@@ -124,19 +129,15 @@ async fn answers_until_a_change(redis: bool) {
         .execute(&env.app.db.admin)
         .await
         .unwrap();
-    let mut waited = Duration::ZERO;
-    loop {
+    eventually(PATIENCE, "the change to reach the cache", async || {
         let (_, page) = anonymous(&env, "q=kiln&facets=category").await;
         if titles_of(&page) == ["Kiln repair"] {
-            break;
+            Ok(())
+        } else {
+            Err(format!("still answered from before the change: {page}"))
         }
-        assert!(
-            waited < Duration::from_secs(10),
-            "still answered from before the change: {page}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        waited += Duration::from_millis(50);
-    }
+    })
+    .await;
 }
 
 #[tokio::test]

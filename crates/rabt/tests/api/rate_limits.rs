@@ -2,9 +2,9 @@
 
 use serde_json::json;
 
-use crate::{
+use crate::helpers::{
     auth::{access, signed_in, spawn},
-    helpers::problem,
+    problem,
 };
 
 #[tokio::test]

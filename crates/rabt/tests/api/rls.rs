@@ -5,7 +5,7 @@
 use rabt::db::Actor;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, jobs::Record, spawn_app};
 
 async fn visible_user_ids(app: &TestApp, actor: &Actor) -> Vec<Uuid> {
     let mut tx = app.app_db().begin(actor).await.unwrap();
@@ -156,7 +156,7 @@ async fn requests_may_enqueue_jobs_but_never_read_or_change_them() {
     let mut tx = app.app_db().begin(&Actor::Service).await.unwrap();
     rabt::jobs::enqueue(
         &mut tx,
-        &crate::jobs::Record {
+        &Record {
             tag: "bob's".into(),
         },
         3,
@@ -168,7 +168,7 @@ async fn requests_may_enqueue_jobs_but_never_read_or_change_them() {
     let mut tx = app.app_db().begin(&TestApp::as_user(alice)).await.unwrap();
     rabt::jobs::enqueue(
         &mut tx,
-        &crate::jobs::Record {
+        &Record {
             tag: "alice's".into(),
         },
         3,

@@ -3,9 +3,10 @@
 
 use serde_json::{Value, json};
 
-use crate::{
+use crate::helpers::{
+    PATIENCE,
     auth::{AuthApp, access, signed_in, spawn},
-    helpers::problem,
+    eventually, problem,
 };
 
 async fn make(env: &AuthApp, email: &str, role: &str) {
@@ -319,18 +320,19 @@ async fn creating_a_role_twice_under_one_idempotency_key_creates_it_once() {
 /// Waits (bounded) until `path` answers `status` for `token`: for changes that
 /// reach the server through NOTIFY rather than through the request itself.
 async fn eventually_status(env: &AuthApp, token: &str, path: &str, status: u16) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let got = env.app.get_as(token, path).await.status();
-        if got == status {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{path} still answers {got}, not {status}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually(
+        PATIENCE,
+        &format!("{path} to answer {status}"),
+        async || {
+            let got = env.app.get_as(token, path).await.status();
+            if got == status {
+                Ok(())
+            } else {
+                Err(format!("{path} still answers {got}"))
+            }
+        },
+    )
+    .await;
 }
 
 /// A custom role that may read private profiles, held by a fresh user whose

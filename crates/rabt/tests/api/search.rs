@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, problem, spawn_app};
+use crate::helpers::{TestApp, auth, problem, spawn_app};
 
 async fn people(app: &TestApp) {
     for (name, headline, skills, location, visibility) in [
@@ -282,7 +282,7 @@ async fn relevance_and_name_pages_follow_each_other_without_gaps() {
 
 #[tokio::test]
 async fn signed_in_callers_filter_by_the_roles_they_may_see() {
-    let env = crate::auth::spawn(vec![]).await;
+    let env = auth::spawn(vec![]).await;
     let app = &env.app;
     people(app).await;
     sqlx::query(
@@ -292,8 +292,8 @@ async fn signed_in_callers_filter_by_the_roles_they_may_see() {
     .execute(&app.db.admin)
     .await
     .unwrap();
-    let viewer = crate::auth::signed_in(&env, "viewer@rabt.test").await;
-    let token = crate::auth::access(&viewer);
+    let viewer = auth::signed_in(&env, "viewer@rabt.test").await;
+    let token = auth::access(&viewer);
     // A member reads only their own memberships, so finds nobody else's role.
     assert!(
         all_pages(app, Some(token), "role=moderator")

@@ -2,9 +2,9 @@
 
 use serde_json::{Value, json};
 
-use crate::{
+use crate::helpers::{
     auth::{AuthApp, PASSWORD, access, login, signed_in, spawn},
-    helpers::problem,
+    problem,
 };
 
 fn id(pair: &Value) -> String {

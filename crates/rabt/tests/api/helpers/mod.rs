@@ -5,6 +5,15 @@
 //! Services come from `RABT_TEST_DATABASE_URL` (a superuser connection to a
 //! maintenance database; `DATABASE_URL` as a fallback) and `RABT_TEST_REDIS_URL`
 //! (`REDIS_URL`), which `scripts/test` provides.
+//!
+//! Setup that tests of several capabilities share lives here too, never in a
+//! test module: [`auth`] (an app with mail, signed-in users), [`projects`]
+//! (projects and applications made through the API) and [`jobs`] (job kinds
+//! of the tests).
+
+pub mod auth;
+pub mod jobs;
+pub mod projects;
 
 use std::{
     net::SocketAddr,
@@ -506,6 +515,47 @@ pub async fn problem(response: reqwest::Response) -> serde_json::Value {
         .to_owned();
     assert_eq!(content_type, "application/problem+json");
     response.json().await.expect("problem body is JSON")
+}
+
+/// How long a test waits for something that happens in the background (a
+/// job, a notification, a server coming up) before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// How often [`eventually`] looks again.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Looks every 20 ms until `probe` answers `Ok`, and returns its value. After
+/// `limit` it panics, naming `what` it waited for and the last `Err` (what it
+/// saw instead).
+pub async fn eventually<T, E: std::fmt::Display>(
+    limit: Duration,
+    what: &str,
+    mut probe: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "waited {limit:?} for {what}; last seen: {seen}"
+            ),
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Waits until `condition` holds, looking every 20 ms; panics after `limit`,
+/// naming `what` it waited for.
+pub async fn wait_until(limit: Duration, what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    eventually(limit, what, async || {
+        if condition().await {
+            Ok(())
+        } else {
+            Err("not yet")
+        }
+    })
+    .await;
 }
 
 /// A message an SMTP client handed to [`SmtpSink`].
