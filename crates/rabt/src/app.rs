@@ -7,7 +7,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use axum::{Router, extract::DefaultBodyLimit, http::StatusCode, middleware};
+use axum::{Extension, Router, extract::DefaultBodyLimit, http::StatusCode, middleware};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::{
@@ -22,7 +22,11 @@ use crate::{
     config::Settings,
     db::Db,
     email::EmailSender,
-    http::{ApiError, middleware as mw, request_id},
+    http::{
+        ApiError, middleware as mw,
+        rate_limit::{self, Routes},
+        request_id,
+    },
     jobs::{JobRegistry, Worker},
     notifications, ops, projects, roles,
     state::AppState,
@@ -86,12 +90,24 @@ fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .nest(
             "/v1",
             users::routes::router()
-                // Credentials and tokens are small: a tighter body limit.
-                .merge(auth::routes::router().layer(DefaultBodyLimit::max(AUTH_BODY_LIMIT)))
                 .merge(roles::routes::router())
                 .merge(projects::routes::router())
                 .merge(applications::routes::router())
-                .merge(notifications::routes::router()),
+                .merge(notifications::routes::router())
+                .fallback(|| async { ApiError::not_found() })
+                .layer(middleware::from_fn_with_state(
+                    Routes::Api,
+                    rate_limit::enforce,
+                ))
+                .merge(
+                    auth::routes::router()
+                        // Credentials and tokens are small: a tighter body limit.
+                        .layer(DefaultBodyLimit::max(AUTH_BODY_LIMIT))
+                        .layer(middleware::from_fn_with_state(
+                            Routes::Auth,
+                            rate_limit::enforce,
+                        )),
+                ),
         )
         .split_for_parts();
     crate::http::openapi::CommonProblems::apply(&mut openapi);
@@ -114,16 +130,10 @@ pub fn with_edge(api: Router<AppState>, state: AppState) -> Router {
     let hsts = settings.public_url.scheme() == "https" || settings.tls.is_some();
     let router = api
         .fallback(|| async { ApiError::not_found() })
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::query_cache::drop_after_writes,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::http::rate_limit::enforce,
-        ))
         // Per route (and for the fallback), so the matched template is known.
         .layer(middleware::from_fn(mw::track_metrics))
+        // What the layers mounted with each group of routes read.
+        .layer(Extension(state.clone()))
         .with_state(state.clone());
     let mut router = router
         .layer(DefaultBodyLimit::max(settings.body_limit_bytes))

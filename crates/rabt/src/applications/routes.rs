@@ -23,6 +23,7 @@ use crate::{
         pagination,
     },
     projects::{model::ProjectStatus, store as projects},
+    query_cache,
     state::AppState,
 };
 
@@ -32,6 +33,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(my_applications))
         .routes(routes!(get_application))
         .routes(routes!(transition_application))
+        // Writes here change what cached searches answer.
+        .layer(axum::middleware::from_fn(query_cache::drop_after_writes))
 }
 
 /// How the application table's constraints read to a client: the database

@@ -50,12 +50,6 @@ impl AuthUser {
     }
 }
 
-fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
 impl<S> FromRequestParts<S> for AuthUser
 where
     AppState: FromRef<S>,
@@ -65,7 +59,8 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AppState::from_ref(state);
-        let token = bearer(parts).ok_or_else(|| ApiError::new(ErrorCode::Unauthorized))?;
+        let token = crate::http::bearer(&parts.headers)
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized))?;
         let claims = state.tokens.verify(token)?;
         let grants = sessions::check(&state, claims.sid, claims.sub)
             .await?

@@ -1,14 +1,17 @@
-//! Rate limits for every route, by class, in one layer.
+//! Rate limits for every API route, by class, in one layer that each group of
+//! routes is mounted with ([`enforce`], attached in `app::api_router` with the
+//! group's [`Routes`]): a route's class follows from where it is mounted, not
+//! from its path.
 //!
 //! | class | routes | counted per |
 //! | --- | --- | --- |
-//! | `auth` | `/v1/auth/*` | client address (handlers add per-account and per-email limits) |
-//! | `realtime` | `GET /v1/realtime` (WebSocket connects) | user, else client address |
-//! | `write` | other `POST`, `PUT`, `PATCH`, `DELETE` | user, else client address |
-//! | `read` | other `GET`, `HEAD` | user, else client address |
+//! | `auth` | [`Routes::Auth`]: `/v1/auth/*` | client address (handlers add per-account and per-email limits) |
+//! | `realtime` | [`Routes::Realtime`]: WebSocket connects | user, else client address |
+//! | `write` | [`Routes::Api`]: `POST`, `PUT`, `PATCH`, `DELETE` | user, else client address |
+//! | `read` | [`Routes::Api`]: `GET`, `HEAD` | user, else client address |
 //!
-//! Operations routes (`/health/*`, `/metrics`, `/openapi.json`, `/docs`) and
-//! `OPTIONS` preflights are not limited. The user is the subject of a valid
+//! Operations routes (`/health/*`, `/metrics`, `/openapi.json`, `/docs`) are
+//! mounted without the layer; `OPTIONS` preflights are never limited. The user is the subject of a valid
 //! access token (signature and expiry; the session itself is checked by the
 //! handler), so a forged token is counted by address like an anonymous call.
 //! The address is the one [`super::client::client_ip`] trusts.
@@ -27,8 +30,9 @@
 use std::{net::SocketAddr, time::Duration};
 
 use axum::{
+    Extension,
     extract::{ConnectInfo, Request, State},
-    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
+    http::{HeaderName, HeaderValue, Method, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -88,23 +92,6 @@ impl Class {
         }
     }
 
-    /// The class of a request, or `None` for unlimited operations routes.
-    pub fn of(method: &Method, path: &str) -> Option<Self> {
-        if method == Method::OPTIONS || !path.starts_with("/v1/") {
-            return None;
-        }
-        if path.starts_with("/v1/auth/") {
-            return Some(Self::Auth);
-        }
-        if path == "/v1/realtime" {
-            return Some(Self::Realtime);
-        }
-        Some(match *method {
-            Method::GET | Method::HEAD => Self::Read,
-            _ => Self::Write,
-        })
-    }
-
     fn per_minute(self, limits: &RateLimits) -> u32 {
         match self {
             Self::Auth => limits.auth,
@@ -115,10 +102,31 @@ impl Class {
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+/// A group of routes mounted with one limit layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routes {
+    /// Sign-up, sign-in and tokens.
+    Auth,
+    /// WebSocket connects.
+    Realtime,
+    /// Every other API route: reads and writes by method.
+    Api,
+}
+
+impl Routes {
+    /// The class a request to these routes counts against; `None` for an
+    /// `OPTIONS` preflight.
+    pub fn class(self, method: &Method) -> Option<Class> {
+        if method == Method::OPTIONS {
+            return None;
+        }
+        Some(match self {
+            Self::Auth => Class::Auth,
+            Self::Realtime => Class::Realtime,
+            Self::Api if matches!(*method, Method::GET | Method::HEAD) => Class::Read,
+            Self::Api => Class::Write,
+        })
+    }
 }
 
 const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -134,16 +142,23 @@ pub fn seconds(duration: Duration) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-/// The layer: counts the request against its class and subject.
-pub async fn enforce(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(class) = Class::of(request.method(), request.uri().path()) else {
+/// The layer of a group of routes: counts the request against its class and
+/// subject. The application's state comes as a request extension, which the
+/// edge adds (`app::with_edge`).
+pub async fn enforce(
+    State(routes): State<Routes>,
+    Extension(state): Extension<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(class) = routes.class(request.method()) else {
         return next.run(request).await;
     };
     let per_minute = class.per_minute(&state.settings.rate_limits).max(1);
     let rate = Rate::per_minute(per_minute);
     let user = match class {
         Class::Auth => None,
-        _ => bearer(request.headers())
+        _ => super::bearer(request.headers())
             .and_then(|token| state.tokens.verify(token).ok())
             .map(|claims| claims.sub),
     };
@@ -212,26 +227,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn routes_fall_into_their_classes() {
+    fn each_group_of_routes_counts_against_its_class() {
         let cases = [
-            (Method::POST, "/v1/auth/login", Some(Class::Auth)),
-            (
-                Method::GET,
-                "/v1/auth/oauth/google/start",
-                Some(Class::Auth),
-            ),
-            (Method::GET, "/v1/realtime", Some(Class::Realtime)),
-            (Method::GET, "/v1/projects", Some(Class::Read)),
-            (Method::HEAD, "/v1/projects", Some(Class::Read)),
-            (Method::POST, "/v1/projects", Some(Class::Write)),
-            (Method::DELETE, "/v1/projects/x", Some(Class::Write)),
-            (Method::OPTIONS, "/v1/projects", None),
-            (Method::GET, "/health/ready", None),
-            (Method::GET, "/metrics", None),
-            (Method::GET, "/openapi.json", None),
+            (Routes::Auth, Method::POST, Some(Class::Auth)),
+            (Routes::Auth, Method::GET, Some(Class::Auth)),
+            (Routes::Realtime, Method::GET, Some(Class::Realtime)),
+            (Routes::Api, Method::GET, Some(Class::Read)),
+            (Routes::Api, Method::HEAD, Some(Class::Read)),
+            (Routes::Api, Method::POST, Some(Class::Write)),
+            (Routes::Api, Method::DELETE, Some(Class::Write)),
+            (Routes::Api, Method::OPTIONS, None),
+            (Routes::Auth, Method::OPTIONS, None),
         ];
-        for (method, path, class) in cases {
-            assert_eq!(Class::of(&method, path), class, "{method} {path}");
+        for (routes, method, class) in cases {
+            assert_eq!(routes.class(&method), class, "{routes:?} {method}");
         }
     }
 }

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::{
     auth::AuthUser,
     http::{ApiError, AppJson, AppQuery, FieldError, error::ProblemBody, pagination},
+    query_cache,
     state::AppState,
 };
 
@@ -20,6 +21,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_notifications))
         .routes(routes!(mark_read))
         .routes(routes!(get_preferences, put_preferences))
+        // Preferences are part of the account (`/v1/me/…`), and every write
+        // to an account retires cached searches, as profile writes must.
+        .layer(axum::middleware::from_fn(query_cache::drop_after_writes))
 }
 
 /// Something that happened that concerns the caller.

@@ -23,6 +23,7 @@ use crate::{
         error::violated_constraint,
         idempotency::{IdempotencyKey, Idempotent},
     },
+    query_cache,
     search::too_long,
     state::AppState,
 };
@@ -33,6 +34,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_project, update_project, delete_project))
         .routes(routes!(transition_project))
         .routes(routes!(project_history))
+        // Writes here change what cached searches answer.
+        .layer(axum::middleware::from_fn(query_cache::drop_after_writes))
 }
 
 /// Loads a project as the caller sees it, with its owner's name.

@@ -22,6 +22,7 @@ use crate::{
         error::{ProblemBody, violated_constraint},
         pagination,
     },
+    query_cache,
     search::{self, Words, too_long},
     state::AppState,
 };
@@ -31,6 +32,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_me, update_me))
         .routes(routes!(get_user, moderate_user, delete_user))
         .routes(routes!(search_users))
+        // Writes here change what cached searches answer.
+        .layer(axum::middleware::from_fn(query_cache::drop_after_writes))
 }
 
 /// How the users table's constraints read to a client (the handlers check
