@@ -292,7 +292,13 @@ pub fn job_registry(settings: &Settings) -> anyhow::Result<JobRegistry> {
         .to_owned();
     EmailSender::from_settings(settings)?.register(&mut registry);
     auth::jobs::register(&mut registry, settings.frontend_url.clone(), host.clone());
-    notifications::register(&mut registry, settings.frontend_url.clone(), host);
+    notifications::register(
+        &mut registry,
+        settings.frontend_url.clone(),
+        host,
+        settings.jobs.notification_retention_days,
+    );
+    crate::http::idempotency::register(&mut registry);
     Ok(registry)
 }
 

@@ -231,6 +231,11 @@ fn in_progress() -> ApiError {
         .with_detail("A request with this Idempotency-Key is in progress.")
 }
 
+/// Registers the hourly sweep of keys older than a day.
+pub fn register(registry: &mut crate::jobs::JobRegistry) {
+    registry.sweep("idempotency_keys", |conn| Box::pin(sweep(conn)));
+}
+
 /// Forgets keys older than 24 hours; returns how many.
 pub async fn sweep(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
     let done =

@@ -6,7 +6,12 @@
 //! [`JobContext::complete_in`]; an external effect (an email) carries a stable
 //! id that lets the receiver drop a repeat.
 
-use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    future::Future,
+    sync::Arc,
+    time::Duration,
+};
 
 use futures::{FutureExt as _, future::BoxFuture};
 use rand::RngExt as _;
@@ -72,6 +77,11 @@ impl JobContext {
 type HandlerFn =
     dyn Fn(JobContext, Value) -> BoxFuture<'static, Result<(), JobError>> + Send + Sync;
 
+/// A housekeeping sweep: deletes what its capability no longer keeps, in the
+/// transaction it is given, and says how many rows went.
+pub type SweepFn =
+    dyn for<'c> Fn(&'c mut PgConnection) -> BoxFuture<'c, Result<u64, sqlx::Error>> + Send + Sync;
+
 #[derive(Clone)]
 struct ErasedHandler {
     run: Arc<HandlerFn>,
@@ -82,6 +92,7 @@ struct ErasedHandler {
 #[derive(Default, Clone)]
 pub struct JobRegistry {
     handlers: HashMap<&'static str, ErasedHandler>,
+    sweeps: Vec<(&'static str, Arc<SweepFn>)>,
 }
 
 impl JobRegistry {
@@ -109,6 +120,19 @@ impl JobRegistry {
                 sensitive: A::SENSITIVE,
             },
         );
+        self
+    }
+
+    /// Registers a capability's housekeeping, run hourly by every worker
+    /// with the others in one transaction; `name` labels what it removed.
+    pub fn sweep<F>(&mut self, name: &'static str, sweep: F) -> &mut Self
+    where
+        F: for<'c> Fn(&'c mut PgConnection) -> BoxFuture<'c, Result<u64, sqlx::Error>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.sweeps.push((name, Arc::new(sweep)));
         self
     }
 }
@@ -335,21 +359,28 @@ async fn listen_for_jobs(db: Db, wake: Arc<Notify>, shutdown: CancellationToken)
     .await;
 }
 
-/// What one round of housekeeping removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Swept {
-    pub jobs: u64,
-    pub idempotency_keys: u64,
-    pub notifications: u64,
+/// What one round of housekeeping removed, by sweep.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Swept(BTreeMap<&'static str, u64>);
+
+impl Swept {
+    /// The rows the sweep `name` removed (0 for a sweep that is not registered).
+    pub fn removed(&self, name: &str) -> u64 {
+        self.0.get(name).copied().unwrap_or(0)
+    }
+
+    fn is_nothing(&self) -> bool {
+        self.0.values().all(|n| *n == 0)
+    }
 }
 
 impl Worker {
     /// One round of housekeeping: succeeded jobs are kept a week for the admin
-    /// view, idempotency keys a day, read notifications the configured number
-    /// of days after they were read (unread ones stay until read); older ones
-    /// are removed.
+    /// view and removed after, then every sweep the capabilities registered
+    /// runs (idempotency keys, read notifications, …), all in one transaction.
     pub async fn housekeep(&self) -> Result<Swept, sqlx::Error> {
         let mut tx = self.db.begin(&Actor::Service).await?;
+        let mut swept = BTreeMap::new();
         let jobs = sqlx::query(
             "delete from jobs where status = 'succeeded' \
              and finished_at < now() - interval '7 days'",
@@ -357,16 +388,12 @@ impl Worker {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let idempotency_keys = crate::http::idempotency::sweep(&mut tx).await?;
-        let notifications =
-            crate::notifications::sweep_read(&mut tx, self.settings.notification_retention_days)
-                .await?;
+        swept.insert("jobs", jobs);
+        for (name, sweep) in &self.registry.sweeps {
+            swept.insert(*name, sweep(&mut tx).await?);
+        }
         tx.commit().await?;
-        Ok(Swept {
-            jobs,
-            idempotency_keys,
-            notifications,
-        })
+        Ok(Swept(swept))
     }
 }
 
@@ -379,13 +406,8 @@ async fn housekeeping(worker: Worker, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
         }
         match worker.housekeep().await {
-            Ok(swept) if swept == Swept::default() => {}
-            Ok(swept) => tracing::info!(
-                jobs = swept.jobs,
-                idempotency_keys = swept.idempotency_keys,
-                notifications = swept.notifications,
-                "housekeeping removed old rows"
-            ),
+            Ok(swept) if swept.is_nothing() => {}
+            Ok(swept) => tracing::info!(removed = ?swept.0, "housekeeping removed old rows"),
             Err(err) => tracing::warn!(error = %err, "housekeeping failed"),
         }
     }

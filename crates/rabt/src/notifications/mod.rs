@@ -6,7 +6,8 @@
 //! with a `notifications.email` job when the recipient wants email; the job
 //! renders the email from the stored notification.
 //!
-//! Read notifications are deleted by the worker's housekeeping
+//! Read notifications are deleted by the sweep this module registers with the
+//! worker's housekeeping,
 //! `RABT_NOTIFICATION_RETENTION_DAYS` after they were read; unread ones stay.
 
 pub mod routes;
@@ -32,8 +33,12 @@ impl JobArgs for EmailNotification {
     const KIND: &'static str = "notifications.email";
 }
 
-/// Registers the `notifications.email` handler.
-pub fn register(registry: &mut JobRegistry, frontend: url::Url, host: String) {
+/// Registers the `notifications.email` handler, and the sweep of read
+/// notifications older than `retention_days`.
+pub fn register(registry: &mut JobRegistry, frontend: url::Url, host: String, retention_days: u32) {
+    registry.sweep("notifications", move |conn| {
+        Box::pin(sweep_read(conn, retention_days))
+    });
     registry.register::<EmailNotification, _, _>(move |ctx: JobContext, args| {
         let (frontend, host) = (frontend.clone(), host.clone());
         async move {

@@ -286,7 +286,7 @@ async fn housekeeping_deletes_notifications_read_longer_ago_than_the_retention()
         env.app.state.settings.jobs.clone(),
     );
     let swept = worker.housekeep().await.unwrap();
-    assert_eq!(swept.notifications, 1);
+    assert_eq!(swept.removed("notifications"), 1);
     let left: Vec<uuid::Uuid> = sqlx::query_scalar("select id from notifications order by id desc")
         .fetch_all(&env.app.db.admin)
         .await
