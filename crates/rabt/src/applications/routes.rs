@@ -3,7 +3,6 @@
 //! database (migrations/0010), which also queues their email.
 
 use axum::{Json, extract::State, http::StatusCode, response::Response};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -20,7 +19,7 @@ use crate::{
         error::ProblemBody,
         error::violated_constraint,
         idempotency::{IdempotencyKey, Idempotent},
-        pagination,
+        pagination::{self, Key, Page, Position},
     },
     projects::{model::ProjectStatus, store as projects},
     query_cache,
@@ -125,12 +124,6 @@ pub struct ApplicationPage {
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Position {
-    t: DateTime<Utc>,
-    id: Uuid,
-}
-
 async fn page(
     state: &AppState,
     caller: &AuthUser,
@@ -138,11 +131,14 @@ async fn page(
     params: ListParams,
 ) -> Result<ApplicationPage, ApiError> {
     let limit = pagination::limit(params.limit)?;
-    let after: Option<Position> = params
-        .cursor
-        .as_deref()
-        .map(|c| state.cursors.decode(c))
-        .transpose()?;
+    // One order, newest first: the position's order is `()`.
+    let after = match params.cursor.as_deref() {
+        None => None,
+        Some(cursor) => match state.cursors.decode::<Position<()>>(cursor)?.within(&())? {
+            (Key::Time(t), id) => Some((*t, id)),
+            _ => return Err(pagination::wrong_order()),
+        },
+    };
     let mut tx = state.db.begin(&caller.actor()).await?;
     if let Scope::Project(id) = scope {
         let project = projects::find(&mut tx, id)
@@ -153,27 +149,18 @@ async fn page(
                 .with_detail("Only the project's owner or a moderator sees its applications."));
         }
     }
-    let mut rows = store::list(
-        &mut tx,
-        scope,
-        params.status,
-        after.map(|p| (p.t, p.id)),
-        limit + 1,
-    )
-    .await?;
+    let rows = store::list(&mut tx, scope, params.status, after, limit + 1).await?;
     tx.commit().await?;
-    let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-    rows.truncate(usize::try_from(limit).unwrap_or(0));
-    let next_cursor = match rows.last().filter(|_| more) {
-        Some(last) => Some(state.cursors.encode(&Position {
-            t: last.created_at,
-            id: last.id,
-        })?),
-        None => None,
-    };
+    let page = Page::from_rows(&state.cursors, rows, limit, |last| Position {
+        order: (),
+        key: Key::Time(last.created_at),
+        id: last.id,
+        fuzzy: false,
+    })?
+    .map(Application::from);
     Ok(ApplicationPage {
-        items: rows.into_iter().map(Application::from).collect(),
-        next_cursor,
+        items: page.items,
+        next_cursor: page.next_cursor,
     })
 }
 

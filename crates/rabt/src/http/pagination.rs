@@ -3,10 +3,12 @@
 //! is refused with 422 instead of steering a query.
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac as _};
 use secrecy::ExposeSecret as _;
-use serde::{Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sha2::Sha256;
+use uuid::Uuid;
 
 use super::{ApiError, FieldError};
 use crate::config::Settings;
@@ -24,6 +26,93 @@ pub fn limit(value: Option<i64>) -> Result<i64, ApiError> {
             "out_of_range",
             "Between 1 and 100.",
         )])),
+    }
+}
+
+/// The sort key of the row a page ended on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Key {
+    #[serde(rename = "t")]
+    Time(DateTime<Utc>),
+    #[serde(rename = "i")]
+    Int(i64),
+    #[serde(rename = "f")]
+    Float(f64),
+    #[serde(rename = "s")]
+    Text(String),
+}
+
+/// Where a page ended, the one keyset position of every listing: the order it
+/// belongs to (`S`, a listing's sort enum, or `()` for a fixed order), the
+/// sort key and id of the last row, and whether the search had widened to
+/// typos. A cursor is this, signed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Position<S> {
+    #[serde(rename = "o")]
+    pub order: S,
+    #[serde(rename = "k")]
+    pub key: Key,
+    pub id: Uuid,
+    #[serde(default, rename = "f", skip_serializing_if = "std::ops::Not::not")]
+    pub fuzzy: bool,
+}
+
+impl<S: PartialEq> Position<S> {
+    /// The key and id to continue after in `order`; a cursor issued for
+    /// another order is 422.
+    pub fn within(&self, order: &S) -> Result<(&Key, Uuid), ApiError> {
+        if self.order == *order {
+            Ok((&self.key, self.id))
+        } else {
+            Err(wrong_order())
+        }
+    }
+}
+
+/// The error for a cursor of another sort, or whose key does not fit its sort.
+pub fn wrong_order() -> ApiError {
+    ApiError::validation(vec![FieldError::new(
+        "cursor",
+        "invalid",
+        "This cursor belongs to another sort.",
+    )])
+}
+
+/// A page of a listing: its rows and the cursor of the next page.
+#[derive(Debug)]
+pub struct Page<R> {
+    pub items: Vec<R>,
+    pub next_cursor: Option<String>,
+}
+
+impl<R> Page<R> {
+    /// Cuts rows fetched with `limit + 1` to `limit`; when the extra row was
+    /// there, signs the position of the last row kept as the next cursor.
+    pub fn from_rows<P: Serialize>(
+        cursors: &Cursors,
+        mut rows: Vec<R>,
+        limit: i64,
+        position_of: impl FnOnce(&R) -> P,
+    ) -> Result<Self, ApiError> {
+        let limit = usize::try_from(limit).unwrap_or(0);
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next_cursor = match rows.last().filter(|_| more) {
+            Some(last) => Some(cursors.encode(&position_of(last))?),
+            None => None,
+        };
+        Ok(Self {
+            items: rows,
+            next_cursor,
+        })
+    }
+
+    /// The same page with each row turned into what the API shows.
+    pub fn map<T>(self, f: impl FnMut(R) -> T) -> Page<T> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            next_cursor: self.next_cursor,
+        }
     }
 }
 
@@ -124,6 +213,30 @@ mod tests {
         }
         let other = cursors("another-secret-another-secret-another-1");
         assert!(other.decode::<(String, i32)>(&cursor).is_err());
+    }
+
+    #[test]
+    fn a_page_keeps_limit_rows_and_a_cursor_only_when_more_follow() {
+        let c = cursors("cursor-secret-cursor-secret-cursor-secret");
+        let full = Page::from_rows(&c, vec![1, 2, 3], 2, |last| *last).unwrap();
+        assert_eq!(full.items, [1, 2]);
+        let cursor = full.next_cursor.expect("a next page");
+        assert_eq!(c.decode::<i32>(&cursor).unwrap(), 2);
+        let last = Page::from_rows(&c, vec![1, 2], 2, |last| *last).unwrap();
+        assert_eq!(last.items, [1, 2]);
+        assert!(last.next_cursor.is_none());
+    }
+
+    #[test]
+    fn a_position_continues_only_its_own_order() {
+        let position = Position {
+            order: 'n',
+            key: Key::Int(7),
+            id: Uuid::nil(),
+            fuzzy: false,
+        };
+        assert_eq!(position.within(&'n').unwrap(), (&Key::Int(7), Uuid::nil()));
+        assert!(position.within(&'o').is_err());
     }
 
     #[test]

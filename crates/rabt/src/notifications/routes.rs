@@ -11,7 +11,11 @@ use uuid::Uuid;
 
 use crate::{
     auth::AuthUser,
-    http::{ApiError, AppJson, AppQuery, FieldError, error::ProblemBody, pagination},
+    http::{
+        ApiError, AppJson, AppQuery, FieldError,
+        error::ProblemBody,
+        pagination::{self, Page},
+    },
     query_cache,
     state::AppState,
 };
@@ -78,7 +82,7 @@ pub async fn list_notifications(
         .map(|c| state.cursors.decode(c))
         .transpose()?;
     let mut tx = state.db.begin(&caller.actor()).await?;
-    let mut rows: Vec<Notification> = sqlx::query_as(
+    let rows: Vec<Notification> = sqlx::query_as(
         "select id, kind, payload, read_at, created_at from notifications \
          where user_id = $1 \
            and (not $2 or read_at is null) \
@@ -93,15 +97,10 @@ pub async fn list_notifications(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-    rows.truncate(usize::try_from(limit).unwrap_or(0));
-    let next_cursor = match rows.last().filter(|_| more) {
-        Some(last) => Some(state.cursors.encode(&last.id)?),
-        None => None,
-    };
+    let page = Page::from_rows(&state.cursors, rows, limit, |last| last.id)?;
     Ok(Json(NotificationPage {
-        items: rows,
-        next_cursor,
+        items: page.items,
+        next_cursor: page.next_cursor,
     }))
 }
 
