@@ -13,7 +13,7 @@ use super::{
     store::{self, Scope},
 };
 use crate::{
-    auth::AuthUser,
+    auth::{AuthUser, permission},
     http::{
         ApiError, AppJson, AppPath, AppQuery, ErrorCode,
         error::ProblemBody,
@@ -144,7 +144,7 @@ async fn page(
         let project = projects::find(&mut tx, id)
             .await?
             .ok_or_else(ApiError::not_found)?;
-        if project.owner_id != caller.id && !caller.can("projects.moderate") {
+        if project.owner_id != caller.id && !caller.can::<permission::ProjectsModerate>() {
             return Err(ApiError::new(ErrorCode::Forbidden)
                 .with_detail("Only the project's owner or a moderator sees its applications."));
         }

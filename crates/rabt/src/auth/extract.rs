@@ -35,17 +35,25 @@ impl AuthUser {
         }
     }
 
-    pub fn can(&self, permission: &str) -> bool {
-        self.permissions.iter().any(|p| p == permission)
+    /// Whether the caller's roles grant `P`.
+    pub fn can<P: Permission>(&self) -> bool {
+        self.permissions.iter().any(|p| p == P::NAME)
     }
 
-    /// 403 `forbidden` unless the caller holds `permission`.
-    pub fn require(&self, permission: &str) -> Result<(), ApiError> {
-        if self.can(permission) {
+    /// Whether the caller's roles grant the permission named `name`: for
+    /// permissions that come as data (those of a role being granted); code
+    /// that demands one names its type ([`AuthUser::can`]).
+    pub fn holds(&self, name: &str) -> bool {
+        self.permissions.iter().any(|p| p == name)
+    }
+
+    /// 403 `forbidden` unless the caller holds `P`.
+    pub fn require<P: Permission>(&self) -> Result<(), ApiError> {
+        if self.can::<P>() {
             Ok(())
         } else {
             Err(ApiError::new(ErrorCode::Forbidden)
-                .with_detail(format!("This needs the `{permission}` permission.")))
+                .with_detail(format!("This needs the `{}` permission.", P::NAME)))
         }
     }
 }
@@ -99,6 +107,8 @@ macro_rules! permissions {
 }
 
 permissions! {
+    /// `users.read_private`: see private profiles and email addresses.
+    UsersReadPrivate => "users.read_private",
     /// `users.manage`: edit and suspend users.
     UsersManage => "users.manage",
     /// `users.delete`: deactivate (and later erase) users.
@@ -107,7 +117,31 @@ permissions! {
     RolesManage => "roles.manage",
     /// `roles.assign`: grant and take away roles.
     RolesAssign => "roles.assign",
+    /// `projects.moderate`: see and act on any project.
+    ProjectsModerate => "projects.moderate",
+    /// `analytics.read`: read platform analytics.
+    AnalyticsRead => "analytics.read",
+    /// `billing.read_all`: read every user's billing.
+    BillingReadAll => "billing.read_all",
+    /// `jobs.manage`: inspect and retry background jobs.
+    JobsManage => "jobs.manage",
+    /// `legal.manage`: publish privacy policies.
+    LegalManage => "legal.manage",
 }
+
+/// Every permission of the catalogue, as the database names them.
+pub const ALL_PERMISSIONS: [&str; 10] = [
+    permission::UsersReadPrivate::NAME,
+    permission::UsersManage::NAME,
+    permission::UsersDelete::NAME,
+    permission::RolesManage::NAME,
+    permission::RolesAssign::NAME,
+    permission::ProjectsModerate::NAME,
+    permission::AnalyticsRead::NAME,
+    permission::BillingReadAll::NAME,
+    permission::JobsManage::NAME,
+    permission::LegalManage::NAME,
+];
 
 /// The signed-in caller, known to hold `P`: a handler that takes
 /// `Holding<P>` runs only for them. Without a valid session it is 401, without
@@ -135,7 +169,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let caller = AuthUser::from_request_parts(parts, state).await?;
-        caller.require(P::NAME)?;
+        caller.require::<P>()?;
         Ok(Self(caller, PhantomData))
     }
 }

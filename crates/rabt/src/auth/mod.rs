@@ -18,4 +18,4 @@ pub mod sessions;
 pub mod store;
 pub mod tokens;
 
-pub use extract::{AuthUser, Holding, MaybeAuthUser, Permission, permission};
+pub use extract::{ALL_PERMISSIONS, AuthUser, Holding, MaybeAuthUser, Permission, permission};

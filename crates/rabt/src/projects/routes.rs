@@ -16,7 +16,7 @@ use super::{
     store::{self, ProjectRow},
 };
 use crate::{
-    auth::{AuthUser, MaybeAuthUser},
+    auth::{AuthUser, MaybeAuthUser, permission},
     http::{
         ApiError, AppJson, AppPath, ErrorCode,
         error::ProblemBody,
@@ -48,7 +48,7 @@ async fn load(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Project, ApiErr
 
 /// Owner or `projects.moderate`; others who can see the project get 403.
 fn may_manage(caller: &AuthUser, row: &ProjectRow) -> Result<(), ApiError> {
-    if row.owner_id == caller.id || caller.can("projects.moderate") {
+    if row.owner_id == caller.id || caller.can::<permission::ProjectsModerate>() {
         Ok(())
     } else {
         Err(ApiError::new(ErrorCode::Forbidden)
@@ -185,7 +185,7 @@ pub async fn delete_project(
         .await?
         .ok_or_else(ApiError::not_found)?;
     may_manage(&caller, &row)?;
-    if row.status != ProjectStatus::Draft && !caller.can("projects.moderate") {
+    if row.status != ProjectStatus::Draft && !caller.can::<permission::ProjectsModerate>() {
         return Err(ApiError::new(ErrorCode::Conflict)
             .with_detail("Only drafts can be deleted; cancel or archive the project instead."));
     }

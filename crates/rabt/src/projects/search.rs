@@ -19,7 +19,7 @@ use super::{
     store::{self, Filters},
 };
 use crate::{
-    auth::MaybeAuthUser,
+    auth::{MaybeAuthUser, permission},
     http::{ApiError, AppQuery, FieldError, error::ProblemBody, pagination},
     query_cache::{CACHE_STATUS, Lookup},
     search::{self, Words, too_long},
@@ -262,7 +262,7 @@ impl Searcher {
     fn of(caller: &MaybeAuthUser) -> Self {
         match &caller.0 {
             None => Self::Anonymous,
-            Some(user) if user.can("projects.moderate") => Self::Moderator,
+            Some(user) if user.can::<permission::ProjectsModerate>() => Self::Moderator,
             Some(user) => Self::User(user.id),
         }
     }

@@ -116,7 +116,7 @@ async fn check_permissions(
             format!("Unknown permissions: {}.", unknown.join(", ")),
         )]));
     }
-    if let Some(lacking) = permissions.iter().find(|p| !caller.can(p)) {
+    if let Some(lacking) = permissions.iter().find(|p| !caller.holds(p)) {
         return Err(ApiError::new(ErrorCode::Forbidden).with_detail(format!(
             "You cannot grant `{lacking}`, which you do not hold."
         )));
@@ -372,7 +372,7 @@ pub async fn set_user_roles(
         .cloned()
         .collect();
     let involved = store::permissions_of_roles(&mut tx, &changed).await?;
-    if let Some(lacking) = involved.iter().find(|p| !caller.can(p)) {
+    if let Some(lacking) = involved.iter().find(|p| !caller.holds(p)) {
         return Err(ApiError::new(ErrorCode::Forbidden)
             .with_detail(format!("You cannot grant or take away `{lacking}`.")));
     }

@@ -110,7 +110,7 @@ pub async fn get_user(
     let sees_email = caller
         .0
         .as_ref()
-        .is_some_and(|u| u.id == id || u.can("users.read_private"));
+        .is_some_and(|u| u.id == id || u.can::<permission::UsersReadPrivate>());
     let email = if sees_email {
         store::find_email(&mut tx, id).await?
     } else {
@@ -176,7 +176,7 @@ pub async fn moderate_user(
     if suspended.is_some() {
         sessions::publish_grants(&state, &[id]).await;
     }
-    let email = email.filter(|_| caller.can("users.read_private"));
+    let email = email.filter(|_| caller.can::<permission::UsersReadPrivate>());
     Ok(Json(PublicProfile::new(row, email)))
 }
 

@@ -542,3 +542,21 @@ async fn a_signed_in_request_appends_only_the_audit_entries_its_permissions_allo
     assert!(append(vec!["users.manage".into()], "user_suspended").await);
     assert!(append(vec!["roles.assign".into()], "roles_changed").await);
 }
+
+/// The permissions code demands by type are exactly the database's catalogue,
+/// so a permission added to one and not the other fails here.
+#[tokio::test]
+async fn the_typed_permissions_are_the_catalogue_of_the_database() {
+    let app = crate::helpers::spawn_app().await;
+    let mut catalogue: Vec<String> = sqlx::query_scalar("select name from permissions")
+        .fetch_all(&app.db.admin)
+        .await
+        .unwrap();
+    catalogue.sort();
+    let mut typed: Vec<String> = rabt::auth::ALL_PERMISSIONS
+        .iter()
+        .map(|p| (*p).to_owned())
+        .collect();
+    typed.sort();
+    assert_eq!(typed, catalogue);
+}
