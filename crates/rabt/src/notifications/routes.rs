@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::AuthUser,
-    http::{ApiError, AppJson, AppQuery, FieldError, error::ProblemBody, pagination},
+    http::{ApiError, AppJson, AppQuery, FieldError, openapi::Validation, pagination},
     state::AppState,
 };
 
@@ -58,8 +58,7 @@ pub struct NotificationPage {
     params(NotificationParams), security(("bearer" = [])),
     responses(
         (status = 200, body = NotificationPage),
-        (status = 401, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+        Validation,
     ))]
 pub async fn list_notifications(
     State(state): State<AppState>,
@@ -116,8 +115,7 @@ pub struct MarkRead {
     request_body = MarkRead, security(("bearer" = [])),
     responses(
         (status = 204, description = "Marked"),
-        (status = 401, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+        Validation,
     ))]
 pub async fn mark_read(
     State(state): State<AppState>,
@@ -198,7 +196,6 @@ pub struct Preferences {
     security(("bearer" = [])),
     responses(
         (status = 200, body = Preferences),
-        (status = 401, body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn get_preferences(
     State(state): State<AppState>,
@@ -250,8 +247,7 @@ impl From<PreferencesRow> for Preferences {
     request_body = Preferences, security(("bearer" = [])),
     responses(
         (status = 200, body = Preferences),
-        (status = 401, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+        Validation,
     ))]
 pub async fn put_preferences(
     State(state): State<AppState>,
