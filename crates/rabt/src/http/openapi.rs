@@ -193,3 +193,106 @@ fn add_described<R: IntoResponses>(op: &mut Operation, description: String) {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    /// Every operation of the served document, as (method, path, operation).
+    fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+        let mut found = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                found.push((method.to_uppercase(), path.clone(), op.clone()));
+            }
+        }
+        found
+    }
+
+    fn document() -> Value {
+        serde_json::to_value(crate::app::openapi_document()).unwrap()
+    }
+
+    fn names_bearer(op: &Value) -> bool {
+        op["security"]
+            .as_array()
+            .is_some_and(|alternatives| alternatives.iter().any(|a| a.get("bearer").is_some()))
+    }
+
+    #[test]
+    fn every_operation_that_takes_a_bearer_token_documents_401() {
+        let doc = document();
+        let mut bearer = 0;
+        for (method, path, op) in operations(&doc) {
+            if names_bearer(&op) {
+                bearer += 1;
+                assert!(
+                    op["responses"].get("401").is_some(),
+                    "{method} {path} takes a bearer token but does not document 401"
+                );
+            }
+        }
+        assert!(
+            bearer > 20,
+            "only {bearer} operations name the bearer scheme"
+        );
+    }
+
+    #[test]
+    fn public_reads_that_refuse_a_bad_token_document_401() {
+        let doc = document();
+        for path in ["/v1/projects", "/v1/projects/{id}", "/v1/users/{id}"] {
+            let op = &doc["paths"][path]["get"];
+            assert_eq!(
+                op["security"],
+                serde_json::json!([{}, {"bearer": []}]),
+                "GET {path}: the token is optional"
+            );
+            assert!(
+                op["responses"].get("401").is_some(),
+                "GET {path} does not document 401"
+            );
+        }
+    }
+
+    #[test]
+    fn a_permission_in_the_bearer_requirement_documents_403_naming_it() {
+        let doc = document();
+        let op = &doc["paths"]["/v1/users/{id}"]["delete"];
+        assert_eq!(
+            op["security"],
+            serde_json::json!([{"bearer": ["users.delete"]}])
+        );
+        let description = op["responses"]["403"]["description"].as_str().unwrap();
+        assert!(description.contains("`users.delete`"), "{description}");
+    }
+
+    #[test]
+    fn every_problem_response_is_problem_json_with_a_description() {
+        let doc = document();
+        for (method, path, op) in operations(&doc) {
+            for (status, response) in op["responses"].as_object().unwrap() {
+                if status.as_str() < "400" {
+                    continue;
+                }
+                let content = response["content"].as_object();
+                assert_eq!(
+                    content.map(|c| c.keys().map(String::as_str).collect::<Vec<_>>()),
+                    Some(vec!["application/problem+json"]),
+                    "{method} {path} {status} is not application/problem+json"
+                );
+                assert_eq!(
+                    response["content"]["application/problem+json"]["schema"]["$ref"],
+                    "#/components/schemas/Problem",
+                    "{method} {path} {status} is not a Problem"
+                );
+                assert!(
+                    response["description"]
+                        .as_str()
+                        .is_some_and(|d| !d.is_empty()),
+                    "{method} {path} {status} has no description"
+                );
+            }
+        }
+        assert!(doc["components"]["schemas"].get("Problem").is_some());
+    }
+}
