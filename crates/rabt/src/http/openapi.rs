@@ -5,7 +5,9 @@
 //! A route's `#[utoipa::path]` lists only what its handler itself decides:
 //! `responses((status = 200, body = Project), NotFound, Conflict)`. Where a
 //! route gives a kind of failure a meaning of its own (`project_not_open` or
-//! `already_applied`), it keeps an explicit tuple with that description.
+//! `already_applied`), it keeps an explicit tuple with that description. It
+//! does not list 401, nor the 403 of a missing permission: its `security(...)`
+//! says those, and it must, since that is what a client reads (below).
 //!
 //! Everything an extractor or layer can answer is derived from what the
 //! annotation already has to declare, so the document stays true by
