@@ -43,7 +43,7 @@ pub async fn live() -> Json<Health> {
 #[utoipa::path(get, path = "/health/ready", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Readiness),
-        (status = 503, description = "A dependency is down", body = ProblemBody,
+        (status = 503, description = "A dependency is down (`unavailable`)", body = ProblemBody,
             content_type = "application/problem+json"),
     ))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {

@@ -16,9 +16,9 @@ use crate::{
     auth::{AuthUser, permission},
     http::{
         ApiError, AppJson, AppPath, AppQuery, ErrorCode,
-        error::ProblemBody,
-        error::violated_constraint,
+        error::{ProblemBody, violated_constraint},
         idempotency::{IdempotencyKey, Idempotent},
+        openapi::{Forbidden, InvalidTransition, NotFound, Validation},
         pagination::{self, Key, Page, Position},
     },
     projects::{model::ProjectStatus, store as projects},
@@ -57,12 +57,12 @@ fn on_constraint(err: sqlx::Error) -> ApiError {
     security(("bearer" = [])),
     responses(
         (status = 201, body = Application),
-        (status = 403, description = "Own project", body = ProblemBody,
+        (status = 403, description = "Own project (`forbidden`)", body = ProblemBody,
             content_type = "application/problem+json"),
-        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+        NotFound,
         (status = 409, description = "`project_not_open` or `already_applied`",
             body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+        Validation,
     ))]
 pub async fn apply(
     State(state): State<AppState>,
@@ -169,9 +169,9 @@ async fn page(
     params(("id" = Uuid, Path), ListParams), security(("bearer" = [])),
     responses(
         (status = 200, body = ApplicationPage),
-        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
+        Validation,
     ))]
 pub async fn project_applications(
     State(state): State<AppState>,
@@ -189,8 +189,7 @@ pub async fn project_applications(
     params(ListParams), security(("bearer" = [])),
     responses(
         (status = 200, body = ApplicationPage),
-        (status = 401, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+        Validation,
     ))]
 pub async fn my_applications(
     State(state): State<AppState>,
@@ -208,7 +207,7 @@ pub async fn my_applications(
     params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses(
         (status = 200, body = Application),
-        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+        NotFound,
     ))]
 pub async fn get_application(
     State(state): State<AppState>,
@@ -239,10 +238,10 @@ pub struct ApplicationTransition {
     security(("bearer" = [])),
     responses(
         (status = 200, body = Application),
-        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
+        InvalidTransition,
+        Validation,
     ))]
 pub async fn transition_application(
     State(state): State<AppState>,

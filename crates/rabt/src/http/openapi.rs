@@ -1,22 +1,110 @@
-//! The problem responses every operation can give because of the shared edge,
-//! added to the OpenAPI document once instead of in every annotation.
+//! The problem responses of the OpenAPI document: one type per kind of
+//! failure, and [`CommonProblems`], which attaches the ones the shared edge
+//! produces so that no annotation has to remember them.
 //!
-//! What the edge answers on its own, whatever the handler:
-//! - a JSON body ([`super::AppJson`]): 400 `invalid_json`, 413
-//!   `payload_too_large`, 415 `unsupported_media_type`, 422 `validation_failed`;
-//! - a query string ([`super::AppQuery`]): 422 `validation_failed`;
-//! - a path parameter ([`super::AppPath`]): 404 `not_found`;
-//! - a bearer token (security `bearer`): 401 `unauthorized`;
-//! - every `/v1` route: 429 `rate_limited` and 503 `unavailable` (deadline, busy
-//!   database).
+//! A route's `#[utoipa::path]` lists only what its handler itself decides:
+//! `responses((status = 200, body = Project), NotFound, Conflict)`. Where a
+//! route gives a kind of failure a meaning of its own (`project_not_open` or
+//! `already_applied`), it keeps an explicit tuple with that description. It
+//! does not list 401, nor the 403 of a missing permission: its `security(...)`
+//! says those, and it must, since that is what a client reads (below).
 //!
-//! Responses an annotation already declares are kept as they are.
+//! Everything an extractor or layer can answer is derived from what the
+//! annotation already has to declare, so the document stays true by
+//! construction:
+//! - a request body ([`super::AppJson`]): [`InvalidJson`] 400,
+//!   [`PayloadTooLarge`] 413, [`UnsupportedMediaType`] 415, [`Validation`] 422;
+//! - query parameters ([`super::AppQuery`]): [`Validation`] 422;
+//! - a path parameter ([`super::AppPath`]): [`NotFound`] 404;
+//! - the `bearer` security scheme, required (`AuthUser`, `Holding<P>`:
+//!   `security(("bearer" = []))`) or optional (`MaybeAuthUser`:
+//!   `security((), ("bearer" = []))`): [`Unauthorized`] 401, since a token that
+//!   is sent and bad is refused, never downgraded to anonymous;
+//! - permissions named as the bearer requirement's roles (`Holding<P>`:
+//!   `security(("bearer" = ["users.manage"]))`): [`Forbidden`] 403 naming them;
+//! - every `/v1` route: [`RateLimited`] 429 and [`Unavailable`] 503 (deadline,
+//!   busy database).
+//!
+//! Responses an annotation declares itself are kept as they are. The unit
+//! tests below check the result, and `tests/api/health.rs` checks that every
+//! status the server answers to a bad or unprivileged token is documented.
 
-use utoipa::openapi::{
-    ContentBuilder, OpenApi, Ref, RefOr,
-    path::{Operation, ParameterIn},
-    response::{Response, ResponseBuilder},
+use utoipa::{
+    IntoResponses,
+    openapi::{
+        OpenApi, RefOr,
+        path::{Operation, ParameterIn},
+        security::SecurityRequirement,
+    },
 };
+
+use super::error::ProblemBody;
+
+/// The body is not valid JSON (`invalid_json`).
+#[derive(IntoResponses)]
+#[response(status = 400, content_type = "application/problem+json")]
+pub struct InvalidJson(pub ProblemBody);
+
+/// A bad, used or expired token (`invalid_token`).
+#[derive(IntoResponses)]
+#[response(status = 400, content_type = "application/problem+json")]
+pub struct InvalidToken(pub ProblemBody);
+
+/// Missing, invalid, expired or revoked access token (`unauthorized`, `token_expired`).
+#[derive(IntoResponses)]
+#[response(status = 401, content_type = "application/problem+json")]
+pub struct Unauthorized(pub ProblemBody);
+
+/// Past the plan's limit (`plan_limit_reached`).
+#[derive(IntoResponses)]
+#[response(status = 402, content_type = "application/problem+json")]
+pub struct PlanLimit(pub ProblemBody);
+
+/// The caller may not do this (`forbidden`).
+#[derive(IntoResponses)]
+#[response(status = 403, content_type = "application/problem+json")]
+pub struct Forbidden(pub ProblemBody);
+
+/// No such resource, or not visible to the caller (`not_found`).
+#[derive(IntoResponses)]
+#[response(status = 404, content_type = "application/problem+json")]
+pub struct NotFound(pub ProblemBody);
+
+/// The request conflicts with the current state (`conflict`).
+#[derive(IntoResponses)]
+#[response(status = 409, content_type = "application/problem+json")]
+pub struct Conflict(pub ProblemBody);
+
+/// Not a step the status machine allows from here (`invalid_transition`).
+#[derive(IntoResponses)]
+#[response(status = 409, content_type = "application/problem+json")]
+pub struct InvalidTransition(pub ProblemBody);
+
+/// The body is over the size limit (`payload_too_large`).
+#[derive(IntoResponses)]
+#[response(status = 413, content_type = "application/problem+json")]
+pub struct PayloadTooLarge(pub ProblemBody);
+
+/// The body is not `application/json` (`unsupported_media_type`).
+#[derive(IntoResponses)]
+#[response(status = 415, content_type = "application/problem+json")]
+pub struct UnsupportedMediaType(pub ProblemBody);
+
+/// A field or parameter is invalid (`validation_failed`).
+#[derive(IntoResponses)]
+#[response(status = 422, content_type = "application/problem+json")]
+pub struct Validation(pub ProblemBody);
+
+/// Too many requests (`rate_limited`).
+#[derive(IntoResponses)]
+#[response(status = 429, content_type = "application/problem+json",
+    headers(("Retry-After" = u64, description = "Seconds to wait before trying again")))]
+pub struct RateLimited(pub ProblemBody);
+
+/// Cannot answer right now (`unavailable`).
+#[derive(IntoResponses)]
+#[response(status = 503, content_type = "application/problem+json")]
+pub struct Unavailable(pub ProblemBody);
 
 /// Adds the edge's problem responses to every operation (see the module docs).
 pub struct CommonProblems;
@@ -48,64 +136,165 @@ fn add_to(op: &mut Operation, api: bool) {
     };
     let (query, path) = (has_in(ParameterIn::Query), has_in(ParameterIn::Path));
     let body = op.request_body.is_some();
-    let bearer = op
-        .security
-        .as_ref()
-        .is_some_and(|requirements| !requirements.is_empty());
+    let bearer = bearer_roles(op.security.as_deref().unwrap_or_default());
 
-    let mut wanted: Vec<(&str, &str)> = Vec::new();
     if body {
-        wanted.push(("400", "The body is not valid JSON (`invalid_json`)"));
-        wanted.push((
-            "413",
-            "The body is over the size limit (`payload_too_large`)",
-        ));
-        wanted.push((
-            "415",
-            "The body is not `application/json` (`unsupported_media_type`)",
-        ));
+        add::<InvalidJson>(op);
+        add::<PayloadTooLarge>(op);
+        add::<UnsupportedMediaType>(op);
     }
     if body || query {
-        wanted.push((
-            "422",
-            "A field or parameter is invalid (`validation_failed`)",
-        ));
+        add::<Validation>(op);
     }
-    if bearer {
-        wanted.push((
-            "401",
-            "Missing, invalid or expired access token (`unauthorized`)",
-        ));
+    if let Some(permissions) = bearer {
+        add::<Unauthorized>(op);
+        if !permissions.is_empty() {
+            let names: Vec<String> = permissions.iter().map(|p| format!("`{p}`")).collect();
+            add_described::<Forbidden>(
+                op,
+                format!(
+                    "The caller lacks the {} permission (`forbidden`)",
+                    names.join(", ")
+                ),
+            );
+        }
     }
     if path {
-        wanted.push((
-            "404",
-            "No such resource, or not visible to the caller (`not_found`)",
-        ));
+        add::<NotFound>(op);
     }
     if api {
-        wanted.push((
-            "429",
-            "Too many requests (`rate_limited`, with `Retry-After`)",
-        ));
-        wanted.push(("503", "Cannot answer right now (`unavailable`)"));
-    }
-    for (status, description) in wanted {
-        op.responses
-            .responses
-            .entry(status.to_owned())
-            .or_insert_with(|| RefOr::T(problem(description)));
+        add::<RateLimited>(op);
+        add::<Unavailable>(op);
     }
 }
 
-fn problem(description: &str) -> Response {
-    ResponseBuilder::new()
-        .description(description)
-        .content(
-            "application/problem+json",
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("Problem")))
-                .build(),
-        )
-        .build()
+/// The roles (for us: permissions) of the operation's `bearer` requirement,
+/// if it names that scheme at all, required or as one alternative.
+fn bearer_roles(requirements: &[SecurityRequirement]) -> Option<Vec<String>> {
+    requirements.iter().find_map(|requirement| {
+        // The requirement's map is private; its JSON form is the map.
+        let value = serde_json::to_value(requirement).ok()?;
+        serde_json::from_value(value.get("bearer")?.clone()).ok()
+    })
+}
+
+/// Adds `R`'s responses where the operation has none of that status.
+fn add<R: IntoResponses>(op: &mut Operation) {
+    for (status, response) in R::responses() {
+        op.responses.responses.entry(status).or_insert(response);
+    }
+}
+
+/// As [`add`], with a description that says more than `R`'s own.
+fn add_described<R: IntoResponses>(op: &mut Operation, description: String) {
+    for (status, mut response) in R::responses() {
+        if let RefOr::T(response) = &mut response {
+            response.description = description.clone();
+        }
+        op.responses.responses.entry(status).or_insert(response);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    /// Every operation of the served document, as (method, path, operation).
+    fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+        let mut found = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                found.push((method.to_uppercase(), path.clone(), op.clone()));
+            }
+        }
+        found
+    }
+
+    fn document() -> Value {
+        serde_json::to_value(crate::app::openapi_document()).unwrap()
+    }
+
+    fn names_bearer(op: &Value) -> bool {
+        op["security"]
+            .as_array()
+            .is_some_and(|alternatives| alternatives.iter().any(|a| a.get("bearer").is_some()))
+    }
+
+    #[test]
+    fn every_operation_that_takes_a_bearer_token_documents_401() {
+        let doc = document();
+        let mut bearer = 0;
+        for (method, path, op) in operations(&doc) {
+            if names_bearer(&op) {
+                bearer += 1;
+                assert!(
+                    op["responses"].get("401").is_some(),
+                    "{method} {path} takes a bearer token but does not document 401"
+                );
+            }
+        }
+        assert!(
+            bearer > 20,
+            "only {bearer} operations name the bearer scheme"
+        );
+    }
+
+    #[test]
+    fn public_reads_that_refuse_a_bad_token_document_401() {
+        let doc = document();
+        for path in ["/v1/projects", "/v1/projects/{id}", "/v1/users/{id}"] {
+            let op = &doc["paths"][path]["get"];
+            assert_eq!(
+                op["security"],
+                serde_json::json!([{}, {"bearer": []}]),
+                "GET {path}: the token is optional"
+            );
+            assert!(
+                op["responses"].get("401").is_some(),
+                "GET {path} does not document 401"
+            );
+        }
+    }
+
+    #[test]
+    fn a_permission_in_the_bearer_requirement_documents_403_naming_it() {
+        let doc = document();
+        let op = &doc["paths"]["/v1/users/{id}"]["delete"];
+        assert_eq!(
+            op["security"],
+            serde_json::json!([{"bearer": ["users.delete"]}])
+        );
+        let description = op["responses"]["403"]["description"].as_str().unwrap();
+        assert!(description.contains("`users.delete`"), "{description}");
+    }
+
+    #[test]
+    fn every_problem_response_is_problem_json_with_a_description() {
+        let doc = document();
+        for (method, path, op) in operations(&doc) {
+            for (status, response) in op["responses"].as_object().unwrap() {
+                if status.as_str() < "400" {
+                    continue;
+                }
+                let content = response["content"].as_object();
+                assert_eq!(
+                    content.map(|c| c.keys().map(String::as_str).collect::<Vec<_>>()),
+                    Some(vec!["application/problem+json"]),
+                    "{method} {path} {status} is not application/problem+json"
+                );
+                assert_eq!(
+                    response["content"]["application/problem+json"]["schema"]["$ref"],
+                    "#/components/schemas/Problem",
+                    "{method} {path} {status} is not a Problem"
+                );
+                assert!(
+                    response["description"]
+                        .as_str()
+                        .is_some_and(|d| !d.is_empty()),
+                    "{method} {path} {status} has no description"
+                );
+            }
+        }
+        assert!(doc["components"]["schemas"].get("Problem").is_some());
+    }
 }

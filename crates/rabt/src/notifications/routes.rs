@@ -13,7 +13,7 @@ use crate::{
     auth::AuthUser,
     http::{
         ApiError, AppJson, AppQuery, FieldError,
-        error::ProblemBody,
+        openapi::Validation,
         pagination::{self, Page},
     },
     query_cache,
@@ -66,8 +66,7 @@ pub struct NotificationPage {
     params(NotificationParams), security(("bearer" = [])),
     responses(
         (status = 200, body = NotificationPage),
-        (status = 401, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+        Validation,
     ))]
 pub async fn list_notifications(
     State(state): State<AppState>,
@@ -119,8 +118,7 @@ pub struct MarkRead {
     request_body = MarkRead, security(("bearer" = [])),
     responses(
         (status = 204, description = "Marked"),
-        (status = 401, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+        Validation,
     ))]
 pub async fn mark_read(
     State(state): State<AppState>,
@@ -201,7 +199,6 @@ pub struct Preferences {
     security(("bearer" = [])),
     responses(
         (status = 200, body = Preferences),
-        (status = 401, body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn get_preferences(
     State(state): State<AppState>,
@@ -253,8 +250,7 @@ impl From<PreferencesRow> for Preferences {
     request_body = Preferences, security(("bearer" = [])),
     responses(
         (status = 200, body = Preferences),
-        (status = 401, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+        Validation,
     ))]
 pub async fn put_preferences(
     State(state): State<AppState>,

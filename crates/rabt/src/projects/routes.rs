@@ -19,9 +19,9 @@ use crate::{
     auth::{AuthUser, MaybeAuthUser, permission},
     http::{
         ApiError, AppJson, AppPath, ErrorCode,
-        error::ProblemBody,
-        error::violated_constraint,
+        error::{ProblemBody, violated_constraint},
         idempotency::{IdempotencyKey, Idempotent},
+        openapi::{Forbidden, InvalidTransition, NotFound, PlanLimit, Validation},
     },
     query_cache,
     search::too_long,
@@ -73,8 +73,7 @@ fn on_constraint(err: sqlx::Error) -> ApiError {
         description = "Replays the first response for 24 hours")),
     responses(
         (status = 201, body = Project),
-        (status = 401, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+        Validation,
     ))]
 pub async fn create_project(
     State(state): State<AppState>,
@@ -107,10 +106,10 @@ pub async fn create_project(
 
 /// A project: public statuses for everyone, the rest for the owner and moderators.
 #[utoipa::path(get, path = "/projects/{id}", tag = "projects",
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path)), security((), ("bearer" = [])),
     responses(
         (status = 200, body = Project),
-        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+        NotFound,
     ))]
 pub async fn get_project(
     State(state): State<AppState>,
@@ -129,10 +128,10 @@ pub async fn get_project(
     params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses(
         (status = 200, body = Project),
-        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
+        InvalidTransition,
+        Validation,
     ))]
 pub async fn update_project(
     State(state): State<AppState>,
@@ -170,9 +169,9 @@ pub async fn update_project(
     params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "Owners delete drafts only", body = ProblemBody,
+        Forbidden,
+        NotFound,
+        (status = 409, description = "Owners delete drafts only (`conflict`)", body = ProblemBody,
             content_type = "application/problem+json"),
     ))]
 pub async fn delete_project(
@@ -210,13 +209,11 @@ pub struct ProjectTransition {
     request_body = ProjectTransition, params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses(
         (status = 200, body = Project),
-        (status = 402, description = "Publishing past the plan's open-project limit",
-            body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "Not a step of the machine", body = ProblemBody,
-            content_type = "application/problem+json"),
-        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+        PlanLimit,
+        Forbidden,
+        NotFound,
+        InvalidTransition,
+        Validation,
     ))]
 pub async fn transition_project(
     State(state): State<AppState>,
@@ -277,8 +274,8 @@ pub async fn transition_project(
     params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses(
         (status = 200, body = [HistoryEntry]),
-        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
     ))]
 pub async fn project_history(
     State(state): State<AppState>,

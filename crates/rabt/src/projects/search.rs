@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     auth::{MaybeAuthUser, permission},
-    http::{ApiError, AppQuery, FieldError, error::ProblemBody, pagination},
+    http::{ApiError, AppQuery, FieldError, openapi::Validation, pagination},
     query_cache::{CACHE_STATUS, Lookup},
     search::{self, Words, too_long},
     state::AppState,
@@ -348,11 +348,12 @@ fn parse_facets(facets: Option<&str>) -> Result<Vec<Facet>, ApiError> {
 
 /// Search projects.
 #[utoipa::path(get, path = "/projects", tag = "projects", params(SearchParams),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, body = ProjectPage, headers(("Cache-Status" = String,
             description = "RFC 9211: `rabt; hit` when the answer came from the query \
                 cache (anonymous searches only), else `rabt; fwd=miss` or `rabt; fwd=bypass`"))),
-        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+        Validation,
     ))]
 pub async fn search_projects(
     State(state): State<AppState>,

@@ -21,6 +21,7 @@ use crate::{
         ApiError, AppJson, AppPath, ClientInfo, ErrorCode, FieldError,
         error::{ProblemBody, violated_constraint},
         idempotency::{IdempotencyKey, Idempotent},
+        openapi::{NotFound, Validation},
     },
     state::AppState,
 };
@@ -130,8 +131,7 @@ fn builtin_conflict() -> ApiError {
 
 /// The catalogue of permission names.
 #[utoipa::path(get, path = "/permissions", tag = "roles", security(("bearer" = [])),
-    responses((status = 200, body = Vec<String>),
-        (status = 401, body = ProblemBody, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<String>)))]
 pub async fn list_permissions(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -144,8 +144,7 @@ pub async fn list_permissions(
 
 /// Every role, built-in first.
 #[utoipa::path(get, path = "/roles", tag = "roles", security(("bearer" = [])),
-    responses((status = 200, body = Vec<Role>),
-        (status = 401, body = ProblemBody, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<Role>)))]
 pub async fn list_roles(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -158,15 +157,17 @@ pub async fn list_roles(
 
 /// Create a role (needs `roles.manage`, and every permission it grants).
 #[utoipa::path(post, path = "/roles", tag = "roles", request_body = NewRole,
-    security(("bearer" = [])),
+    security(("bearer" = ["roles.manage"])),
     params(("Idempotency-Key" = Option<String>, Header,
         description = "Replays the first response for 24 hours")),
     responses(
         (status = 201, body = Role),
-        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "The name is taken", body = ProblemBody,
+        (status = 403, description = "Lacks `roles.manage`, or the role involves a permission \
+            the caller does not hold (`forbidden`)", body = ProblemBody,
             content_type = "application/problem+json"),
-        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The name is taken (`conflict`)", body = ProblemBody,
+            content_type = "application/problem+json"),
+        Validation,
     ))]
 pub async fn create_role(
     State(state): State<AppState>,
@@ -222,12 +223,14 @@ pub async fn create_role(
 
 /// Change a custom role's description or permissions (needs `roles.manage`).
 #[utoipa::path(patch, path = "/roles/{name}", tag = "roles", request_body = RoleChange,
-    params(("name" = String, Path)), security(("bearer" = [])),
+    params(("name" = String, Path)), security(("bearer" = ["roles.manage"])),
     responses(
         (status = 200, body = Role),
-        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "A built-in role", body = ProblemBody,
+        (status = 403, description = "Lacks `roles.manage`, or the role involves a permission \
+            the caller does not hold (`forbidden`)", body = ProblemBody,
+            content_type = "application/problem+json"),
+        NotFound,
+        (status = 409, description = "A built-in role (`conflict`)", body = ProblemBody,
             content_type = "application/problem+json"),
     ))]
 pub async fn update_role(
@@ -276,12 +279,14 @@ pub async fn update_role(
 
 /// Delete a custom role (needs `roles.manage`); built-in roles stay.
 #[utoipa::path(delete, path = "/roles/{name}", tag = "roles", params(("name" = String, Path)),
-    security(("bearer" = [])),
+    security(("bearer" = ["roles.manage"])),
     responses(
         (status = 204),
-        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "A built-in role", body = ProblemBody,
+        (status = 403, description = "Lacks `roles.manage`, or the role involves a permission \
+            the caller does not hold (`forbidden`)", body = ProblemBody,
+            content_type = "application/problem+json"),
+        NotFound,
+        (status = 409, description = "A built-in role (`conflict`)", body = ProblemBody,
             content_type = "application/problem+json"),
     ))]
 pub async fn delete_role(
@@ -316,12 +321,14 @@ pub async fn delete_role(
 /// Set a user's roles (needs `roles.assign`, and every permission of every role
 /// granted or taken away). Takes effect on the user's next request.
 #[utoipa::path(put, path = "/users/{id}/roles", tag = "roles", request_body = UserRoles,
-    params(("id" = Uuid, Path)), security(("bearer" = [])),
+    params(("id" = Uuid, Path)), security(("bearer" = ["roles.assign"])),
     responses(
         (status = 200, body = UserRoles),
-        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Lacks `roles.assign`, or the change grants or takes away \
+            a permission the caller does not hold (`forbidden`)", body = ProblemBody,
+            content_type = "application/problem+json"),
+        NotFound,
+        Validation,
     ))]
 pub async fn set_user_roles(
     State(state): State<AppState>,

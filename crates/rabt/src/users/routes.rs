@@ -20,6 +20,7 @@ use crate::{
     http::{
         ApiError, AppJson, AppPath, AppQuery, ClientInfo, ErrorCode, FieldError,
         error::{ProblemBody, violated_constraint},
+        openapi::{NotFound, Validation},
         pagination,
     },
     query_cache,
@@ -53,8 +54,6 @@ fn on_constraint(err: sqlx::Error) -> ApiError {
 #[utoipa::path(get, path = "/me", tag = "users", security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller", body = Me),
-        (status = 401, description = "Not signed in", body = ProblemBody,
-            content_type = "application/problem+json"),
     ))]
 pub async fn get_me(State(state): State<AppState>, user: AuthUser) -> Result<Json<Me>, ApiError> {
     let mut tx = state.db.begin(&user.actor()).await?;
@@ -68,8 +67,7 @@ pub async fn get_me(State(state): State<AppState>, user: AuthUser) -> Result<Jso
     security(("bearer" = [])),
     responses(
         (status = 200, body = Me),
-        (status = 401, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+        Validation,
     ))]
 pub async fn update_me(
     State(state): State<AppState>,
@@ -92,10 +90,10 @@ pub async fn update_me(
 /// A profile. Private profiles are 404 to everyone but their owner and holders
 /// of `users.read_private`, who also see the email.
 #[utoipa::path(get, path = "/users/{id}", tag = "users",
-    params(("id" = Uuid, Path, description = "User id")),
+    params(("id" = Uuid, Path, description = "User id")), security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The profile", body = PublicProfile),
-        (status = 404, description = "No such user, or not visible", body = ProblemBody,
+        (status = 404, description = "No such user, or not visible (`not_found`)", body = ProblemBody,
             content_type = "application/problem+json"),
     ))]
 pub async fn get_user(
@@ -122,12 +120,11 @@ pub async fn get_user(
 
 /// Edit a user's profile, or suspend or reinstate them (needs `users.manage`).
 #[utoipa::path(patch, path = "/users/{id}", tag = "users", request_body = Moderation,
-    params(("id" = Uuid, Path)), security(("bearer" = [])),
+    params(("id" = Uuid, Path)), security(("bearer" = ["users.manage"])),
     responses(
         (status = 200, body = PublicProfile),
-        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+        NotFound,
+        Validation,
     ))]
 pub async fn moderate_user(
     State(state): State<AppState>,
@@ -183,11 +180,10 @@ pub async fn moderate_user(
 /// Deactivate a user now and end their sessions (needs `users.delete`); the
 /// account's data is erased later by the privacy capability.
 #[utoipa::path(delete, path = "/users/{id}", tag = "users", params(("id" = Uuid, Path)),
-    security(("bearer" = [])),
+    security(("bearer" = ["users.delete"])),
     responses(
         (status = 202, description = "Deactivated"),
-        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+        NotFound,
     ))]
 pub async fn delete_user(
     State(state): State<AppState>,
@@ -263,11 +259,13 @@ impl Position {
 
 /// Search public profiles.
 #[utoipa::path(get, path = "/users", tag = "users", params(SearchParams),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, body = ProfilePage),
-        (status = 401, description = "`role` given without signing in", body = ProblemBody,
+        (status = 401, description = "`role` given without signing in, or a bad access token \
+            (`unauthorized`, `token_expired`)", body = ProblemBody,
             content_type = "application/problem+json"),
-        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+        Validation,
     ))]
 pub async fn search_users(
     State(state): State<AppState>,

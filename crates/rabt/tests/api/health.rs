@@ -6,7 +6,7 @@ use rabt::{
 };
 
 use crate::helpers::{
-    AppOptions, TestDb, jobs::Record, problem, spawn_app, spawn_app_with, test_settings,
+    AppOptions, TestDb, auth, jobs::Record, problem, spawn_app, spawn_app_with, test_settings,
 };
 
 #[tokio::test]
@@ -119,6 +119,65 @@ async fn the_openapi_document_is_3_1_and_describes_the_routes() {
         assert!(doc["paths"].get(path).is_some(), "{path} is not described");
     }
     assert!(doc["components"]["schemas"].get("Problem").is_some());
+}
+
+/// Schemathesis's `status_code_conformance` for what the extractors answer
+/// before a handler runs: every operation, sent without a body by nobody, by a
+/// revoked token and by a member without permissions, answers only statuses
+/// its description lists.
+#[tokio::test]
+async fn every_status_a_bad_or_unprivileged_caller_gets_is_documented() {
+    let env = auth::spawn(vec![]).await;
+    let member = auth::signed_in(&env, "member@rabt.test").await;
+    let revoked = auth::signed_in(&env, "gone@rabt.test").await;
+    let logout = env
+        .app
+        .post_json_as(
+            auth::access(&revoked),
+            "/v1/auth/logout",
+            &serde_json::json!({"scope": "session"}),
+        )
+        .await;
+    assert_eq!(logout.status(), 204);
+    let doc: serde_json::Value = env.app.get("/openapi.json").await.json().await.unwrap();
+    let callers = [
+        ("nobody", None),
+        ("a revoked token", Some(auth::access(&revoked))),
+        ("a member", Some(auth::access(&member))),
+    ];
+
+    let mut undocumented = Vec::new();
+    let mut refused_tokens = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{name}", "member")
+            .replace("{provider}", "github");
+        for (method, op) in item.as_object().unwrap() {
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            for (who, token) in callers {
+                let mut request = env
+                    .app
+                    .client
+                    .request(method.clone(), env.app.url(&concrete));
+                if let Some(token) = token {
+                    request = request.bearer_auth(token);
+                }
+                let status = request.send().await.unwrap().status();
+                if status == 401 && who == "a revoked token" {
+                    refused_tokens += 1;
+                }
+                if op["responses"].get(status.as_str()).is_none() {
+                    undocumented.push(format!("{method} {path} answered {status} to {who}"));
+                }
+            }
+        }
+    }
+    assert!(undocumented.is_empty(), "undocumented: {undocumented:#?}");
+    assert!(
+        refused_tokens > 20,
+        "only {refused_tokens} refused a revoked token"
+    );
 }
 
 /// `schema`, or the component its `$ref` names.

@@ -68,9 +68,10 @@ fn redirect(location: &str) -> Result<Response, ApiError> {
     params(("provider" = String, Path, description = "`google` or `github`"), AuthorizeParams),
     responses(
         (status = 302, description = "To the provider, with state and PKCE (S256)"),
-        (status = 422, description = "redirect_to is not a page of the web app", body = ProblemBody,
+        (status = 422, description = "`redirect_to` is not a page of the web app, or a parameter \
+            is invalid (`validation_failed`)", body = ProblemBody,
             content_type = "application/problem+json"),
-        (status = 503, description = "The provider is not configured", body = ProblemBody,
+        (status = 503, description = "The provider is not configured (`unavailable`)", body = ProblemBody,
             content_type = "application/problem+json"),
     ))]
 pub async fn oauth_authorize(
@@ -108,9 +109,10 @@ pub async fn oauth_authorize(
     params(("provider" = String, Path), CallbackParams),
     responses(
         (status = 302, description = "To the web app with `code` (or `error`)"),
-        (status = 400, description = "Unknown or expired state, or a refused identity token",
+        (status = 400, description = "Unknown or expired state, or a refused identity token \
+            (`invalid_token`)",
             body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "account_suspended", body = ProblemBody,
+        (status = 403, description = "`account_suspended` or `email_not_verified`", body = ProblemBody,
             content_type = "application/problem+json"),
     ))]
 pub async fn oauth_callback(
@@ -233,7 +235,7 @@ pub async fn oauth_callback(
 #[utoipa::path(post, path = "/auth/oauth/exchange", tag = "auth", request_body = TokenRequestCode,
     responses(
         (status = 200, body = TokenPair),
-        (status = 400, description = "Bad, used or expired code", body = ProblemBody,
+        (status = 400, description = "Bad, used or expired code (`invalid_token`)", body = ProblemBody,
             content_type = "application/problem+json"),
     ))]
 pub async fn oauth_exchange(

@@ -24,7 +24,11 @@ use crate::{
     },
     db::Actor,
     email::{self, Template},
-    http::{ApiError, AppJson, ClientInfo, ErrorCode, FieldError, error::ProblemBody},
+    http::{
+        ApiError, AppJson, ClientInfo, ErrorCode, FieldError,
+        error::ProblemBody,
+        openapi::{InvalidToken, RateLimited, Validation},
+    },
     state::AppState,
     users::model::EmailAddress,
 };
@@ -91,8 +95,8 @@ pub struct ChangePasswordRequest {
 #[utoipa::path(post, path = "/auth/signup", tag = "auth", request_body = SignupRequest,
     responses(
         (status = 202, body = Accepted),
-        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 429, body = ProblemBody, content_type = "application/problem+json"),
+        Validation,
+        RateLimited,
     ))]
 pub async fn signup(
     State(state): State<AppState>,
@@ -178,8 +182,7 @@ pub async fn signup(
 #[utoipa::path(post, path = "/auth/verify-email", tag = "auth", request_body = TokenRequest,
     responses(
         (status = 200, body = TokenPair),
-        (status = 400, description = "Bad, used or expired token", body = ProblemBody,
-            content_type = "application/problem+json"),
+        InvalidToken,
     ))]
 pub async fn verify_email(
     State(state): State<AppState>,
@@ -241,11 +244,11 @@ pub async fn resend_verification(
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, body = TokenPair),
-        (status = 401, description = "invalid_credentials", body = ProblemBody,
+        (status = 401, description = "Wrong email or password (`invalid_credentials`)", body = ProblemBody,
             content_type = "application/problem+json"),
-        (status = 403, description = "email_not_verified or account_suspended", body = ProblemBody,
+        (status = 403, description = "`email_not_verified` or `account_suspended`", body = ProblemBody,
             content_type = "application/problem+json"),
-        (status = 429, body = ProblemBody, content_type = "application/problem+json"),
+        RateLimited,
     ))]
 pub async fn login(
     State(state): State<AppState>,
@@ -357,9 +360,8 @@ pub async fn forgot_password(
 #[utoipa::path(post, path = "/auth/password/reset", tag = "auth", request_body = ResetRequest,
     responses(
         (status = 200, body = TokenPair),
-        (status = 400, description = "Bad, used or expired token", body = ProblemBody,
-            content_type = "application/problem+json"),
-        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+        InvalidToken,
+        Validation,
     ))]
 pub async fn reset_password(
     State(state): State<AppState>,
@@ -413,9 +415,10 @@ pub async fn reset_password(
     request_body = ChangePasswordRequest, security(("bearer" = [])),
     responses(
         (status = 204),
-        (status = 401, description = "unauthorized or invalid_credentials", body = ProblemBody,
+        (status = 401, description = "A bad access token (`unauthorized`, `token_expired`) or a wrong \
+            current password (`invalid_credentials`)", body = ProblemBody,
             content_type = "application/problem+json"),
-        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+        Validation,
     ))]
 pub async fn change_password(
     State(state): State<AppState>,

@@ -13,7 +13,7 @@ use crate::{
         store::{self, RevokeReason},
     },
     db::Actor,
-    http::{ApiError, AppPath, ClientInfo, error::ProblemBody},
+    http::{ApiError, AppPath, ClientInfo, openapi::NotFound},
     state::AppState,
 };
 
@@ -29,8 +29,7 @@ pub struct SessionInfo {
 
 /// The caller's live sessions.
 #[utoipa::path(get, path = "/auth/sessions", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, body = Vec<SessionInfo>),
-        (status = 401, body = ProblemBody, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<SessionInfo>)))]
 pub async fn list_sessions(
     State(state): State<AppState>,
     user: AuthUser,
@@ -56,7 +55,7 @@ pub async fn list_sessions(
 #[utoipa::path(delete, path = "/auth/sessions/{id}", tag = "auth", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 204),
-        (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
+        NotFound))]
 pub async fn revoke_session(
     State(state): State<AppState>,
     user: AuthUser,

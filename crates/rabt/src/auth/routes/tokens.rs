@@ -86,9 +86,9 @@ fn refresh_from_cookie(state: &AppState, headers: &HeaderMap) -> Result<String, 
 #[utoipa::path(post, path = "/auth/token/refresh", tag = "auth", request_body = RefreshRequest,
     responses(
         (status = 200, body = TokenPair),
-        (status = 401, description = "unauthorized or refresh_token_reused", body = ProblemBody,
+        (status = 401, description = "`unauthorized` or `refresh_token_reused`", body = ProblemBody,
             content_type = "application/problem+json"),
-        (status = 403, description = "Cookie refresh without CSRF token or from another origin",
+        (status = 403, description = "Cookie refresh without CSRF token or from another origin (`forbidden`)",
             body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn refresh(
@@ -158,7 +158,7 @@ pub async fn refresh(
 /// End this session, or every session of the caller.
 #[utoipa::path(post, path = "/auth/logout", tag = "auth", request_body = LogoutRequest,
     security(("bearer" = [])),
-    responses((status = 204), (status = 401, body = ProblemBody, content_type = "application/problem+json")))]
+    responses((status = 204)))]
 pub async fn logout(
     State(state): State<AppState>,
     user: AuthUser,
