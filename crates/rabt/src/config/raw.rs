@@ -1,46 +1,25 @@
-//! Settings, layered: built-in defaults → an optional TOML file → the environment.
-//!
-//! Everything is parsed and checked once, at start. A setting that is missing or
-//! malformed stops the start with one line that names it (as the environment
-//! variable a deployer would set). Secrets are held in `secrecy` types so they
-//! never reach a log line or a `Debug` print.
+//! The raw layered settings and their validation into [`Settings`]: every
+//! range, scheme and rule a setting must meet is checked here, once, at start.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use base64::Engine as _;
-use figment::{
-    Figment,
-    providers::{Env, Format, Serialized, Toml},
-};
+use figment::Figment;
 use ipnet::IpNet;
 use rand::RngExt as _;
-use secrecy::{ExposeSecret, SecretBox, SecretString};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use super::{
+    AuthSettings, ConfigError, EmailSettings, EncryptionKey, Environment, JobSettings, LogFormat,
+    OAuthClient, OAuthSettings, Settings, TlsFiles,
+};
 use crate::http::rate_limit::RateLimits;
-
-/// Where the server runs. Production refuses throwaway secrets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Environment {
-    Development,
-    Test,
-    Production,
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Json,
-    Pretty,
-}
 
 /// The raw layered settings, before validation. Field names are the environment
 /// variable names without the `RABT_` prefix, lowercased.
 #[derive(Debug, Deserialize, Serialize)]
-struct RawSettings {
+pub(super) struct RawSettings {
     env: Environment,
     database_url: Option<String>,
     migration_database_url: Option<String>,
@@ -154,203 +133,6 @@ impl Default for RawSettings {
     }
 }
 
-/// A problem with one setting, named as the deployer would set it.
-#[derive(Debug, thiserror::Error)]
-#[error("configuration: {setting} {problem}")]
-pub struct ConfigError {
-    pub setting: String,
-    pub problem: String,
-}
-
-impl ConfigError {
-    fn new(key: &str, problem: impl Into<String>) -> Self {
-        Self {
-            setting: env_name(key),
-            problem: problem.into(),
-        }
-    }
-}
-
-fn env_name(key: &str) -> String {
-    match key {
-        "database_url" | "redis_url" => key.to_uppercase(),
-        other => format!("RABT_{}", other.to_uppercase()),
-    }
-}
-
-/// A 256-bit key for field encryption, with the id stored beside each ciphertext.
-pub struct EncryptionKey {
-    pub id: String,
-    pub key: SecretBox<[u8; 32]>,
-}
-
-impl std::fmt::Debug for EncryptionKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EncryptionKey")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl EncryptionKey {
-    fn parse(key: &str, value: &str) -> Result<Self, ConfigError> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(value.trim())
-            .map_err(|_| ConfigError::new(key, "must be base64 of 32 random bytes"))?;
-        let key_bytes: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| ConfigError::new(key, "must decode to exactly 32 bytes"))?;
-        Ok(Self::from_bytes(key_bytes))
-    }
-
-    fn from_bytes(bytes: [u8; 32]) -> Self {
-        use sha2::Digest as _;
-        let id = hex::encode(&sha2::Sha256::digest(bytes)[..4]);
-        Self {
-            id,
-            key: SecretBox::new(Box::new(bytes)),
-        }
-    }
-}
-
-/// Validated settings. Build with [`Settings::load`].
-#[derive(Debug)]
-pub struct Settings {
-    pub env: Environment,
-    pub database_url: SecretString,
-    /// The connection used for migrations; the schema owner in production.
-    pub migration_database_url: SecretString,
-    pub database_max_connections: u32,
-    pub redis_url: Option<SecretString>,
-    pub redis_key_prefix: String,
-    pub bind: SocketAddr,
-    pub public_url: Url,
-    pub frontend_url: Url,
-    /// Origins admitted by CORS: the frontend's, then any extra ones.
-    pub cors_origins: Vec<String>,
-    pub trusted_proxies: Vec<IpNet>,
-    pub jwt_secret: SecretString,
-    pub encryption_key: EncryptionKey,
-    pub encryption_old_keys: Vec<EncryptionKey>,
-    pub body_limit_bytes: usize,
-    pub request_timeout: Duration,
-    pub shutdown_timeout: Duration,
-    pub log_format: LogFormat,
-    pub jobs: JobSettings,
-    pub auth: AuthSettings,
-    pub email: EmailSettings,
-    pub oauth: OAuthSettings,
-    /// Made `admin` at every start, once the account exists.
-    pub bootstrap_admin_email: Option<String>,
-    /// How many open projects the `free` plan allows at once.
-    pub plan_free_open_projects: u32,
-    /// How long an anonymous search's answer is kept (`None`: not cached).
-    pub search_cache: Option<Duration>,
-    /// Requests per minute of each route class.
-    pub rate_limits: RateLimits,
-    /// PEM certificate chain and key: `rabt serve` terminates TLS itself.
-    pub tls: Option<TlsFiles>,
-    pub max_connections: usize,
-    pub header_read_timeout: Duration,
-    /// A connection with no request in flight for this long is closed.
-    pub idle_timeout: Duration,
-    /// Secrets this start made up because none were given (development only).
-    pub generated_secrets: Vec<&'static str>,
-    /// `RABT_*` environment variables that name no setting.
-    pub unknown_settings: Vec<String>,
-}
-
-/// Where the TLS certificate chain and private key are (PEM).
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-/// Token and session lifetimes.
-#[derive(Debug, Clone)]
-pub struct AuthSettings {
-    pub access_token_ttl: Duration,
-    /// How long a spent refresh token is still answered (concurrent tabs).
-    pub refresh_grace: Duration,
-    pub session_ttl: Duration,
-}
-
-/// A configured OAuth client.
-#[derive(Debug, Clone)]
-pub struct OAuthClient {
-    pub client_id: String,
-    pub client_secret: SecretString,
-}
-
-/// Google (OpenID Connect, by discovery from `issuer`) and GitHub (OAuth 2).
-#[derive(Debug, Clone)]
-pub struct OAuthSettings {
-    pub google: Option<OAuthClient>,
-    pub google_issuer: Url,
-    pub github: Option<OAuthClient>,
-    pub github_authorize_url: Url,
-    pub github_token_url: Url,
-    pub github_api_url: Url,
-    /// Where a sign-in may send the browser back to, besides the frontend.
-    pub redirect_allowlist: Vec<Url>,
-}
-
-/// Where mail goes: SMTP when configured, else files in `mail_dir`.
-#[derive(Debug)]
-pub struct EmailSettings {
-    pub smtp_url: Option<SecretString>,
-    pub from: String,
-    pub mail_dir: PathBuf,
-}
-
-/// How the durable job runner behaves.
-#[derive(Debug, Clone)]
-pub struct JobSettings {
-    pub workers: usize,
-    pub lease: Duration,
-    pub poll_interval: Duration,
-    /// Housekeeping deletes notifications read longer ago than this many days.
-    pub notification_retention_days: u32,
-}
-
-impl Settings {
-    /// Loads settings from the process environment (and the file it names).
-    pub fn load() -> Result<Self, ConfigError> {
-        Self::load_with(&[])
-    }
-
-    /// Loads settings with extra values layered on top of the environment; tests
-    /// use this to point an instance at its own database.
-    pub fn load_with(overrides: &[(&str, String)]) -> Result<Self, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(RawSettings::default()));
-        if let Some(path) = std::env::var("RABT_CONFIG_FILE")
-            .ok()
-            .filter(|p| !p.is_empty())
-        {
-            let path = PathBuf::from(path);
-            if !path.is_file() {
-                return Err(ConfigError::new(
-                    "config_file",
-                    format!("names {} which is not a readable file", path.display()),
-                ));
-            }
-            figment = figment.merge(Toml::file_exact(path));
-        }
-        figment = figment
-            .merge(Env::raw().only(&["DATABASE_URL", "REDIS_URL"]))
-            .merge(Env::prefixed("RABT_").ignore(&["CONFIG_FILE", "DATABASE_URL", "REDIS_URL"]));
-        for (key, value) in overrides {
-            // Parsed as an environment value would be, so "8" can be a number.
-            let value: figment::value::Value = value.parse().unwrap_or_else(|never| match never {});
-            figment = figment.merge(Serialized::default(key, value));
-        }
-        let mut settings = extract(figment)?.validate()?;
-        settings.unknown_settings = unknown_environment_settings();
-        Ok(settings)
-    }
-}
-
 /// Knobs of `scripts/` that share the prefix but are not server settings.
 const TOOLING_PREFIXES: &[&str] = &[
     "TEST_",
@@ -363,7 +145,7 @@ const TOOLING_PREFIXES: &[&str] = &[
 
 /// `RABT_*` variables that name no setting: likely typos, worth a warning (not
 /// a refusal: deployment tooling shares the prefix).
-fn unknown_environment_settings() -> Vec<String> {
+pub(super) fn unknown_environment_settings() -> Vec<String> {
     let known = serde_json::to_value(RawSettings::default())
         .ok()
         .and_then(|v| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()))
@@ -382,7 +164,7 @@ fn unknown_environment_settings() -> Vec<String> {
     unknown
 }
 
-fn extract(figment: Figment) -> Result<RawSettings, ConfigError> {
+pub(super) fn extract(figment: Figment) -> Result<RawSettings, ConfigError> {
     figment.extract().map_err(|e| {
         let key = e.path.first().cloned().unwrap_or_else(|| "setting".into());
         let problem = match &e.kind {
@@ -400,7 +182,7 @@ fn extract(figment: Figment) -> Result<RawSettings, ConfigError> {
     })
 }
 impl RawSettings {
-    fn validate(self) -> Result<Settings, ConfigError> {
+    pub(super) fn validate(self) -> Result<Settings, ConfigError> {
         let production = self.env == Environment::Production;
         let mut generated = Vec::new();
 
@@ -709,13 +491,6 @@ impl RawSettings {
     }
 }
 
-impl Settings {
-    /// The database URL with its password, for the connection pool only.
-    pub fn database_url(&self) -> &str {
-        self.database_url.expose_secret()
-    }
-}
-
 fn random_bytes() -> [u8; 32] {
     rand::rng().random()
 }
@@ -746,114 +521,4 @@ fn parse_http_url(key: &str, value: &str) -> Result<Url, ConfigError> {
         return Err(ConfigError::new(key, "must be an http:// or https:// URL"));
     }
     Ok(url)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let figment = pairs.iter().fold(Figment::new(), |f, (k, v)| {
-            f.merge(Serialized::default(k, v))
-        });
-        extract(Figment::from(Serialized::defaults(RawSettings::default())).merge(figment))?
-            .validate()
-    }
-
-    #[test]
-    fn a_missing_database_url_names_the_variable() {
-        let err = load(&[]).unwrap_err();
-        assert_eq!(err.to_string(), "configuration: DATABASE_URL is required");
-    }
-
-    #[test]
-    fn production_refuses_throwaway_secrets() {
-        let err =
-            load(&[("env", "production"), ("database_url", "postgres://x@h/db")]).unwrap_err();
-        assert_eq!(err.setting, "RABT_JWT_SECRET");
-    }
-
-    #[test]
-    fn development_generates_throwaway_secrets_and_says_so() {
-        let settings = load(&[("database_url", "postgres://x@h/db")]).unwrap();
-        assert_eq!(
-            settings.generated_secrets,
-            vec!["RABT_JWT_SECRET", "RABT_ENCRYPTION_KEY"]
-        );
-    }
-
-    #[test]
-    fn a_short_jwt_secret_is_refused() {
-        let err = load(&[
-            ("database_url", "postgres://x@h/db"),
-            ("jwt_secret", "short"),
-        ])
-        .unwrap_err();
-        assert_eq!(err.setting, "RABT_JWT_SECRET");
-    }
-
-    #[test]
-    fn an_encryption_key_must_be_32_bytes_of_base64() {
-        let err = load(&[
-            ("database_url", "postgres://x@h/db"),
-            ("encryption_key", "c2hvcnQ="),
-        ])
-        .unwrap_err();
-        assert_eq!(err.setting, "RABT_ENCRYPTION_KEY");
-    }
-
-    #[test]
-    fn the_free_plan_limit_is_read_under_the_contracts_name() {
-        // RABT_PLAN_FREE_OPEN_PROJECTS arrives as this key, parsed as a number.
-        let figment = Figment::from(Serialized::defaults(RawSettings::default()))
-            .merge(Serialized::default("database_url", "postgres://x@h/db"))
-            .merge(Serialized::default("plan_free_open_projects", 7));
-        let settings = extract(figment).unwrap().validate().unwrap();
-        assert_eq!(settings.plan_free_open_projects, 7);
-        let err = load(&[
-            ("database_url", "postgres://x@h/db"),
-            ("plan_free_open_projects", "many"),
-        ])
-        .unwrap_err();
-        assert_eq!(err.setting, "RABT_PLAN_FREE_OPEN_PROJECTS");
-    }
-
-    #[test]
-    fn a_malformed_bind_address_names_the_variable() {
-        let err = load(&[("database_url", "postgres://x@h/db"), ("bind", "nowhere")]).unwrap_err();
-        assert_eq!(err.setting, "RABT_BIND");
-    }
-
-    #[test]
-    fn cors_admits_the_frontend_and_extra_origins() {
-        let settings = load(&[
-            ("database_url", "postgres://x@h/db"),
-            ("frontend_url", "https://app.example.com/path"),
-            (
-                "cors_origins",
-                "https://admin.example.com, http://localhost:5173",
-            ),
-        ])
-        .unwrap();
-        assert_eq!(
-            settings.cors_origins,
-            vec![
-                "https://app.example.com",
-                "https://admin.example.com",
-                "http://localhost:5173"
-            ]
-        );
-    }
-
-    #[test]
-    fn secrets_stay_out_of_debug_output() {
-        let settings = load(&[
-            ("database_url", "postgres://rabt:hunter2hunter2@h/db"),
-            ("jwt_secret", "a-very-long-secret-that-must-never-be-logged"),
-        ])
-        .unwrap();
-        let printed = format!("{settings:?}");
-        assert!(!printed.contains("hunter2"));
-        assert!(!printed.contains("never-be-logged"));
-    }
 }
