@@ -1,6 +1,11 @@
 //! What the searches share: turning a visitor's words into safe `to_tsquery`
 //! text, and the checks of query parameters.
 
+use serde::{
+    Deserialize, Deserializer,
+    de::{self, DeserializeOwned},
+};
+
 use crate::http::FieldError;
 
 /// The words of a query, lowercased, at most 10 of at most 50 characters.
@@ -61,16 +66,36 @@ pub fn too_long(field: &str, value: Option<&str>, max: usize) -> Option<FieldErr
         .map(|_| FieldError::new(field, "too_long", format!("At most {max} characters.")))
 }
 
-/// A comma-separated list: trimmed, lowercased, empty parts dropped, at most
-/// `max` items.
-pub fn list(value: Option<&str>, max: usize) -> Option<Vec<String>> {
-    value.map(|s| {
-        s.split(',')
-            .map(|k| k.trim().to_lowercase())
-            .filter(|k| !k.is_empty())
-            .take(max)
-            .collect()
-    })
+/// A comma-separated query parameter (`skills=rust,go`): parts trimmed and
+/// lowercased, empty ones dropped, at most `MAX` kept, each read as `T` by
+/// serde, so an enum's parts are named as the API names its variants and an
+/// unknown one is a 422 naming the parameter. Longer input than `MAX` parts
+/// of 64 characters is refused before it is split.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CommaList<T, const MAX: usize>(pub Vec<T>);
+
+impl<'de, T: DeserializeOwned, const MAX: usize> Deserialize<'de> for CommaList<T, MAX> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.chars().count() > MAX * 64 {
+            return Err(de::Error::custom(format!(
+                "at most {MAX} comma-separated values"
+            )));
+        }
+        text.split(',')
+            .map(|part| part.trim().to_lowercase())
+            .filter(|part| !part.is_empty())
+            .take(MAX)
+            .map(|part| T::deserialize(de::value::StringDeserializer::<D::Error>::new(part)))
+            .collect::<Result<Vec<T>, _>>()
+            .map(Self)
+    }
+}
+
+impl<T, const MAX: usize> CommaList<T, MAX> {
+    pub fn into_vec(self) -> Vec<T> {
+        self.0
+    }
 }
 
 #[cfg(test)]
@@ -82,6 +107,28 @@ mod tests {
         let words = Words::parse("Full-Stack node.js -- .net- ...").unwrap();
         assert_eq!(words.list, ["full-stack", "node.js", "net"]);
         assert_eq!(words.all(), "full-stack:* & node.js:* & net:*");
+    }
+
+    #[test]
+    fn comma_lists_are_trimmed_lowercased_bounded_and_typed() {
+        #[derive(Debug, PartialEq, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Colour {
+            Red,
+            DarkBlue,
+        }
+        let parse = |text: &str| {
+            CommaList::<Colour, 2>::deserialize(
+                de::value::StrDeserializer::<de::value::Error>::new(text),
+            )
+        };
+        assert_eq!(
+            parse(" RED,, dark_blue ,red").unwrap().into_vec(),
+            [Colour::Red, Colour::DarkBlue]
+        );
+        assert_eq!(parse("").unwrap().into_vec(), []);
+        assert!(parse("red,green").is_err());
+        assert!(parse(&"r".repeat(129)).is_err());
     }
 
     #[test]

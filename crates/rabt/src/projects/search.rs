@@ -21,8 +21,9 @@ use super::{
 use crate::{
     auth::{MaybeAuthUser, permission},
     http::{ApiError, AppQuery, FieldError, openapi::Validation, pagination},
+    money::{self, Currency},
     query_cache::{CACHE_STATUS, Lookup},
-    search::{self, Words, too_long},
+    search::{CommaList, Words, too_long},
     state::AppState,
 };
 
@@ -38,13 +39,16 @@ pub struct SearchParams {
     /// and `archived` find only the caller's own projects (every one for
     /// `projects.moderate`), so anonymously they find nothing.
     #[param(value_type = Option<Vec<ProjectStatus>>, inline, style = Form, explode = false)]
-    pub status: Option<String>,
+    pub status: Option<CommaList<ProjectStatus, 6>>,
     /// Comma-separated categories: projects in any of them.
-    pub category: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub category: Option<CommaList<String, 20>>,
     /// Comma-separated: projects with any of these skills.
-    pub skills: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub skills: Option<CommaList<String, 30>>,
     /// Comma-separated: projects with all of these skills.
-    pub skills_all: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub skills_all: Option<CommaList<String, 30>>,
     /// Projects whose `budget.max` is at least this (minor units).
     pub budget_min: Option<i64>,
     /// Projects whose `budget.min` is at most this (minor units).
@@ -58,11 +62,11 @@ pub struct SearchParams {
     pub created_before: Option<DateTime<Utc>>,
     /// `relevance` (needs `q`; the default with `q`), `newest` (the default
     /// without), `oldest`, `budget_high`, `budget_low`.
-    #[param(value_type = Option<Sort>, inline)]
-    pub sort: Option<String>,
+    #[param(inline)]
+    pub sort: Option<Sort>,
     /// Comma-separated facets: counts over the whole filtered set.
     #[param(value_type = Option<Vec<Facet>>, inline, style = Form, explode = false)]
-    pub facets: Option<String>,
+    pub facets: Option<CommaList<Facet, 3>>,
     /// 1..=100, default 20.
     pub limit: Option<i64>,
     pub cursor: Option<String>,
@@ -145,10 +149,10 @@ impl Position {
 }
 
 /// The order of a project search.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[schema(as = ProjectSort, rename_all = "snake_case")]
-enum Sort {
+pub enum Sort {
     Relevance,
     Newest,
     Oldest,
@@ -160,33 +164,20 @@ fn invalid(field: &str, message: &str) -> ApiError {
     ApiError::validation(vec![FieldError::new(field, "invalid", message)])
 }
 
-fn parse_sort(sort: Option<&str>, has_words: bool) -> Result<Sort, ApiError> {
-    Ok(match sort {
-        None if has_words => Sort::Relevance,
-        None | Some("newest") => Sort::Newest,
-        Some("relevance") if has_words => Sort::Relevance,
-        Some("relevance") => return Err(invalid("sort", "`relevance` needs `q`.")),
-        Some("oldest") => Sort::Oldest,
-        Some("budget_high") => Sort::BudgetHigh,
-        Some("budget_low") => Sort::BudgetLow,
-        Some(_) => {
-            return Err(invalid(
-                "sort",
-                "`relevance`, `newest`, `oldest`, `budget_high` or `budget_low`.",
-            ));
-        }
-    })
+/// The order asked for, or the default: relevance with words, else newest.
+fn choose_sort(sort: Option<Sort>, has_words: bool) -> Result<Sort, ApiError> {
+    match sort {
+        None if has_words => Ok(Sort::Relevance),
+        None => Ok(Sort::Newest),
+        Some(Sort::Relevance) if !has_words => Err(invalid("sort", "`relevance` needs `q`.")),
+        Some(sort) => Ok(sort),
+    }
 }
 
 fn parse_filters(params: &SearchParams) -> Result<Filters, ApiError> {
     let errors: Vec<FieldError> = [
         too_long("q", params.q.as_deref(), 200),
-        too_long("status", params.status.as_deref(), 200),
-        too_long("category", params.category.as_deref(), 1000),
-        too_long("skills", params.skills.as_deref(), 1000),
-        too_long("skills_all", params.skills_all.as_deref(), 1000),
         too_long("location", params.location.as_deref(), 100),
-        too_long("facets", params.facets.as_deref(), 100),
     ]
     .into_iter()
     .flatten()
@@ -194,28 +185,14 @@ fn parse_filters(params: &SearchParams) -> Result<Filters, ApiError> {
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let statuses = search::list(params.status.as_deref(), 6)
-        .map(|names| {
-            names
-                .iter()
-                .map(|name| ProjectStatus::parse(name))
-                .collect::<Option<Vec<_>>>()
-        })
-        .map(|parsed| {
-            parsed.ok_or_else(|| {
-                invalid(
-                    "status",
-                    "Statuses among draft, open, in_progress, completed, cancelled, archived.",
-                )
-            })
-        })
-        .transpose()?;
-    let currency = params.currency.as_deref().map(str::to_ascii_lowercase);
-    if let Some(c) = &currency
-        && (c.len() != 3 || !c.bytes().all(|b| b.is_ascii_lowercase()))
-    {
-        return Err(invalid("currency", "An ISO 4217 code such as `usd`."));
-    }
+    let currency = match params.currency.as_deref() {
+        None => None,
+        Some(code) => Some(
+            Currency::parse(code)
+                .ok_or_else(|| ApiError::validation(vec![money::invalid_currency("currency")]))?
+                .into_string(),
+        ),
+    };
     for (field, value) in [
         ("budget_min", params.budget_min),
         ("budget_max", params.budget_max),
@@ -235,10 +212,10 @@ fn parse_filters(params: &SearchParams) -> Result<Filters, ApiError> {
         text: words.as_ref().map(Words::text),
         words: words.map(|w| w.list),
         fuzzy: false,
-        statuses,
-        categories: search::list(params.category.as_deref(), 20),
-        skills_any: search::list(params.skills.as_deref(), 30),
-        skills_all: search::list(params.skills_all.as_deref(), 30),
+        statuses: params.status.clone().map(CommaList::into_vec),
+        categories: params.category.clone().map(CommaList::into_vec),
+        skills_any: params.skills.clone().map(CommaList::into_vec),
+        skills_all: params.skills_all.clone().map(CommaList::into_vec),
         budget_min: params.budget_min,
         budget_max: params.budget_max,
         currency,
@@ -299,18 +276,16 @@ fn narrow_to_visible(filters: &mut Filters, searcher: Searcher) -> bool {
 }
 
 /// A facet of a project search.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[schema(as = ProjectFacet, rename_all = "snake_case")]
-enum Facet {
+pub enum Facet {
     Category,
     Skills,
     Status,
 }
 
 impl Facet {
-    const ALL: [Self; 3] = [Self::Category, Self::Skills, Self::Status];
-
     fn as_str(self) -> &'static str {
         match self {
             Self::Category => "category",
@@ -337,15 +312,6 @@ fn group_facets(
     by_facet
 }
 
-fn parse_facets(facets: Option<&str>) -> Result<Vec<Facet>, ApiError> {
-    search::list(facets, 3)
-        .unwrap_or_default()
-        .iter()
-        .map(|f| Facet::ALL.into_iter().find(|facet| facet.as_str() == f))
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| invalid("facets", "Any of `category`, `skills`, `status`."))
-}
-
 /// Search projects.
 #[utoipa::path(get, path = "/projects", tag = "projects", params(SearchParams),
     security((), ("bearer" = [])),
@@ -362,8 +328,12 @@ pub async fn search_projects(
 ) -> Result<Response, ApiError> {
     let limit = pagination::limit(params.limit)?;
     let mut filters = parse_filters(&params)?;
-    let facets = parse_facets(params.facets.as_deref())?;
-    let sort = parse_sort(params.sort.as_deref(), filters.all_words.is_some())?;
+    let facets = params
+        .facets
+        .clone()
+        .map(CommaList::into_vec)
+        .unwrap_or_default();
+    let sort = choose_sort(params.sort, filters.all_words.is_some())?;
     let position: Option<Position> = params
         .cursor
         .as_deref()

@@ -24,7 +24,7 @@ use crate::{
         pagination,
     },
     query_cache,
-    search::{self, Words, too_long},
+    search::{CommaList, Words, too_long},
     state::AppState,
 };
 
@@ -217,7 +217,8 @@ pub struct SearchParams {
     /// count), or the name must be close to them (typos).
     pub q: Option<String>,
     /// Comma-separated; profiles with any of them.
-    pub skills: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub skills: Option<CommaList<String, 30>>,
     pub location: Option<String>,
     /// Holders of this role (signed-in callers; only memberships they may see).
     pub role: Option<String>,
@@ -275,7 +276,6 @@ pub async fn search_users(
     let limit = pagination::limit(params.limit)?;
     let errors: Vec<FieldError> = [
         too_long("q", params.q.as_deref(), 200),
-        too_long("skills", params.skills.as_deref(), 1000),
         too_long("location", params.location.as_deref(), 100),
         too_long("role", params.role.as_deref(), 40),
     ]
@@ -293,7 +293,7 @@ pub async fn search_users(
     let filters = SearchFilters {
         tsquery: words.as_ref().map(Words::all),
         text: words.as_ref().map(Words::text),
-        skills: search::list(params.skills.as_deref(), 30),
+        skills: params.skills.clone().map(CommaList::into_vec),
         location: params.location.clone().filter(|l| !l.trim().is_empty()),
         role: params.role.clone(),
         fuzzy: false,
