@@ -12,9 +12,8 @@ use url::Url;
 
 use super::{
     AuthSettings, ConfigError, EmailSettings, EncryptionKey, Environment, JobSettings, LogFormat,
-    OAuthClient, OAuthSettings, Settings, TlsFiles,
+    OAuthClient, OAuthSettings, RateLimits, Settings, TlsFiles,
 };
-use crate::http::rate_limit::RateLimits;
 
 /// The raw layered settings, before validation. Field names are the environment
 /// variable names without the `RABT_` prefix, lowercased.

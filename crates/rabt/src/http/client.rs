@@ -9,7 +9,10 @@
 //! been written by the client. A header from anyone else is ignored, so a
 //! client cannot choose its own address.
 
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 use axum::{
     extract::{ConnectInfo, FromRef, FromRequestParts},
@@ -17,7 +20,7 @@ use axum::{
 };
 use ipnet::IpNet;
 
-use crate::state::AppState;
+use crate::config::Settings;
 
 /// The calling client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,18 +70,18 @@ pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -
 
 impl<S> FromRequestParts<S> for ClientInfo
 where
-    AppState: FromRef<S>,
+    Arc<Settings>: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let state = AppState::from_ref(state);
+        let settings = Arc::<Settings>::from_ref(state);
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip());
-        let ip = client_ip(peer, &parts.headers, &state.settings.trusted_proxies);
+        let ip = client_ip(peer, &parts.headers, &settings.trusted_proxies);
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)

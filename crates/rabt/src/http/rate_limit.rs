@@ -38,40 +38,7 @@ use axum::{
 };
 
 use super::{ApiError, client::client_ip};
-use crate::{kv::Rate, state::AppState};
-
-/// The limits of each class, per minute (`RABT_RATE_LIMIT_*_PER_MINUTE`), and
-/// those the auth handlers add (`RABT_RATE_LIMIT_AUTH_ADDRESS_PER_MINUTE`,
-/// `RABT_RATE_LIMIT_ACCOUNT_PER_MINUTE`, `RABT_RATE_LIMIT_EMAIL_PER_HOUR`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimits {
-    pub auth: u32,
-    pub write: u32,
-    pub read: u32,
-    pub realtime: u32,
-    /// Each of sign-in, sign-up, resend, forgot-password and OAuth start, per
-    /// client address and minute.
-    pub auth_address: u32,
-    /// Password checks per account and minute (sign-in, password change).
-    pub account: u32,
-    /// Each kind of mail request (sign-up, resend, forgot-password) per email
-    /// address and hour.
-    pub email_per_hour: u32,
-}
-
-impl Default for RateLimits {
-    fn default() -> Self {
-        Self {
-            auth: 30,
-            write: 120,
-            read: 600,
-            realtime: 30,
-            auth_address: 20,
-            account: 10,
-            email_per_hour: 5,
-        }
-    }
-}
+use crate::{config::RateLimits, kv::Rate, state::AppState};
 
 /// A class of routes sharing one limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
