@@ -1,10 +1,16 @@
 //! rabt: the backend of a platform that connects people with projects.
 //!
 //! A tour, in the order a request meets the code:
-//! - [`app`] assembles the router, middleware and background worker;
-//! - [`http`] is the edge: problem+json errors, extractors, request ids;
+//! - [`app`] assembles the router, middleware and background worker, and
+//!   [`state`] holds what handlers reach;
+//! - [`http`] is the edge: problem+json errors, extractors, request ids,
+//!   pagination, rate limits;
 //! - [`db`] opens the row-level-security transaction every handler works in;
-//! - capabilities ([`users`], …) each keep routes, rules and SQL in one folder;
+//! - capabilities ([`auth`], [`users`], [`roles`], [`projects`],
+//!   [`applications`], [`notifications`]) each keep `routes` (HTTP), `model`
+//!   (validated types and rules) and `store` (SQL) in one folder, and use
+//!   each other's models and stores, never each other's routes;
+//! - small shared vocabularies: [`money`], [`skills`], [`search`];
 //! - [`jobs`] runs durable background work; [`kv`] holds short-lived shared
 //!   state in Redis or in memory, [`query_cache`] the answers of searches;
 //! - [`config`] and [`telemetry`] are read once at start.

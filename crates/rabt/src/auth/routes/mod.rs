@@ -1,7 +1,7 @@
 //! HTTP routes of authentication (API.md §3), one module per flow:
-//! [`password`] (sign-up, verification, sign-in, reset and change),
-//! [`tokens`] (refresh and sign-out), [`sessions`] (the caller's sessions) and
-//! [`oauth`] (Google and GitHub). What they share, the token pair and the
+//! `password` (sign-up, verification, sign-in, reset and change),
+//! `tokens` (refresh and sign-out), `sessions` (the caller's sessions) and
+//! `oauth` (Google and GitHub). What they share, the token pair and the
 //! per-action rate limits, is here.
 //!
 //! Sign-up, resend and forgot-password answer the same whether or not the email
