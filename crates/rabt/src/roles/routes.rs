@@ -26,6 +26,17 @@ use crate::{
     state::AppState,
 };
 
+/// Lacks `roles.manage`, or the role involves a permission the caller does
+/// not hold (`forbidden`).
+#[derive(utoipa::IntoResponses)]
+#[response(status = 403, content_type = "application/problem+json")]
+pub struct RoleForbidden(pub ProblemBody);
+
+/// A built-in role, which the database keeps as it is (`conflict`).
+#[derive(utoipa::IntoResponses)]
+#[response(status = 409, content_type = "application/problem+json")]
+pub struct BuiltinRole(pub ProblemBody);
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_permissions))
@@ -162,9 +173,7 @@ pub async fn list_roles(
         description = "Replays the first response for 24 hours")),
     responses(
         (status = 201, body = Role),
-        (status = 403, description = "Lacks `roles.manage`, or the role involves a permission \
-            the caller does not hold (`forbidden`)", body = ProblemBody,
-            content_type = "application/problem+json"),
+        RoleForbidden,
         (status = 409, description = "The name is taken (`conflict`)", body = ProblemBody,
             content_type = "application/problem+json"),
         Validation,
@@ -226,12 +235,9 @@ pub async fn create_role(
     params(("name" = String, Path)), security(("bearer" = ["roles.manage"])),
     responses(
         (status = 200, body = Role),
-        (status = 403, description = "Lacks `roles.manage`, or the role involves a permission \
-            the caller does not hold (`forbidden`)", body = ProblemBody,
-            content_type = "application/problem+json"),
+        RoleForbidden,
         NotFound,
-        (status = 409, description = "A built-in role (`conflict`)", body = ProblemBody,
-            content_type = "application/problem+json"),
+        BuiltinRole,
     ))]
 pub async fn update_role(
     State(state): State<AppState>,
@@ -282,12 +288,9 @@ pub async fn update_role(
     security(("bearer" = ["roles.manage"])),
     responses(
         (status = 204),
-        (status = 403, description = "Lacks `roles.manage`, or the role involves a permission \
-            the caller does not hold (`forbidden`)", body = ProblemBody,
-            content_type = "application/problem+json"),
+        RoleForbidden,
         NotFound,
-        (status = 409, description = "A built-in role (`conflict`)", body = ProblemBody,
-            content_type = "application/problem+json"),
+        BuiltinRole,
     ))]
 pub async fn delete_role(
     State(state): State<AppState>,

@@ -222,22 +222,30 @@ pub async fn resend_verification(
     client: ClientInfo,
     AppJson(body): AppJson<EmailRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let job = |email: EmailAddress| crate::auth::jobs::SendVerification {
+        email: email.into_string(),
+    };
+    let message = "If the address awaits confirmation, a new email is on its way.";
+    mail_request(&state, "resend", &client, &body, job, message).await
+}
+
+/// A request that mails an address whatever is on file: the address is
+/// checked and limited, then one job is queued that finds out, so known and
+/// unknown addresses cost the same and answer alike.
+async fn mail_request<J: crate::jobs::JobArgs>(
+    state: &AppState,
+    action: &str,
+    client: &ClientInfo,
+    body: &EmailRequest,
+    job: impl FnOnce(EmailAddress) -> J,
+    message: &'static str,
+) -> Result<(StatusCode, axum::Json<Accepted>), ApiError> {
     let email = validation(EmailAddress::parse("email", &body.email))?;
-    limit_mail_request(&state, "resend", &client, &email).await?;
-    // The same work whatever the address: the job finds out.
+    limit_mail_request(state, action, client, &email).await?;
     let mut tx = state.db.begin(&Actor::Service).await?;
-    crate::jobs::enqueue(
-        &mut tx,
-        &crate::auth::jobs::SendVerification {
-            email: email.into_string(),
-        },
-        5,
-    )
-    .await?;
+    crate::jobs::enqueue(&mut tx, &job(email), 5).await?;
     tx.commit().await?;
-    Ok(accepted(
-        "If the address awaits confirmation, a new email is on its way.",
-    ))
+    Ok(accepted(message))
 }
 
 /// Sign in with email and password.
@@ -336,24 +344,13 @@ pub async fn forgot_password(
     client: ClientInfo,
     AppJson(body): AppJson<EmailRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let email = validation(EmailAddress::parse("email", &body.email))?;
-    limit_mail_request(&state, "forgot", &client, &email).await?;
-    // The same work whatever the address: the job finds out.
-    let mut tx = state.db.begin(&Actor::Service).await?;
-    crate::jobs::enqueue(
-        &mut tx,
-        &crate::auth::jobs::SendPasswordReset {
-            email: email.into_string(),
-            ip: client.ip,
-            user_agent: client.user_agent.clone(),
-        },
-        5,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(accepted(
-        "If the address has an account, a reset link is on its way.",
-    ))
+    let job = |email: EmailAddress| crate::auth::jobs::SendPasswordReset {
+        email: email.into_string(),
+        ip: client.ip,
+        user_agent: client.user_agent.clone(),
+    };
+    let message = "If the address has an account, a reset link is on its way.";
+    mail_request(&state, "forgot", &client, &body, job, message).await
 }
 
 /// Set a new password with the emailed token; every other session ends.
