@@ -350,7 +350,7 @@ impl Worker {
     /// are removed.
     pub async fn housekeep(&self) -> Result<Swept, sqlx::Error> {
         let mut tx = self.db.begin(&Actor::Service).await?;
-        let jobs = sqlx::query(
+        let jobs = sqlx::query!(
             "delete from jobs where status = 'succeeded' \
              and finished_at < now() - interval '7 days'",
         )
