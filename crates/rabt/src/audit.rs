@@ -58,16 +58,16 @@ pub async fn record(
     client: &ClientInfo,
     details: Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "insert into audit_log (actor_id, action, subject_id, ip, user_agent, details) \
-         values ($1, $2, $3, $4::inet, $5, $6)",
+         values ($1, $2, $3, $4::text::inet, $5, $6)",
+        actor,
+        action.as_str(),
+        subject,
+        client.ip.map(|ip| ip.to_string()),
+        client.user_agent.as_deref(),
+        details,
     )
-    .bind(actor)
-    .bind(action.as_str())
-    .bind(subject)
-    .bind(client.ip.map(|ip| ip.to_string()))
-    .bind(client.user_agent.as_deref())
-    .bind(details)
     .execute(conn)
     .await
     .map(|_| ())

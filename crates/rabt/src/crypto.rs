@@ -150,8 +150,6 @@ pub async fn rotate(db: &Db, keyring: &Keyring) -> anyhow::Result<Rotation> {
     }
 }
 
-type TokenRow = (Uuid, String, String, Vec<u8>, String);
-
 /// One batch; `None` when nothing was left to do.
 async fn rotate_batch(
     conn: &mut PgConnection,
@@ -159,31 +157,35 @@ async fn rotate_batch(
     skip: &[Uuid],
     rotation: &mut Rotation,
 ) -> anyhow::Result<Option<Vec<Uuid>>> {
-    let rows: Vec<TokenRow> = sqlx::query_as(
-        "select id, provider, subject, access_token, token_key_id from oauth_identities \
-         where token_key_id <> $1 and id <> all($2) \
-         order by id limit 200 for update skip locked",
+    // `<>` skips rows without a token; a check constraint sets both columns or neither.
+    let rows = sqlx::query!(
+        r#"select id, provider, subject, access_token as "access_token!",
+                  token_key_id as "token_key_id!"
+           from oauth_identities
+           where token_key_id <> $1 and id <> all($2)
+           order by id limit 200 for update skip locked"#,
+        keyring.current_id(),
+        skip,
     )
-    .bind(keyring.current_id())
-    .bind(skip)
     .fetch_all(&mut *conn)
     .await?;
     if rows.is_empty() {
         return Ok(None);
     }
     let mut unreadable = Vec::new();
-    for (id, provider, subject, bytes, key_id) in rows {
-        let context = oauth_token_context(&provider, &subject);
+    for row in rows {
+        let (id, bytes, key_id) = (row.id, row.access_token, row.token_key_id);
+        let context = oauth_token_context(&row.provider, &row.subject);
         match keyring.open(&Sealed { bytes, key_id }, &context) {
             Ok(plain) => {
                 let sealed = keyring.seal(&plain, &context);
-                sqlx::query(
+                sqlx::query!(
                     "update oauth_identities set access_token = $2, token_key_id = $3 \
                      where id = $1",
+                    id,
+                    sealed.bytes,
+                    sealed.key_id,
                 )
-                .bind(id)
-                .bind(&sealed.bytes)
-                .bind(&sealed.key_id)
                 .execute(&mut *conn)
                 .await?;
                 rotation.resealed += 1;

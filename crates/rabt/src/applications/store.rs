@@ -5,12 +5,12 @@
 //! migrations/0010).
 
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgConnection};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::model::ApplicationStatus;
 
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct ApplicationRow {
     pub id: Uuid,
     pub project_id: Uuid,
@@ -27,25 +27,20 @@ pub struct ApplicationRow {
     pub updated_at: DateTime<Utc>,
 }
 
-macro_rules! application_columns {
-    () => {
-        "a.id, a.project_id, p.owner_id as project_owner_id, a.applicant_id, a.cover_letter, \
-         a.proposed_budget_amount, a.proposed_budget_currency, a.attachment_file_ids, a.status, \
-         a.created_at, a.updated_at \
-         from applications a left join projects p on p.id = a.project_id "
-    };
-}
-
 pub async fn find(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<ApplicationRow>, sqlx::Error> {
-    sqlx::query_as(concat!(
-        "select ",
-        application_columns!(),
-        "where a.id = $1"
-    ))
-    .bind(id)
+    sqlx::query_as!(
+        ApplicationRow,
+        r#"select a.id, a.project_id, p.owner_id as "project_owner_id?", a.applicant_id,
+                  a.cover_letter, a.proposed_budget_amount, a.proposed_budget_currency,
+                  a.attachment_file_ids, a.status as "status: ApplicationStatus", a.created_at,
+                  a.updated_at
+           from applications a left join projects p on p.id = a.project_id
+           where a.id = $1"#,
+        id,
+    )
     .fetch_optional(conn)
     .await
 }
@@ -64,19 +59,19 @@ pub async fn insert(conn: &mut PgConnection, new: &NewApplication) -> Result<Uui
     // The id is made here: the applicant may insert, and read the row back
     // only through the policies.
     let id = Uuid::now_v7();
-    sqlx::query(
+    sqlx::query!(
         "insert into applications (id, project_id, applicant_id, cover_letter, \
                                    proposed_budget_amount, proposed_budget_currency, \
                                    attachment_file_ids) \
          values ($1, $2, $3, $4, $5, $6, $7)",
+        id,
+        new.project_id,
+        new.applicant_id,
+        new.cover_letter,
+        new.budget.as_ref().map(|b| b.0),
+        new.budget.as_ref().map(|b| b.1.as_str()),
+        &new.attachment_file_ids,
     )
-    .bind(id)
-    .bind(new.project_id)
-    .bind(new.applicant_id)
-    .bind(&new.cover_letter)
-    .bind(new.budget.as_ref().map(|b| b.0))
-    .bind(new.budget.as_ref().map(|b| b.1.clone()))
-    .bind(&new.attachment_file_ids)
     .execute(conn)
     .await?;
     Ok(id)
@@ -90,15 +85,19 @@ pub async fn set_status(
     to: ApplicationStatus,
     note: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query("select set_config('request.transition_reason', $1, true)")
-        .bind(note.unwrap_or(""))
-        .execute(&mut *conn)
-        .await?;
-    let done = sqlx::query("update applications set status = $2 where id = $1")
-        .bind(id)
-        .bind(to)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "select set_config('request.transition_reason', $1, true)",
+        note.unwrap_or(""),
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let done = sqlx::query!(
+        "update applications set status = $2 where id = $1",
+        id,
+        to.as_str(),
+    )
+    .execute(conn)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -121,22 +120,26 @@ pub async fn list(
         Scope::Project(id) => (Some(id), None),
         Scope::Applicant(id) => (None, Some(id)),
     };
-    sqlx::query_as(concat!(
-        "select ",
-        application_columns!(),
-        "where ($1::uuid is null or a.project_id = $1) \
-           and ($2::uuid is null or a.applicant_id = $2) \
-           and ($3::text is null or a.status = $3) \
-           and ($4::timestamptz is null or (a.created_at, a.id) < ($4, $5)) \
-         order by a.created_at desc, a.id desc \
-         limit $6"
-    ))
-    .bind(project)
-    .bind(applicant)
-    .bind(status)
-    .bind(after.map(|a| a.0))
-    .bind(after.map(|a| a.1))
-    .bind(limit)
+    sqlx::query_as!(
+        ApplicationRow,
+        r#"select a.id, a.project_id, p.owner_id as "project_owner_id?", a.applicant_id,
+                  a.cover_letter, a.proposed_budget_amount, a.proposed_budget_currency,
+                  a.attachment_file_ids, a.status as "status: ApplicationStatus", a.created_at,
+                  a.updated_at
+           from applications a left join projects p on p.id = a.project_id
+           where ($1::uuid is null or a.project_id = $1)
+             and ($2::uuid is null or a.applicant_id = $2)
+             and ($3::text is null or a.status = $3)
+             and ($4::timestamptz is null or (a.created_at, a.id) < ($4, $5))
+           order by a.created_at desc, a.id desc
+           limit $6"#,
+        project,
+        applicant,
+        status.map(ApplicationStatus::as_str),
+        after.map(|a| a.0),
+        after.map(|a| a.1),
+        limit,
+    )
     .fetch_all(conn)
     .await
 }

@@ -4,13 +4,13 @@
 use std::{net::IpAddr, time::Duration};
 
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgConnection};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::tokens::{hash_token, random_token};
 
 /// A user as sign-in sees it.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct Credentials {
     pub id: Uuid,
     pub email: String,
@@ -25,13 +25,15 @@ pub async fn credentials_by_email(
     conn: &mut PgConnection,
     email: &str,
 ) -> Result<Option<Credentials>, sqlx::Error> {
-    sqlx::query_as(
-        "select id, email, display_name, password_hash, \
-                email_verified_at is not null as email_verified, \
-                suspended_at is not null as suspended, deactivated_at is not null as deactivated \
-         from users where lower(email) = lower($1)",
+    sqlx::query_as!(
+        Credentials,
+        r#"select id, email, display_name, password_hash,
+                  email_verified_at is not null as "email_verified!",
+                  suspended_at is not null as "suspended!",
+                  deactivated_at is not null as "deactivated!"
+           from users where lower(email) = lower($1)"#,
+        email
     )
-    .bind(email)
     .fetch_optional(conn)
     .await
 }
@@ -40,13 +42,15 @@ pub async fn credentials_by_id(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<Credentials>, sqlx::Error> {
-    sqlx::query_as(
-        "select id, email, display_name, password_hash, \
-                email_verified_at is not null as email_verified, \
-                suspended_at is not null as suspended, deactivated_at is not null as deactivated \
-         from users where id = $1",
+    sqlx::query_as!(
+        Credentials,
+        r#"select id, email, display_name, password_hash,
+                  email_verified_at is not null as "email_verified!",
+                  suspended_at is not null as "suspended!",
+                  deactivated_at is not null as "deactivated!"
+           from users where id = $1"#,
+        id
     )
-    .bind(id)
     .fetch_optional(conn)
     .await
 }
@@ -59,13 +63,13 @@ pub async fn insert_user(
     display_name: &str,
     password_hash: &str,
 ) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "insert into users (email, display_name, password_hash) values ($1, $2, $3) \
          on conflict (lower(email)) do nothing returning id",
+        email,
+        display_name,
+        password_hash,
     )
-    .bind(email)
-    .bind(display_name)
-    .bind(password_hash)
     .fetch_optional(conn)
     .await
 }
@@ -75,19 +79,21 @@ pub async fn set_password(
     user: Uuid,
     password_hash: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("update users set password_hash = $2 where id = $1")
-        .bind(user)
-        .bind(password_hash)
-        .execute(conn)
-        .await
-        .map(|_| ())
+    sqlx::query!(
+        "update users set password_hash = $2 where id = $1",
+        user,
+        password_hash,
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
 pub async fn mark_email_verified(conn: &mut PgConnection, user: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update users set email_verified_at = coalesce(email_verified_at, now()) where id = $1",
+        user,
     )
-    .bind(user)
     .execute(conn)
     .await
     .map(|_| ())
@@ -119,14 +125,14 @@ pub async fn create_one_time_token(
     ttl: Duration,
 ) -> Result<String, sqlx::Error> {
     let token = random_token();
-    sqlx::query(
+    sqlx::query!(
         "insert into one_time_tokens (user_id, purpose, token_hash, expires_at) \
          values ($1, $2, $3, now() + make_interval(secs => $4))",
+        user,
+        purpose.as_str(),
+        hash_token(&token),
+        ttl.as_secs_f64(),
     )
-    .bind(user)
-    .bind(purpose.as_str())
-    .bind(hash_token(&token))
-    .bind(ttl.as_secs_f64())
     .execute(conn)
     .await?;
     Ok(token)
@@ -139,13 +145,13 @@ pub async fn consume_one_time_token(
     token: &str,
     purpose: Purpose,
 ) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "update one_time_tokens set used_at = now() \
          where token_hash = $1 and purpose = $2 and used_at is null and expires_at > now() \
          returning user_id",
+        hash_token(token),
+        purpose.as_str(),
     )
-    .bind(hash_token(token))
-    .bind(purpose.as_str())
     .fetch_optional(conn)
     .await
 }
@@ -158,14 +164,14 @@ pub async fn create_session(
     ip: Option<IpAddr>,
     user_agent: Option<&str>,
 ) -> Result<(Uuid, String), sqlx::Error> {
-    let session: Uuid = sqlx::query_scalar(
+    let session = sqlx::query_scalar!(
         "insert into sessions (user_id, expires_at, ip, user_agent) \
-         values ($1, now() + make_interval(secs => $2), $3::inet, $4) returning id",
+         values ($1, now() + make_interval(secs => $2), $3::text::inet, $4) returning id",
+        user,
+        ttl.as_secs_f64(),
+        ip.map(|ip| ip.to_string()),
+        user_agent,
     )
-    .bind(user)
-    .bind(ttl.as_secs_f64())
-    .bind(ip.map(|ip| ip.to_string()))
-    .bind(user_agent)
     .fetch_one(&mut *conn)
     .await?;
     let refresh = issue_refresh_token(conn, session, None).await?;
@@ -178,12 +184,12 @@ pub async fn issue_refresh_token(
     parent: Option<Uuid>,
 ) -> Result<String, sqlx::Error> {
     let token = random_token();
-    sqlx::query(
+    sqlx::query!(
         "insert into refresh_tokens (session_id, parent_id, token_hash) values ($1, $2, $3)",
+        session,
+        parent,
+        hash_token(&token),
     )
-    .bind(session)
-    .bind(parent)
-    .bind(hash_token(&token))
     .execute(conn)
     .await?;
     Ok(token)
@@ -191,7 +197,7 @@ pub async fn issue_refresh_token(
 
 /// A presented refresh token, with its session locked for the rest of the
 /// transaction so that concurrent refreshes of one session run one at a time.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct PresentedRefresh {
     pub token_id: Uuid,
     pub session_id: Uuid,
@@ -206,36 +212,39 @@ pub async fn lock_refresh_token(
     token: &str,
 ) -> Result<Option<PresentedRefresh>, sqlx::Error> {
     let hash = hash_token(token);
-    let session: Option<Uuid> = sqlx::query_scalar(
+    let session = sqlx::query_scalar!(
         "select s.id from sessions s \
          where s.id = (select session_id from refresh_tokens where token_hash = $1) \
          for update",
+        hash,
     )
-    .bind(&hash)
     .fetch_optional(&mut *conn)
     .await?;
     if session.is_none() {
         return Ok(None);
     }
     // Read after the lock: a concurrent refresh may just have spent it.
-    sqlx::query_as(
-        "select t.id as token_id, s.id as session_id, s.user_id, t.used_at, \
-                (s.revoked_at is null and s.expires_at > now()) as session_alive, \
-                now() as now \
-         from refresh_tokens t join sessions s on s.id = t.session_id \
-         where t.token_hash = $1",
+    sqlx::query_as!(
+        PresentedRefresh,
+        r#"select t.id as token_id, s.id as session_id, s.user_id, t.used_at,
+                  (s.revoked_at is null and s.expires_at > now()) as "session_alive!",
+                  now() as "now!"
+           from refresh_tokens t join sessions s on s.id = t.session_id
+           where t.token_hash = $1"#,
+        hash,
     )
-    .bind(&hash)
     .fetch_optional(conn)
     .await
 }
 
 pub async fn spend_refresh_token(conn: &mut PgConnection, token: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("update refresh_tokens set used_at = coalesce(used_at, now()) where id = $1")
-        .bind(token)
-        .execute(conn)
-        .await
-        .map(|_| ())
+    sqlx::query!(
+        "update refresh_tokens set used_at = coalesce(used_at, now()) where id = $1",
+        token,
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
 /// Why a session ended.
@@ -273,13 +282,13 @@ pub async fn revoke_session(
     session: Uuid,
     reason: RevokeReason,
 ) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "update sessions set revoked_at = now(), revoked_reason = $3 \
          where id = $2 and user_id = $1 and revoked_at is null",
+        user,
+        session,
+        reason.as_str(),
     )
-    .bind(user)
-    .bind(session)
-    .bind(reason.as_str())
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)
@@ -292,14 +301,14 @@ pub async fn revoke_sessions(
     keep: Option<Uuid>,
     reason: RevokeReason,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "update sessions set revoked_at = now(), revoked_reason = $3 \
          where user_id = $1 and revoked_at is null and ($2::uuid is null or id <> $2) \
          returning id",
+        user,
+        keep,
+        reason.as_str(),
     )
-    .bind(user)
-    .bind(keep)
-    .bind(reason.as_str())
     .fetch_all(conn)
     .await
 }
@@ -310,20 +319,20 @@ pub async fn touch_session(
     session: Uuid,
     user: Uuid,
 ) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "update sessions set last_seen_at = now() \
          where id = $1 and user_id = $2 and revoked_at is null and expires_at > now() \
            and exists (select 1 from users u where u.id = $2 \
                        and u.suspended_at is null and u.deactivated_at is null)",
+        session,
+        user,
     )
-    .bind(session)
-    .bind(user)
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)
 }
 
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct SessionRow {
     pub id: Uuid,
     pub created_at: DateTime<Utc>,
@@ -334,7 +343,8 @@ pub struct SessionRow {
 
 /// The caller's live sessions (RLS limits them to the caller's own).
 pub async fn list_sessions(conn: &mut PgConnection) -> Result<Vec<SessionRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        SessionRow,
         "select id, created_at, last_seen_at, host(ip) as ip, user_agent from sessions \
          where revoked_at is null and expires_at > now() \
          order by created_at desc limit 100",
@@ -349,11 +359,13 @@ pub async fn user_by_identity(
     provider: &str,
     subject: &str,
 ) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar("select user_id from oauth_identities where provider = $1 and subject = $2")
-        .bind(provider)
-        .bind(subject)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_scalar!(
+        "select user_id from oauth_identities where provider = $1 and subject = $2",
+        provider,
+        subject,
+    )
+    .fetch_optional(conn)
+    .await
 }
 
 pub async fn link_identity(
@@ -363,14 +375,14 @@ pub async fn link_identity(
     subject: &str,
     email: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "insert into oauth_identities (user_id, provider, subject, email) values ($1, $2, $3, $4) \
          on conflict (provider, subject) do nothing",
+        user,
+        provider,
+        subject,
+        email,
     )
-    .bind(user)
-    .bind(provider)
-    .bind(subject)
-    .bind(email)
     .execute(conn)
     .await
     .map(|_| ())
@@ -383,14 +395,14 @@ pub async fn store_provider_token(
     subject: &str,
     sealed: &crate::crypto::Sealed,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update oauth_identities set access_token = $3, token_key_id = $4 \
          where provider = $1 and subject = $2",
+        provider,
+        subject,
+        sealed.bytes,
+        sealed.key_id,
     )
-    .bind(provider)
-    .bind(subject)
-    .bind(&sealed.bytes)
-    .bind(&sealed.key_id)
     .execute(conn)
     .await
     .map(|_| ())
@@ -402,12 +414,12 @@ pub async fn insert_oauth_user(
     email: &str,
     display_name: &str,
 ) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "insert into users (email, display_name, email_verified_at) values ($1, $2, now()) \
          on conflict (lower(email)) do nothing returning id",
+        email,
+        display_name,
     )
-    .bind(email)
-    .bind(display_name)
     .fetch_optional(conn)
     .await
 }
@@ -418,11 +430,11 @@ pub async fn claim_unverified_account(
     conn: &mut PgConnection,
     user: Uuid,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update users set password_hash = null, email_verified_at = now() \
          where id = $1 and email_verified_at is null",
+        user,
     )
-    .bind(user)
     .execute(conn)
     .await
     .map(|_| ())
@@ -433,11 +445,11 @@ pub async fn live_sessions_of(
     conn: &mut PgConnection,
     users: &[Uuid],
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "select id from sessions \
          where user_id = any($1) and revoked_at is null and expires_at > now()",
+        users,
     )
-    .bind(users)
     .fetch_all(conn)
     .await
 }

@@ -98,22 +98,22 @@ impl Db {
             Actor::User { id, permissions } => (id.to_string(), permissions.join(",")),
             Actor::Anonymous | Actor::Service => (String::new(), String::new()),
         };
-        sqlx::query(
-            "select set_config('role', $1, true), \
-                    set_config('request.user_id', $2, true), \
-                    set_config('request.permissions', $3, true)",
+        sqlx::query!(
+            "select set_config('role', $1, true) as role, \
+                    set_config('request.user_id', $2, true) as user_id, \
+                    set_config('request.permissions', $3, true) as permissions",
+            actor.role(),
+            user_id,
+            permissions,
         )
-        .bind(actor.role())
-        .bind(user_id)
-        .bind(permissions)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
         Ok(tx)
     }
 
     /// `select 1` within a short deadline, for readiness.
     pub async fn ping(&self) -> bool {
-        let check = sqlx::query("select 1").execute(&self.pool);
+        let check = sqlx::query!("select 1 as ready").fetch_one(&self.pool);
         matches!(
             tokio::time::timeout(Duration::from_secs(2), check).await,
             Ok(Ok(_))

@@ -103,12 +103,12 @@ impl Idempotent {
         let Some(key) = &self.key else {
             return Ok(None);
         };
-        let locked = sqlx::query(
-            "select pg_advisory_xact_lock(hashtextextended('rabt.idempotency:' || $1::text \
-                                                           || ':' || $2, 0))",
+        let locked = sqlx::query!(
+            "select from pg_advisory_xact_lock( \
+                 hashtextextended('rabt.idempotency:' || $1::uuid::text || ':' || $2, 0))",
+            self.user,
+            key,
         )
-        .bind(self.user)
-        .bind(key)
         .execute(&mut *conn)
         .await;
         match locked {
@@ -123,17 +123,23 @@ impl Idempotent {
         let Some(key) = &self.key else {
             return Ok(None);
         };
-        let row: Option<(Vec<u8>, i16, serde_json::Value)> = sqlx::query_as(
+        let row = sqlx::query!(
             "select request_hash, response_status, response_body from idempotency_keys \
              where user_id = $1 and key = $2 and created_at > now() - interval '24 hours'",
+            self.user,
+            key,
         )
-        .bind(self.user)
-        .bind(key)
         .fetch_optional(&mut *conn)
         .await?;
         match row {
             None => Ok(None),
-            Some((hash, status, body)) => self.replay(&hash, status, body).map(Some),
+            Some(saved) => self
+                .replay(
+                    &saved.request_hash,
+                    saved.response_status,
+                    saved.response_body,
+                )
+                .map(Some),
         }
     }
 
@@ -175,26 +181,26 @@ impl Idempotent {
             return Ok((status, Json(value)).into_response());
         };
         // An expired entry under the same key makes room for this one.
-        sqlx::query(
+        sqlx::query!(
             "delete from idempotency_keys where user_id = $1 and key = $2 \
              and created_at <= now() - interval '24 hours'",
+            self.user,
+            key,
         )
-        .bind(self.user)
-        .bind(key)
         .execute(&mut *tx)
         .await?;
         // After a claim nobody else holds the key; a handler that did not
         // claim it meets a concurrent duplicate here instead.
-        let saved = sqlx::query(
+        let saved = sqlx::query!(
             "insert into idempotency_keys (user_id, key, request_hash, response_status, \
                                            response_body) \
              values ($1, $2, $3, $4, $5)",
+            self.user,
+            key,
+            self.hash,
+            i16::try_from(status.as_u16()).unwrap_or(200),
+            value,
         )
-        .bind(self.user)
-        .bind(key)
-        .bind(&self.hash)
-        .bind(i16::try_from(status.as_u16()).unwrap_or(200))
-        .bind(&value)
         .execute(&mut *tx)
         .await;
         match saved {
@@ -238,9 +244,10 @@ pub fn register(registry: &mut crate::jobs::JobRegistry) {
 
 /// Forgets keys older than 24 hours; returns how many.
 pub async fn sweep(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
-    let done =
-        sqlx::query("delete from idempotency_keys where created_at <= now() - interval '24 hours'")
-            .execute(conn)
-            .await?;
+    let done = sqlx::query!(
+        "delete from idempotency_keys where created_at <= now() - interval '24 hours'"
+    )
+    .execute(conn)
+    .await?;
     Ok(done.rows_affected())
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{FromRow, PgConnection, PgExecutor};
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 /// A unit of background work with typed arguments.
@@ -26,7 +26,7 @@ pub trait JobArgs: Serialize + serde::de::DeserializeOwned + Send + 'static {
 }
 
 /// A job as a worker holds it.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct ClaimedJob {
     pub id: Uuid,
     pub kind: String,
@@ -56,15 +56,15 @@ pub async fn enqueue_at<A: JobArgs>(
     let payload = serde_json::to_value(args).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     // No RETURNING: a request's role may insert jobs but not read them back.
     let id = Uuid::now_v7();
-    sqlx::query(
+    sqlx::query!(
         "insert into jobs (id, kind, payload, max_attempts, run_at) \
          values ($1, $2, $3, $4, coalesce($5, now()))",
+        id,
+        A::KIND,
+        payload,
+        max_attempts,
+        run_at,
     )
-    .bind(id)
-    .bind(A::KIND)
-    .bind(payload)
-    .bind(max_attempts)
-    .bind(run_at)
     .execute(conn)
     .await?;
     Ok(id)
@@ -76,7 +76,8 @@ pub async fn claim(
     worker: Uuid,
     lease: Duration,
 ) -> Result<Option<ClaimedJob>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        ClaimedJob,
         "with next as ( \
              select id from jobs \
              where status in ('queued', 'running') and run_at <= now() \
@@ -90,9 +91,9 @@ pub async fn claim(
              run_at = now() + make_interval(secs => $2) \
          from next where jobs.id = next.id \
          returning jobs.id, jobs.kind, jobs.payload, jobs.attempts, jobs.max_attempts",
+        worker,
+        lease.as_secs_f64(),
     )
-    .bind(worker)
-    .bind(lease.as_secs_f64())
     .fetch_optional(db)
     .await
 }
@@ -105,13 +106,13 @@ pub async fn extend_lease(
     worker: Uuid,
     lease: Duration,
 ) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "update jobs set run_at = now() + make_interval(secs => $3) \
          where id = $1 and locked_by = $2 and status = 'running'",
+        job,
+        worker,
+        lease.as_secs_f64(),
     )
-    .bind(job)
-    .bind(worker)
-    .bind(lease.as_secs_f64())
     .execute(db)
     .await?;
     Ok(result.rows_affected() == 1)
@@ -126,15 +127,15 @@ pub async fn complete(
     worker: Uuid,
     erase_payload: bool,
 ) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "update jobs set status = 'succeeded', locked_by = null, finished_at = now(), \
                          last_error = null, \
                          payload = case when $3 then '{}'::jsonb else payload end \
          where id = $1 and locked_by = $2 and status = 'running'",
+        job,
+        worker,
+        erase_payload,
     )
-    .bind(job)
-    .bind(worker)
-    .bind(erase_payload)
     .execute(db)
     .await?;
     Ok(result.rows_affected() == 1)
@@ -151,7 +152,7 @@ pub async fn fail(
     permanent: bool,
 ) -> Result<bool, sqlx::Error> {
     let error: String = error.chars().take(2000).collect();
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "update jobs set \
              status = case when $5 or attempts >= max_attempts then 'dead' else 'queued' end, \
              finished_at = case when $5 or attempts >= max_attempts then now() end, \
@@ -159,12 +160,12 @@ pub async fn fail(
              locked_by = null, \
              last_error = $3 \
          where id = $1 and locked_by = $2 and status = 'running'",
+        job,
+        worker,
+        error,
+        retry_in.as_secs_f64(),
+        permanent,
     )
-    .bind(job)
-    .bind(worker)
-    .bind(error)
-    .bind(retry_in.as_secs_f64())
-    .bind(permanent)
     .execute(db)
     .await?;
     Ok(result.rows_affected() == 1)
@@ -172,11 +173,11 @@ pub async fn fail(
 
 /// Puts a dead job back in the queue with fresh attempts (the admin's retry).
 pub async fn retry_dead(db: impl PgExecutor<'_>, job: Uuid) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "update jobs set status = 'queued', attempts = 0, run_at = now(), finished_at = null \
          where id = $1 and status = 'dead'",
+        job,
     )
-    .bind(job)
     .execute(db)
     .await?;
     Ok(result.rows_affected() == 1)
@@ -184,14 +185,15 @@ pub async fn retry_dead(db: impl PgExecutor<'_>, job: Uuid) -> Result<bool, sqlx
 
 /// Job counts by status, for `/metrics`.
 pub async fn depth(db: impl PgExecutor<'_>) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query_as(
-        "select s.status, count(j.id) \
-         from unnest(array['queued', 'running', 'dead']) as s(status) \
-         left join jobs j on j.status = s.status \
-         group by s.status order by s.status",
+    let rows = sqlx::query!(
+        r#"select s.status as "status!", count(j.id) as "count!"
+           from unnest(array['queued', 'running', 'dead']) as s(status)
+           left join jobs j on j.status = s.status
+           group by s.status order by s.status"#,
     )
     .fetch_all(db)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.status, r.count)).collect())
 }
 
 /// The wait before attempt `attempt + 1`: exponential from `base`, capped, with

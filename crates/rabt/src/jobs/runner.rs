@@ -381,7 +381,7 @@ impl Worker {
     pub async fn housekeep(&self) -> Result<Swept, sqlx::Error> {
         let mut tx = self.db.begin(&Actor::Service).await?;
         let mut swept = BTreeMap::new();
-        let jobs = sqlx::query(
+        let jobs = sqlx::query!(
             "delete from jobs where status = 'succeeded' \
              and finished_at < now() - interval '7 days'",
         )

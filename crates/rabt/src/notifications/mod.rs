@@ -43,20 +43,21 @@ pub fn register(registry: &mut JobRegistry, frontend: url::Url, host: String, re
         let (frontend, host) = (frontend.clone(), host.clone());
         async move {
             let mut tx = ctx.db.begin(&Actor::Service).await?;
-            let found: Option<(String, Value, String, String, bool)> = sqlx::query_as(
-                "select n.kind, n.payload, u.email, u.display_name, \
-                        u.deactivated_at is null and u.suspended_at is null \
-                 from notifications n join users u on u.id = n.user_id \
-                 where n.id = $1",
+            let found = sqlx::query!(
+                r#"select n.kind, n.payload, u.email, u.display_name,
+                          u.deactivated_at is null and u.suspended_at is null as "active!"
+                   from notifications n join users u on u.id = n.user_id
+                   where n.id = $1"#,
+                args.notification_id,
             )
-            .bind(args.notification_id)
             .fetch_optional(&mut *tx)
             .await?;
             // Gone (the account was erased) or no longer reachable: nothing to send.
-            if let Some((kind, payload, to, display_name, active)) = found
-                && active
-                && let Some(event) = kind.strip_prefix("application.")
+            if let Some(found) = found
+                && found.active
+                && let Some(event) = found.kind.strip_prefix("application.")
             {
+                let (payload, display_name) = (&found.payload, &found.display_name);
                 let application = payload
                     .get("application_id")
                     .and_then(Value::as_str)
@@ -64,7 +65,7 @@ pub fn register(registry: &mut JobRegistry, frontend: url::Url, host: String, re
                 email::enqueue_from(
                     &mut tx,
                     &host,
-                    &to,
+                    &found.email,
                     Template::ApplicationEvent,
                     json!({
                         "display_name": display_name,
@@ -87,11 +88,11 @@ pub fn register(registry: &mut JobRegistry, frontend: url::Url, host: String, re
 
 /// Deletes notifications read more than `days` days ago; returns how many.
 pub async fn sweep_read(conn: &mut PgConnection, days: u32) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "delete from notifications \
          where read_at < now() - make_interval(days => $1)",
+        i32::try_from(days).unwrap_or(i32::MAX),
     )
-    .bind(i32::try_from(days).unwrap_or(i32::MAX))
     .execute(conn)
     .await?;
     Ok(done.rows_affected())

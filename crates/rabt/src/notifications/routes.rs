@@ -4,7 +4,6 @@ use axum::{Json, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::FromRow;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -31,7 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Something that happened that concerns the caller.
-#[derive(Debug, Serialize, FromRow, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Notification {
     pub id: Uuid,
     /// `application.submitted`, `application.shortlisted`, `application.accepted`,
@@ -81,18 +80,19 @@ pub async fn list_notifications(
         .map(|c| state.cursors.decode(c))
         .transpose()?;
     let mut tx = state.db.begin(&caller.actor()).await?;
-    let rows: Vec<Notification> = sqlx::query_as(
+    let rows = sqlx::query_as!(
+        Notification,
         "select id, kind, payload, read_at, created_at from notifications \
          where user_id = $1 \
            and (not $2 or read_at is null) \
            and ($3::uuid is null or id < $3) \
          order by id desc \
          limit $4",
+        caller.id,
+        params.unread.unwrap_or(false),
+        after,
+        limit + 1,
     )
-    .bind(caller.id)
-    .bind(params.unread.unwrap_or(false))
-    .bind(after)
-    .bind(limit + 1)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -144,13 +144,13 @@ pub async fn mark_read(
         }
     };
     let mut tx = state.db.begin(&caller.actor()).await?;
-    sqlx::query(
+    sqlx::query!(
         "update notifications set read_at = now() \
          where user_id = $1 and read_at is null and ($2 or id = any($3))",
+        caller.id,
+        all,
+        &ids.unwrap_or_default(),
     )
-    .bind(caller.id)
-    .bind(all)
-    .bind(ids.unwrap_or_default())
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -205,11 +205,12 @@ pub async fn get_preferences(
     caller: AuthUser,
 ) -> Result<Json<Preferences>, ApiError> {
     let mut tx = state.db.begin(&caller.actor()).await?;
-    let stored: Option<PreferencesRow> = sqlx::query_as(
+    let stored = sqlx::query_as!(
+        PreferencesRow,
         "select messages, applications, billing, product_news \
          from notification_preferences where user_id = $1",
+        caller.id,
     )
-    .bind(caller.id)
     .fetch_optional(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -225,7 +226,6 @@ pub async fn get_preferences(
     )))
 }
 
-#[derive(FromRow)]
 struct PreferencesRow {
     messages: String,
     applications: bool,
@@ -258,7 +258,8 @@ pub async fn put_preferences(
     AppJson(preferences): AppJson<Preferences>,
 ) -> Result<Json<Preferences>, ApiError> {
     let mut tx = state.db.begin(&caller.actor()).await?;
-    let saved: PreferencesRow = sqlx::query_as(
+    let saved = sqlx::query_as!(
+        PreferencesRow,
         "insert into notification_preferences (user_id, messages, applications, billing, \
                                                product_news) \
          values ($1, $2, $3, $4, $5) \
@@ -266,12 +267,12 @@ pub async fn put_preferences(
              applications = excluded.applications, billing = excluded.billing, \
              product_news = excluded.product_news \
          returning messages, applications, billing, product_news",
+        caller.id,
+        preferences.messages.as_str(),
+        preferences.applications,
+        preferences.billing,
+        preferences.product_news,
     )
-    .bind(caller.id)
-    .bind(preferences.messages.as_str())
-    .bind(preferences.applications)
-    .bind(preferences.billing)
-    .bind(preferences.product_news)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -479,6 +479,7 @@ async fn run_search(
     with_facets: bool,
 ) -> Result<(Vec<store::SearchRow>, Counted), ApiError> {
     use Position as P;
+    use store::Order;
     if f.fuzzy {
         store::widen_typos(tx).await?;
     }
@@ -490,30 +491,20 @@ async fn run_search(
         };
         return Ok(store::search_relevance_with_facets(tx, f, after, fetch).await?);
     }
-    let rows = match (sort, position) {
-        (Sort::Newest, None) => store::search_newest(tx, f, None, fetch).await?,
-        (Sort::Newest, Some(P::Newest { t, id, .. })) => {
-            store::search_newest(tx, f, Some((*t, *id)), fetch).await?
-        }
-        (Sort::Oldest, None) => store::search_oldest(tx, f, None, fetch).await?,
-        (Sort::Oldest, Some(P::Oldest { t, id, .. })) => {
-            store::search_oldest(tx, f, Some((*t, *id)), fetch).await?
-        }
-        (Sort::BudgetHigh, None) => store::search_budget_high(tx, f, None, fetch).await?,
-        (Sort::BudgetHigh, Some(P::BudgetHigh { b, id, .. })) => {
-            store::search_budget_high(tx, f, Some((*b, *id)), fetch).await?
-        }
-        (Sort::BudgetLow, None) => store::search_budget_low(tx, f, None, fetch).await?,
-        (Sort::BudgetLow, Some(P::BudgetLow { b, id, .. })) => {
-            store::search_budget_low(tx, f, Some((*b, *id)), fetch).await?
-        }
-        (Sort::Relevance, None) => store::search_relevance(tx, f, None, fetch).await?,
-        (Sort::Relevance, Some(P::Relevance { r, id, .. })) => {
-            store::search_relevance(tx, f, Some((*r, *id)), fetch).await?
-        }
+    let order = match (sort, position) {
+        (Sort::Newest, None) => Order::Newest(None),
+        (Sort::Newest, Some(P::Newest { t, id, .. })) => Order::Newest(Some((*t, *id))),
+        (Sort::Oldest, None) => Order::Oldest(None),
+        (Sort::Oldest, Some(P::Oldest { t, id, .. })) => Order::Oldest(Some((*t, *id))),
+        (Sort::BudgetHigh, None) => Order::BudgetHigh(None),
+        (Sort::BudgetHigh, Some(P::BudgetHigh { b, id, .. })) => Order::BudgetHigh(Some((*b, *id))),
+        (Sort::BudgetLow, None) => Order::BudgetLow(None),
+        (Sort::BudgetLow, Some(P::BudgetLow { b, id, .. })) => Order::BudgetLow(Some((*b, *id))),
+        (Sort::Relevance, None) => Order::Relevance(None),
+        (Sort::Relevance, Some(P::Relevance { r, id, .. })) => Order::Relevance(Some((*r, *id))),
         _ => return Err(wrong_sort()),
     };
-    Ok((rows, None))
+    Ok((store::search(tx, f, order, fetch).await?, None))
 }
 
 #[cfg(test)]

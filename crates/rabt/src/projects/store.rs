@@ -4,7 +4,7 @@
 //! planner can use the search indexes (migrations/0008).
 
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgConnection};
+use sqlx::{FromRow, PgConnection, Postgres, postgres::PgArguments, query::QueryAs};
 use uuid::Uuid;
 
 use super::model::ProjectStatus;
@@ -49,9 +49,8 @@ macro_rules! owner_name {
 }
 
 /// A project as listed: the row and its owner's name, if the actor may see it.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct ListedRow {
-    #[sqlx(flatten)]
     pub project: ProjectRow,
     pub owner_name: Option<String>,
 }
@@ -61,51 +60,78 @@ pub async fn find_listed(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<ListedRow>, sqlx::Error> {
-    sqlx::query_as(concat!(
-        "select ",
-        project_columns!(),
-        ", ",
-        owner_name!(),
-        " from projects p where p.id = $1"
-    ))
-    .bind(id)
+    let row = sqlx::query!(
+        r#"select p.id, p.owner_id, p.title, p.summary, p.description, p.description_html,
+                  p.category, p.skills, p.budget_min, p.budget_max, p.currency, p.remote,
+                  p.location, p.status as "status: ProjectStatus", p.application_count,
+                  p.created_at, p.updated_at, p.published_at,
+                  (select u.display_name from users u where u.id = p.owner_id) as "owner_name?"
+           from projects p where p.id = $1"#,
+        id,
+    )
     .fetch_optional(conn)
-    .await
+    .await?;
+    Ok(row.map(|r| ListedRow {
+        project: ProjectRow {
+            id: r.id,
+            owner_id: r.owner_id,
+            title: r.title,
+            summary: r.summary,
+            description: r.description,
+            description_html: r.description_html,
+            category: r.category,
+            skills: r.skills,
+            budget_min: r.budget_min,
+            budget_max: r.budget_max,
+            currency: r.currency,
+            remote: r.remote,
+            location: r.location,
+            status: r.status,
+            application_count: r.application_count,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            published_at: r.published_at,
+        },
+        owner_name: r.owner_name,
+    }))
 }
 
 /// The project with this id, if the actor may see it.
 pub async fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<ProjectRow>, sqlx::Error> {
-    sqlx::query_as(concat!(
-        "select ",
-        project_columns!(),
-        " from projects p where p.id = $1"
-    ))
-    .bind(id)
+    sqlx::query_as!(
+        ProjectRow,
+        r#"select p.id, p.owner_id, p.title, p.summary, p.description, p.description_html,
+                  p.category, p.skills, p.budget_min, p.budget_max, p.currency, p.remote,
+                  p.location, p.status as "status: ProjectStatus", p.application_count,
+                  p.created_at, p.updated_at, p.published_at
+           from projects p where p.id = $1"#,
+        id,
+    )
     .fetch_optional(conn)
     .await
 }
 
 /// Inserts a draft for `row.owner_id`; returns its id.
 pub async fn insert(conn: &mut PgConnection, row: &ProjectRow) -> Result<Uuid, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "insert into projects (owner_id, title, summary, description, description_html, \
                                category, skills, budget_min, budget_max, currency, remote, \
                                location) \
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
          returning id",
+        row.owner_id,
+        row.title,
+        row.summary,
+        row.description,
+        row.description_html,
+        row.category,
+        &row.skills,
+        row.budget_min,
+        row.budget_max,
+        row.currency,
+        row.remote,
+        row.location,
     )
-    .bind(row.owner_id)
-    .bind(&row.title)
-    .bind(&row.summary)
-    .bind(&row.description)
-    .bind(&row.description_html)
-    .bind(&row.category)
-    .bind(&row.skills)
-    .bind(row.budget_min)
-    .bind(row.budget_max)
-    .bind(&row.currency)
-    .bind(row.remote)
-    .bind(&row.location)
     .fetch_one(conn)
     .await
 }
@@ -113,24 +139,24 @@ pub async fn insert(conn: &mut PgConnection, row: &ProjectRow) -> Result<Uuid, s
 /// Writes every editable field (the caller merged the change in). `false` when
 /// the row is not the actor's to change.
 pub async fn save(conn: &mut PgConnection, row: &ProjectRow) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update projects set title = $2, summary = $3, description = $4, \
                 description_html = $5, category = $6, skills = $7, budget_min = $8, \
                 budget_max = $9, currency = $10, remote = $11, location = $12 \
          where id = $1",
+        row.id,
+        row.title,
+        row.summary,
+        row.description,
+        row.description_html,
+        row.category,
+        &row.skills,
+        row.budget_min,
+        row.budget_max,
+        row.currency,
+        row.remote,
+        row.location,
     )
-    .bind(row.id)
-    .bind(&row.title)
-    .bind(&row.summary)
-    .bind(&row.description)
-    .bind(&row.description_html)
-    .bind(&row.category)
-    .bind(&row.skills)
-    .bind(row.budget_min)
-    .bind(row.budget_max)
-    .bind(&row.currency)
-    .bind(row.remote)
-    .bind(&row.location)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -144,22 +170,25 @@ pub async fn set_status(
     to: ProjectStatus,
     reason: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query("select set_config('request.transition_reason', $1, true)")
-        .bind(reason.unwrap_or(""))
-        .execute(&mut *conn)
-        .await?;
-    let done = sqlx::query("update projects set status = $2 where id = $1")
-        .bind(id)
-        .bind(to)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "select set_config('request.transition_reason', $1, true)",
+        reason.unwrap_or(""),
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let done = sqlx::query!(
+        "update projects set status = $2 where id = $1",
+        id,
+        to.as_str(),
+    )
+    .execute(conn)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Deletes the project if the actor may (owners: drafts; moderators: any).
 pub async fn delete(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("delete from projects where id = $1")
-        .bind(id)
+    let done = sqlx::query!("delete from projects where id = $1", id)
         .execute(conn)
         .await?;
     Ok(done.rows_affected() == 1)
@@ -171,23 +200,26 @@ pub async fn lock_owner_plan(
     conn: &mut PgConnection,
     owner: Uuid,
 ) -> Result<(Option<String>, i64), sqlx::Error> {
-    sqlx::query("select pg_advisory_xact_lock(hashtextextended('rabt.publish:' || $1::text, 0))")
-        .bind(owner)
-        .execute(&mut *conn)
-        .await?;
-    let plan: Option<String> = sqlx::query_scalar("select plan from users where id = $1")
-        .bind(owner)
+    sqlx::query!(
+        "select from pg_advisory_xact_lock( \
+             hashtextextended('rabt.publish:' || $1::uuid::text, 0))",
+        owner,
+    )
+    .execute(&mut *conn)
+    .await?;
+    let plan = sqlx::query_scalar!("select plan from users where id = $1", owner)
         .fetch_optional(&mut *conn)
         .await?;
-    let open: i64 =
-        sqlx::query_scalar("select count(*) from projects where owner_id = $1 and status = 'open'")
-            .bind(owner)
-            .fetch_one(conn)
-            .await?;
+    let open = sqlx::query_scalar!(
+        r#"select count(*) as "open!" from projects where owner_id = $1 and status = 'open'"#,
+        owner,
+    )
+    .fetch_one(conn)
+    .await?;
     Ok((plan, open))
 }
 
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct HistoryRow {
     pub from_status: ProjectStatus,
     pub to_status: ProjectStatus,
@@ -197,11 +229,14 @@ pub struct HistoryRow {
 }
 
 pub async fn history(conn: &mut PgConnection, id: Uuid) -> Result<Vec<HistoryRow>, sqlx::Error> {
-    sqlx::query_as(
-        "select from_status, to_status, actor_id, reason, at from project_status_history \
-         where project_id = $1 order by at, id",
+    sqlx::query_as!(
+        HistoryRow,
+        r#"select from_status as "from_status: ProjectStatus",
+                  to_status as "to_status: ProjectStatus", actor_id, reason, at
+           from project_status_history
+           where project_id = $1 order by at, id"#,
+        id,
     )
-    .bind(id)
     .fetch_all(conn)
     .await
 }
@@ -301,39 +336,12 @@ macro_rules! facet_counts {
     };
 }
 
-/// Binds `$1`–`$15`, `$19`, `$20` around the keyset and limit of one sort.
-macro_rules! bind_filters {
-    ($query:expr, $f:expr, $after_key:expr, $after_id:expr, $limit:expr) => {
-        $query
-            .bind(&$f.all_words)
-            .bind(&$f.words)
-            .bind($f.fuzzy)
-            .bind(&$f.statuses)
-            .bind(&$f.categories)
-            .bind(&$f.skills_any)
-            .bind(&$f.skills_all)
-            .bind($f.budget_min)
-            .bind($f.budget_max)
-            .bind(&$f.currency)
-            .bind($f.remote)
-            .bind(&$f.location)
-            .bind($f.owner_id)
-            .bind($f.created_after)
-            .bind($f.created_before)
-            .bind($after_key)
-            .bind($after_id)
-            .bind($limit)
-            .bind(&$f.any_words)
-            .bind(&$f.text)
-    };
-}
-
 /// For the rest of the transaction, a word matches a title word whose trigram
 /// similarity is at least 0.5 (pg_trgm's default, 0.6, misses one wrong letter
 /// in a six-letter word).
 pub async fn widen_typos(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("select set_config('pg_trgm.word_similarity_threshold', '0.5', true)")
-        .execute(conn)
+    sqlx::query!("select set_config('pg_trgm.word_similarity_threshold', '0.5', true)")
+        .fetch_one(conn)
         .await?;
     Ok(())
 }
@@ -345,145 +353,142 @@ fn split<K>(after: After<K>) -> (Option<K>, Option<Uuid>) {
     after.map_or((None, None), |(k, id)| (Some(k), Some(id)))
 }
 
-pub async fn search_newest(
-    conn: &mut PgConnection,
-    f: &Filters,
-    after: After<DateTime<Utc>>,
-    limit: i64,
-) -> Result<Vec<SearchRow>, sqlx::Error> {
-    let (key, id) = split(after);
-    bind_filters!(
-        sqlx::query_as(concat!(
-            "select ",
-            project_columns!(),
-            ", ",
-            owner_name!(),
-            ", 0::float8 as rank",
-            filtered_projects!(),
-            " and ($16::timestamptz is null or (p.created_at, p.id) < ($16, $17)) \
-             order by p.created_at desc, p.id desc limit $18"
-        )),
-        f,
-        key,
-        id,
-        limit
-    )
-    .fetch_all(conn)
-    .await
-}
+/// Newest first; keyset on (created_at, id).
+const NEWEST: &str = concat!(
+    "select ",
+    project_columns!(),
+    ", ",
+    owner_name!(),
+    ", 0::float8 as rank",
+    filtered_projects!(),
+    " and ($16::timestamptz is null or (p.created_at, p.id) < ($16, $17)) \
+     order by p.created_at desc, p.id desc limit $18"
+);
 
-pub async fn search_oldest(
-    conn: &mut PgConnection,
-    f: &Filters,
-    after: After<DateTime<Utc>>,
-    limit: i64,
-) -> Result<Vec<SearchRow>, sqlx::Error> {
-    let (key, id) = split(after);
-    bind_filters!(
-        sqlx::query_as(concat!(
-            "select ",
-            project_columns!(),
-            ", ",
-            owner_name!(),
-            ", 0::float8 as rank",
-            filtered_projects!(),
-            " and ($16::timestamptz is null or (p.created_at, p.id) > ($16, $17)) \
-             order by p.created_at, p.id limit $18"
-        )),
-        f,
-        key,
-        id,
-        limit
-    )
-    .fetch_all(conn)
-    .await
-}
+/// Oldest first; keyset on (created_at, id).
+const OLDEST: &str = concat!(
+    "select ",
+    project_columns!(),
+    ", ",
+    owner_name!(),
+    ", 0::float8 as rank",
+    filtered_projects!(),
+    " and ($16::timestamptz is null or (p.created_at, p.id) > ($16, $17)) \
+     order by p.created_at, p.id limit $18"
+);
 
 /// Highest `budget.max` first; projects without a budget last.
-pub async fn search_budget_high(
-    conn: &mut PgConnection,
-    f: &Filters,
-    after: After<i64>,
-    limit: i64,
-) -> Result<Vec<SearchRow>, sqlx::Error> {
-    let (key, id) = split(after);
-    bind_filters!(
-        sqlx::query_as(concat!(
-            "select ",
-            project_columns!(),
-            ", ",
-            owner_name!(),
-            ", 0::float8 as rank",
-            filtered_projects!(),
-            " and ($16::int8 is null or (coalesce(p.budget_max, -1), p.id) < ($16, $17)) \
-             order by coalesce(p.budget_max, -1) desc, p.id desc limit $18"
-        )),
-        f,
-        key,
-        id,
-        limit
-    )
-    .fetch_all(conn)
-    .await
-}
+const BUDGET_HIGH: &str = concat!(
+    "select ",
+    project_columns!(),
+    ", ",
+    owner_name!(),
+    ", 0::float8 as rank",
+    filtered_projects!(),
+    " and ($16::int8 is null or (coalesce(p.budget_max, -1), p.id) < ($16, $17)) \
+     order by coalesce(p.budget_max, -1) desc, p.id desc limit $18"
+);
 
 /// Lowest `budget.min` first; projects without a budget last.
-pub async fn search_budget_low(
-    conn: &mut PgConnection,
-    f: &Filters,
-    after: After<i64>,
-    limit: i64,
-) -> Result<Vec<SearchRow>, sqlx::Error> {
-    let (key, id) = split(after);
-    bind_filters!(
-        sqlx::query_as(concat!(
-            "select ",
-            project_columns!(),
-            ", ",
-            owner_name!(),
-            ", 0::float8 as rank",
-            filtered_projects!(),
-            " and ($16::int8 is null \
-                  or (coalesce(p.budget_min, 9223372036854775807), p.id) > ($16, $17)) \
-             order by coalesce(p.budget_min, 9223372036854775807), p.id limit $18"
-        )),
-        f,
-        key,
-        id,
-        limit
-    )
-    .fetch_all(conn)
-    .await
-}
+const BUDGET_LOW: &str = concat!(
+    "select ",
+    project_columns!(),
+    ", ",
+    owner_name!(),
+    ", 0::float8 as rank",
+    filtered_projects!(),
+    " and ($16::int8 is null \
+          or (coalesce(p.budget_min, 9223372036854775807), p.id) > ($16, $17)) \
+     order by coalesce(p.budget_min, 9223372036854775807), p.id limit $18"
+);
 
 /// By relevance to the words (needs them).
-pub async fn search_relevance(
+const RELEVANCE: &str = concat!(
+    "select * from (select ",
+    project_columns!(),
+    ", ",
+    owner_name!(),
+    ", ",
+    relevance!(),
+    " as rank",
+    filtered_projects!(),
+    ") s where ($16::float8 is null or (s.rank, s.id) < ($16, $17)) \
+     order by s.rank desc, s.id desc limit $18"
+);
+
+/// The order of a search, with the keyset position after which its page
+/// starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Order {
+    Newest(After<DateTime<Utc>>),
+    Oldest(After<DateTime<Utc>>),
+    BudgetHigh(After<i64>),
+    BudgetLow(After<i64>),
+    Relevance(After<f64>),
+}
+
+// The searches are checked at run time (the project search tests run every
+// order): `query_as!` needs one literal per query, and each order needs its own
+// keyset predicate and ORDER BY to walk its index (docs/PERFORMANCE.md), so the
+// orders and the facets share the filter text through `concat!` instead.
+
+/// Binds `$1`–`$20`: the filters around the keyset and limit of one order.
+fn bind_filters<'q, O, K>(
+    query: QueryAs<'q, Postgres, O, PgArguments>,
+    f: &'q Filters,
+    after: After<K>,
+    limit: Option<i64>,
+) -> QueryAs<'q, Postgres, O, PgArguments>
+where
+    K: 'q + sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres>,
+{
+    let (key, id) = split(after);
+    query
+        .bind(&f.all_words)
+        .bind(&f.words)
+        .bind(f.fuzzy)
+        .bind(&f.statuses)
+        .bind(&f.categories)
+        .bind(&f.skills_any)
+        .bind(&f.skills_all)
+        .bind(f.budget_min)
+        .bind(f.budget_max)
+        .bind(&f.currency)
+        .bind(f.remote)
+        .bind(&f.location)
+        .bind(f.owner_id)
+        .bind(f.created_after)
+        .bind(f.created_before)
+        .bind(key)
+        .bind(id)
+        .bind(limit)
+        .bind(&f.any_words)
+        .bind(&f.text)
+}
+
+/// A page of the visible projects that pass `f`, in `order`.
+pub async fn search(
     conn: &mut PgConnection,
     f: &Filters,
-    after: After<f64>,
+    order: Order,
     limit: i64,
 ) -> Result<Vec<SearchRow>, sqlx::Error> {
-    let (key, id) = split(after);
-    bind_filters!(
-        sqlx::query_as(concat!(
-            "select * from (select ",
-            project_columns!(),
-            ", ",
-            owner_name!(),
-            ", ",
-            relevance!(),
-            " as rank",
-            filtered_projects!(),
-            ") s where ($16::float8 is null or (s.rank, s.id) < ($16, $17)) \
-             order by s.rank desc, s.id desc limit $18"
-        )),
-        f,
-        key,
-        id,
-        limit
-    )
-    .fetch_all(conn)
-    .await
+    let sql = match order {
+        Order::Newest(_) => NEWEST,
+        Order::Oldest(_) => OLDEST,
+        Order::BudgetHigh(_) => BUDGET_HIGH,
+        Order::BudgetLow(_) => BUDGET_LOW,
+        Order::Relevance(_) => RELEVANCE,
+    };
+    let query = sqlx::query_as(sql);
+    let query = match order {
+        Order::Newest(after) | Order::Oldest(after) => bind_filters(query, f, after, Some(limit)),
+        Order::BudgetHigh(after) | Order::BudgetLow(after) => {
+            bind_filters(query, f, after, Some(limit))
+        }
+        Order::Relevance(after) => bind_filters(query, f, after, Some(limit)),
+    };
+    query.fetch_all(conn).await
 }
 
 /// `(facet, value, count)` over the whole filtered set, the most frequent
@@ -492,7 +497,7 @@ pub async fn facets(
     conn: &mut PgConnection,
     f: &Filters,
 ) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
-    bind_filters!(
+    bind_filters(
         sqlx::query_as(concat!(
             "with f as materialized (select p.category, p.skills, p.status",
             filtered_projects!(),
@@ -503,15 +508,14 @@ pub async fn facets(
              order by facet, n desc, value"
         )),
         f,
-        None::<i64>,
-        None::<Uuid>,
-        None::<i64>
+        None::<(i64, Uuid)>,
+        None,
     )
     .fetch_all(conn)
     .await
 }
 
-/// A page of [`search_relevance`] with the [`facets`] of the whole filtered
+/// A page of [`search`] by relevance with the [`facets`] of the whole filtered
 /// set, from one scan of the matches instead of two. The facets come with the
 /// page's rows, so a page without rows has none (`None`): ask [`facets`] then.
 pub async fn search_relevance_with_facets(
@@ -526,8 +530,7 @@ pub async fn search_relevance_with_facets(
         row: SearchRow,
         facets: sqlx::types::Json<Vec<(String, String, i64)>>,
     }
-    let (key, id) = split(after);
-    let rows: Vec<Faceted> = bind_filters!(
+    let rows: Vec<Faceted> = bind_filters(
         sqlx::query_as(concat!(
             "with f as materialized (select p.id, p.category, p.skills, p.status, ",
             relevance!(),
@@ -550,9 +553,8 @@ pub async fn search_relevance_with_facets(
              order by page.rank desc, page.id desc"
         )),
         f,
-        key,
-        id,
-        limit
+        after,
+        Some(limit),
     )
     .fetch_all(conn)
     .await?;

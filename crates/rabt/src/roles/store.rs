@@ -1,6 +1,6 @@
 //! SQL for roles and permissions.
 
-use sqlx::{FromRow, PgConnection};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// The role everyone holds without a grant.
@@ -26,10 +26,11 @@ pub async fn lock_roles_of(
     conn: &mut PgConnection,
     user: Uuid,
 ) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query(
-        "select pg_advisory_xact_lock(hashtextextended('rabt.user_roles:' || $1::text, 0))",
+    sqlx::query!(
+        "select from pg_advisory_xact_lock( \
+             hashtextextended('rabt.user_roles:' || $1::uuid::text, 0))",
+        user,
     )
-    .bind(user)
     .execute(&mut *conn)
     .await?;
     roles_of(conn, user).await
@@ -37,22 +38,24 @@ pub async fn lock_roles_of(
 
 /// The roles of `user`, `member` first.
 async fn roles_of(conn: &mut PgConnection, user: Uuid) -> Result<Vec<String>, sqlx::Error> {
-    let mut roles: Vec<String> =
-        sqlx::query_scalar("select role_name from user_roles where user_id = $1 order by 1")
-            .bind(user)
-            .fetch_all(conn)
-            .await?;
+    let mut roles = sqlx::query_scalar!(
+        "select role_name from user_roles where user_id = $1 order by 1",
+        user,
+    )
+    .fetch_all(conn)
+    .await?;
     roles.insert(0, EVERYONE.to_owned());
     Ok(roles)
 }
 
 /// The user's grants version (0 before their first change of grants).
 pub async fn grants_version(conn: &mut PgConnection, user: Uuid) -> Result<i64, sqlx::Error> {
-    let version: Option<i64> =
-        sqlx::query_scalar("select version from grant_versions where user_id = $1")
-            .bind(user)
-            .fetch_optional(conn)
-            .await?;
+    let version = sqlx::query_scalar!(
+        "select version from grant_versions where user_id = $1",
+        user,
+    )
+    .fetch_optional(conn)
+    .await?;
     Ok(version.unwrap_or(0))
 }
 
@@ -61,32 +64,35 @@ pub async fn grants_versions(
     conn: &mut PgConnection,
     users: &[Uuid],
 ) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
-    sqlx::query_as("select user_id, version from grant_versions where user_id = any($1)")
-        .bind(users)
-        .fetch_all(conn)
-        .await
+    let rows = sqlx::query!(
+        "select user_id, version from grant_versions where user_id = any($1)",
+        users,
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.user_id, r.version)).collect())
 }
 
 pub async fn permissions_of_roles(
     conn: &mut PgConnection,
     roles: &[String],
 ) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "select distinct permission_name from role_permissions \
          where role_name = any($1) order by 1",
+        roles,
     )
-    .bind(roles)
     .fetch_all(conn)
     .await
 }
 
 pub async fn permission_names(conn: &mut PgConnection) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar("select name from permissions order by name")
+    sqlx::query_scalar!("select name from permissions order by name")
         .fetch_all(conn)
         .await
 }
 
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct RoleRow {
     pub name: String,
     pub description: String,
@@ -95,12 +101,13 @@ pub struct RoleRow {
 }
 
 pub async fn list_roles(conn: &mut PgConnection) -> Result<Vec<RoleRow>, sqlx::Error> {
-    sqlx::query_as(
-        "select r.name, r.description, r.builtin, \
-                coalesce(array_agg(p.permission_name order by p.permission_name) \
-                         filter (where p.permission_name is not null), '{}') as permissions \
-         from roles r left join role_permissions p on p.role_name = r.name \
-         group by r.name order by r.builtin desc, r.name",
+    sqlx::query_as!(
+        RoleRow,
+        r#"select r.name, r.description, r.builtin,
+                  coalesce(array_agg(p.permission_name order by p.permission_name)
+                           filter (where p.permission_name is not null), '{}') as "permissions!"
+           from roles r left join role_permissions p on p.role_name = r.name
+           group by r.name order by r.builtin desc, r.name"#,
     )
     .fetch_all(conn)
     .await
@@ -118,10 +125,11 @@ pub async fn unknown_roles(
     conn: &mut PgConnection,
     roles: &[String],
 ) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "select n from unnest($1::text[]) n where not exists (select 1 from roles where name = n)",
+    sqlx::query_scalar!(
+        r#"select n as "n!" from unnest($1::text[]) n
+           where not exists (select 1 from roles where name = n)"#,
+        roles,
     )
-    .bind(roles)
     .fetch_all(conn)
     .await
 }
@@ -131,11 +139,11 @@ pub async fn unknown_permissions(
     conn: &mut PgConnection,
     permissions: &[String],
 ) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "select n from unnest($1::text[]) n \
-         where not exists (select 1 from permissions where name = n)",
+    sqlx::query_scalar!(
+        r#"select n as "n!" from unnest($1::text[]) n
+           where not exists (select 1 from permissions where name = n)"#,
+        permissions,
     )
-    .bind(permissions)
     .fetch_all(conn)
     .await
 }
@@ -145,12 +153,14 @@ pub async fn insert_role(
     name: &str,
     description: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("insert into roles (name, description) values ($1, $2)")
-        .bind(name)
-        .bind(description)
-        .execute(conn)
-        .await
-        .map(|_| ())
+    sqlx::query!(
+        "insert into roles (name, description) values ($1, $2)",
+        name,
+        description,
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
 pub async fn set_description(
@@ -158,12 +168,14 @@ pub async fn set_description(
     name: &str,
     description: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("update roles set description = $2 where name = $1")
-        .bind(name)
-        .bind(description)
-        .execute(conn)
-        .await
-        .map(|_| ())
+    sqlx::query!(
+        "update roles set description = $2 where name = $1",
+        name,
+        description,
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
 pub async fn set_role_permissions(
@@ -171,24 +183,22 @@ pub async fn set_role_permissions(
     role: &str,
     permissions: &[String],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("delete from role_permissions where role_name = $1")
-        .bind(role)
+    sqlx::query!("delete from role_permissions where role_name = $1", role)
         .execute(&mut *conn)
         .await?;
-    sqlx::query(
+    sqlx::query!(
         "insert into role_permissions (role_name, permission_name) \
          select $1, unnest($2::text[])",
+        role,
+        permissions,
     )
-    .bind(role)
-    .bind(permissions)
     .execute(conn)
     .await
     .map(|_| ())
 }
 
 pub async fn delete_role(conn: &mut PgConnection, name: &str) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query("delete from roles where name = $1")
-        .bind(name)
+    let result = sqlx::query!("delete from roles where name = $1", name)
         .execute(conn)
         .await?;
     Ok(result.rows_affected() == 1)
@@ -196,8 +206,7 @@ pub async fn delete_role(conn: &mut PgConnection, name: &str) -> Result<bool, sq
 
 /// Users holding `role`, so their sessions can pick up a changed role.
 pub async fn holders(conn: &mut PgConnection, role: &str) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar("select user_id from user_roles where role_name = $1")
-        .bind(role)
+    sqlx::query_scalar!("select user_id from user_roles where role_name = $1", role)
         .fetch_all(conn)
         .await
 }
@@ -209,41 +218,45 @@ pub async fn set_user_roles(
     roles: &[String],
     granted_by: Option<Uuid>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("delete from user_roles where user_id = $1 and role_name <> all($2)")
-        .bind(user)
-        .bind(roles)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query(
+    sqlx::query!(
+        "delete from user_roles where user_id = $1 and role_name <> all($2)",
+        user,
+        roles,
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
         "insert into user_roles (user_id, role_name, granted_by) \
          select $1, r, $3 from unnest($2::text[]) r \
          on conflict (user_id, role_name) do nothing",
+        user,
+        roles,
+        granted_by,
     )
-    .bind(user)
-    .bind(roles)
-    .bind(granted_by)
     .execute(conn)
     .await
     .map(|_| ())
 }
 
 pub async fn grant(conn: &mut PgConnection, user: Uuid, role: &str) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "insert into user_roles (user_id, role_name) values ($1, $2) on conflict do nothing",
+        user,
+        role,
     )
-    .bind(user)
-    .bind(role)
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)
 }
 
 pub async fn revoke(conn: &mut PgConnection, user: Uuid, role: &str) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query("delete from user_roles where user_id = $1 and role_name = $2")
-        .bind(user)
-        .bind(role)
-        .execute(conn)
-        .await?;
+    let result = sqlx::query!(
+        "delete from user_roles where user_id = $1 and role_name = $2",
+        user,
+        role,
+    )
+    .execute(conn)
+    .await?;
     Ok(result.rows_affected() == 1)
 }
 
@@ -252,17 +265,21 @@ pub async fn user_by_email(
     conn: &mut PgConnection,
     email: &str,
 ) -> Result<Option<(Uuid, bool)>, sqlx::Error> {
-    sqlx::query_as(
-        "select id, email_verified_at is not null from users where lower(email) = lower($1)",
+    let row = sqlx::query!(
+        r#"select id, email_verified_at is not null as "verified!" from users
+           where lower(email) = lower($1)"#,
+        email,
     )
-    .bind(email)
     .fetch_optional(conn)
-    .await
+    .await?;
+    Ok(row.map(|r| (r.id, r.verified)))
 }
 
 pub async fn user_exists(conn: &mut PgConnection, user: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("select exists(select 1 from users where id = $1)")
-        .bind(user)
-        .fetch_one(conn)
-        .await
+    sqlx::query_scalar!(
+        r#"select exists(select 1 from users where id = $1) as "exists!""#,
+        user,
+    )
+    .fetch_one(conn)
+    .await
 }

@@ -390,19 +390,15 @@ async fn run_search(
     position: Option<&Position>,
     fetch: i64,
 ) -> Result<Option<Vec<store::SearchRow>>, ApiError> {
-    Ok(Some(match (sort, position) {
-        ("newest", None) => store::search_newest(tx, filters, None, fetch).await?,
-        ("newest", Some(Position::Newest { t, id, .. })) => {
-            store::search_newest(tx, filters, Some((*t, *id)), fetch).await?
-        }
-        ("name", None) => store::search_by_name(tx, filters, None, fetch).await?,
-        ("name", Some(Position::Name { n, id, .. })) => {
-            store::search_by_name(tx, filters, Some((n.clone(), *id)), fetch).await?
-        }
-        ("relevance", None) => store::search_relevance(tx, filters, None, fetch).await?,
-        ("relevance", Some(Position::Relevance { r, id, .. })) => {
-            store::search_relevance(tx, filters, Some((*r, *id)), fetch).await?
-        }
+    use store::Order;
+    let order = match (sort, position) {
+        ("newest", None) => Order::Newest(None),
+        ("newest", Some(Position::Newest { t, id, .. })) => Order::Newest(Some((*t, *id))),
+        ("name", None) => Order::Name(None),
+        ("name", Some(Position::Name { n, id, .. })) => Order::Name(Some((n.clone(), *id))),
+        ("relevance", None) => Order::Relevance(None),
+        ("relevance", Some(Position::Relevance { r, id, .. })) => Order::Relevance(Some((*r, *id))),
         _ => return Ok(None),
-    }))
+    };
+    Ok(Some(store::search(tx, filters, order, fetch).await?))
 }

@@ -2,7 +2,7 @@
 //! row-level security decides what it finds.
 
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgConnection};
+use sqlx::{FromRow, PgConnection, Postgres, postgres::PgArguments, query::QueryAs};
 use uuid::Uuid;
 
 use super::model::Visibility;
@@ -27,62 +27,78 @@ pub async fn find_profile(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<ProfileRow>, sqlx::Error> {
-    sqlx::query_as(
-        "select id, display_name, headline, bio, skills, location, avatar_file_id, visibility, \
-                created_at \
-         from users where id = $1",
+    sqlx::query_as!(
+        ProfileRow,
+        r#"select id, display_name, headline, bio, skills, location, avatar_file_id,
+                  visibility as "visibility: Visibility", created_at
+           from users where id = $1"#,
+        id
     )
-    .bind(id)
     .fetch_optional(conn)
     .await
 }
 
 /// The email of `id`, for callers allowed to see it (self, `users.read_private`).
 pub async fn find_email(conn: &mut PgConnection, id: Uuid) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("select public.user_email($1)")
-        .bind(id)
+    sqlx::query_scalar!("select public.user_email($1)", id)
         .fetch_one(conn)
         .await
 }
 
 /// The caller's own account.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct MeRow {
     pub email: String,
     pub email_verified: bool,
     pub plan: String,
-    #[sqlx(flatten)]
     pub profile: ProfileRow,
 }
 
 pub async fn find_me(conn: &mut PgConnection, id: Uuid) -> Result<Option<MeRow>, sqlx::Error> {
-    sqlx::query_as(
-        "select id, public.user_email(id) as email, \
-                email_verified_at is not null as email_verified, display_name, \
-                headline, bio, skills, location, avatar_file_id, visibility, created_at, plan \
-         from users where id = $1",
+    let row = sqlx::query!(
+        r#"select id, public.user_email(id) as "email!",
+                  email_verified_at is not null as "email_verified!", display_name, headline,
+                  bio, skills, location, avatar_file_id, visibility as "visibility: Visibility",
+                  created_at, plan
+           from users where id = $1"#,
+        id
     )
-    .bind(id)
     .fetch_optional(conn)
-    .await
+    .await?;
+    Ok(row.map(|r| MeRow {
+        email: r.email,
+        email_verified: r.email_verified,
+        plan: r.plan,
+        profile: ProfileRow {
+            id: r.id,
+            display_name: r.display_name,
+            headline: r.headline,
+            bio: r.bio,
+            skills: r.skills,
+            location: r.location,
+            avatar_file_id: r.avatar_file_id,
+            visibility: r.visibility,
+            created_at: r.created_at,
+        },
+    }))
 }
 
 /// Writes every profile field of `id` (the caller merged the change in).
 /// `false` when the row is not the actor's to change.
 pub async fn save_profile(conn: &mut PgConnection, row: &ProfileRow) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "update users set display_name = $2, headline = $3, bio = $4, skills = $5, \
                           location = $6, avatar_file_id = $7, visibility = $8 \
          where id = $1",
+        row.id,
+        row.display_name,
+        row.headline,
+        row.bio,
+        &row.skills,
+        row.location,
+        row.avatar_file_id,
+        row.visibility.as_str(),
     )
-    .bind(row.id)
-    .bind(&row.display_name)
-    .bind(&row.headline)
-    .bind(&row.bio)
-    .bind(&row.skills)
-    .bind(&row.location)
-    .bind(row.avatar_file_id)
-    .bind(row.visibility)
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)
@@ -94,12 +110,12 @@ pub async fn set_suspended(
     id: Uuid,
     suspended: bool,
 ) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "update users set suspended_at = case when $2 then coalesce(suspended_at, now()) end \
          where id = $1",
+        id,
+        suspended,
     )
-    .bind(id)
-    .bind(suspended)
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)
@@ -107,10 +123,10 @@ pub async fn set_suspended(
 
 /// Deactivates `id` now (erasure follows with the privacy capability).
 pub async fn deactivate(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "update users set deactivated_at = coalesce(deactivated_at, now()) where id = $1",
+        id
     )
-    .bind(id)
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)
@@ -162,94 +178,85 @@ macro_rules! listed_profiles {
 }
 
 /// Newest first; keyset on (created_at, id).
-pub async fn search_newest(
-    conn: &mut PgConnection,
-    f: &SearchFilters,
-    after: Option<(DateTime<Utc>, Uuid)>,
-    limit: i64,
-) -> Result<Vec<SearchRow>, sqlx::Error> {
-    sqlx::query_as(concat!(
-        listed_profiles!(),
-        "           and ($6::timestamptz is null or (u.created_at, u.id) < ($6, $7)) \
-         order by u.created_at desc, u.id desc \
-         limit $8"
-    ))
-    .bind(&f.tsquery)
-    .bind(&f.text)
-    .bind(&f.skills)
-    .bind(&f.location)
-    .bind(&f.role)
-    .bind(after.map(|a| a.0))
-    .bind(after.map(|a| a.1))
-    .bind(limit)
-    .bind(f.fuzzy)
-    .fetch_all(conn)
-    .await
-}
+const NEWEST: &str = concat!(
+    listed_profiles!(),
+    "           and ($6::timestamptz is null or (u.created_at, u.id) < ($6, $7)) \
+     order by u.created_at desc, u.id desc \
+     limit $8"
+);
 
 /// By name; keyset on (lower(display_name), id).
-pub async fn search_by_name(
-    conn: &mut PgConnection,
-    f: &SearchFilters,
-    after: Option<(String, Uuid)>,
-    limit: i64,
-) -> Result<Vec<SearchRow>, sqlx::Error> {
-    let (after_name, after_id) = after.map_or((None, None), |(n, i)| (Some(n), Some(i)));
-    sqlx::query_as(concat!(
-        listed_profiles!(),
-        "           and ($6::text is null or (lower(u.display_name), u.id) > ($6, $7)) \
-         order by lower(u.display_name), u.id \
-         limit $8"
-    ))
-    .bind(&f.tsquery)
-    .bind(&f.text)
-    .bind(&f.skills)
-    .bind(&f.location)
-    .bind(&f.role)
-    .bind(after_name)
-    .bind(after_id)
-    .bind(limit)
-    .bind(f.fuzzy)
-    .fetch_all(conn)
-    .await
-}
+const BY_NAME: &str = concat!(
+    listed_profiles!(),
+    "           and ($6::text is null or (lower(u.display_name), u.id) > ($6, $7)) \
+     order by lower(u.display_name), u.id \
+     limit $8"
+);
 
 /// By relevance to the words (needs them); keyset on (rank, id).
-pub async fn search_relevance(
+const RELEVANCE: &str = "select * from ( \
+         select u.id, u.display_name, u.headline, u.bio, u.skills, u.location, \
+                u.avatar_file_id, u.visibility, u.created_at, \
+                (case when $9 then extensions.word_similarity($2, u.display_name) \
+                      else ts_rank(u.search, to_tsquery('simple', $1)) end)::float8 as rank, \
+                lower(u.display_name) as name_key \
+         from user_directory u \
+         where u.visibility = 'public' \
+           and ((not $9 and u.search @@ to_tsquery('simple', $1)) \
+                or ($9 and $2 operator(extensions.<%) u.display_name)) \
+           and ($3::text[] is null or u.skills && $3) \
+           and ($4::text is null or lower(u.location) = lower($4)) \
+           and ($5::text is null or $5 = 'member' or exists ( \
+                select 1 from user_roles r where r.user_id = u.id and r.role_name = $5)) \
+     ) s \
+     where ($6::float8 is null or (s.rank, s.id) < ($6, $7)) \
+     order by s.rank desc, s.id desc \
+     limit $8";
+
+/// The order of a profile search, with the keyset position (sort key, id)
+/// after which the page starts.
+#[derive(Debug, Clone)]
+pub enum Order {
+    Newest(Option<(DateTime<Utc>, Uuid)>),
+    Name(Option<(String, Uuid)>),
+    Relevance(Option<(f64, Uuid)>),
+}
+
+/// A page of the profile search in `order`.
+pub async fn search(
     conn: &mut PgConnection,
     f: &SearchFilters,
-    after: Option<(f64, Uuid)>,
+    order: Order,
     limit: i64,
 ) -> Result<Vec<SearchRow>, sqlx::Error> {
-    sqlx::query_as(
-        "select * from ( \
-             select u.id, u.display_name, u.headline, u.bio, u.skills, u.location, \
-                    u.avatar_file_id, u.visibility, u.created_at, \
-                    (case when $9 then extensions.word_similarity($2, u.display_name) \
-                          else ts_rank(u.search, to_tsquery('simple', $1)) end)::float8 as rank, \
-                    lower(u.display_name) as name_key \
-             from user_directory u \
-             where u.visibility = 'public' \
-               and ((not $9 and u.search @@ to_tsquery('simple', $1)) \
-                    or ($9 and $2 operator(extensions.<%) u.display_name)) \
-               and ($3::text[] is null or u.skills && $3) \
-               and ($4::text is null or lower(u.location) = lower($4)) \
-               and ($5::text is null or $5 = 'member' or exists ( \
-                    select 1 from user_roles r where r.user_id = u.id and r.role_name = $5)) \
-         ) s \
-         where ($6::float8 is null or (s.rank, s.id) < ($6, $7)) \
-         order by s.rank desc, s.id desc \
-         limit $8",
-    )
-    .bind(&f.tsquery)
-    .bind(&f.text)
-    .bind(&f.skills)
-    .bind(&f.location)
-    .bind(&f.role)
-    .bind(after.map(|a| a.0))
-    .bind(after.map(|a| a.1))
-    .bind(limit)
-    .bind(f.fuzzy)
-    .fetch_all(conn)
-    .await
+    // Run-time checked: `query_as!` needs one literal per query, and each order
+    // needs its own keyset predicate and ORDER BY to walk its index, so the
+    // orders share the filter text through `concat!` consts instead.
+    fn keyset<'q, K>(
+        query: QueryAs<'q, Postgres, SearchRow, PgArguments>,
+        after: Option<(K, Uuid)>,
+    ) -> QueryAs<'q, Postgres, SearchRow, PgArguments>
+    where
+        K: 'q + sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres>,
+    {
+        let (key, id) = after.map_or((None, None), |(k, i)| (Some(k), Some(i)));
+        query.bind(key).bind(id)
+    }
+    let sql = match order {
+        Order::Newest(_) => NEWEST,
+        Order::Name(_) => BY_NAME,
+        Order::Relevance(_) => RELEVANCE,
+    };
+    let query = sqlx::query_as(sql)
+        .bind(&f.tsquery)
+        .bind(&f.text)
+        .bind(&f.skills)
+        .bind(&f.location)
+        .bind(&f.role);
+    let query = match order {
+        Order::Newest(after) => keyset(query, after),
+        Order::Name(after) => keyset(query, after),
+        Order::Relevance(after) => keyset(query, after),
+    };
+    query.bind(limit).bind(f.fuzzy).fetch_all(conn).await
 }

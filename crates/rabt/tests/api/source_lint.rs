@@ -2,6 +2,10 @@
 //! `&'static str` SQL unless it is wrapped in `AssertSqlSafe`, so the server's
 //! sources must not contain that escape hatch (nor `raw_sql`), and no `format!`
 //! may produce SQL. Tests and the test harness may (they create databases).
+//!
+//! The server's SQL is also checked at compile time (`query!`, `query_as!`,
+//! `query_scalar!` against `.sqlx/`), but for the searches, whose text is
+//! picked per order from consts (the store modules say why).
 
 use std::path::{Path, PathBuf};
 
@@ -78,4 +82,88 @@ fn the_lint_recognises_each_way_of_building_sql() {
     );
     assert_eq!(builds_sql(r#"format!("At most {max} characters.")"#), None);
     assert_eq!(builds_sql("// AssertSqlSafe is forbidden"), None);
+}
+
+/// The stores whose searches stay checked at run time.
+const RUN_TIME_CHECKED: [&str; 2] = ["projects/store.rs", "users/store.rs"];
+
+/// A call of one of sqlx's run-time checked query functions (not the macros,
+/// nor a method of the same name).
+fn runs_unchecked_sql(line: &str) -> Option<&'static str> {
+    let code = line.split("//").next().unwrap_or_default();
+    let functions = [
+        "query(",
+        "query_as(",
+        "query_scalar(",
+        "query_with(",
+        "query_as_with(",
+        "query_scalar_with(",
+    ];
+    functions.into_iter().find(|f| {
+        code.match_indices(f).any(|(at, _)| {
+            !code[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
+        })
+    })
+}
+
+#[test]
+fn the_servers_sql_is_checked_at_compile_time_but_for_the_searches() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    assert!(files.len() > 20, "the sources were not found");
+    let mut offenders = Vec::new();
+    for file in files {
+        let relative = file
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        if RUN_TIME_CHECKED.contains(&relative.as_str()) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            if let Some(function) = runs_unchecked_sql(line) {
+                offenders.push(format!("{relative}:{}: {function}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "use query!/query_as!/query_scalar!: {offenders:#?}"
+    );
+}
+
+#[test]
+fn the_lint_tells_run_time_checked_queries_from_the_macros() {
+    assert_eq!(
+        runs_unchecked_sql(r#"sqlx::query("select 1")"#),
+        Some("query(")
+    );
+    assert_eq!(
+        runs_unchecked_sql("let rows = query_as(SQL)"),
+        Some("query_as(")
+    );
+    assert_eq!(
+        runs_unchecked_sql("    sqlx::query_scalar(sql).bind(id)"),
+        Some("query_scalar(")
+    );
+    assert_eq!(
+        runs_unchecked_sql(r#"sqlx::query!("select 1 as one")"#),
+        None
+    );
+    assert_eq!(runs_unchecked_sql("sqlx::query_as!(Row, \"select\")"), None);
+    assert_eq!(runs_unchecked_sql("let q = search_query(f)"), None);
+    assert_eq!(
+        runs_unchecked_sql("let q = uri.query().unwrap_or_default();"),
+        None
+    );
+    assert_eq!(
+        runs_unchecked_sql("// sqlx::query(...) is run-time checked"),
+        None
+    );
 }
