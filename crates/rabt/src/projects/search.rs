@@ -20,7 +20,11 @@ use super::{
 };
 use crate::{
     auth::{MaybeAuthUser, permission},
-    http::{ApiError, AppQuery, FieldError, openapi::Validation, pagination},
+    http::{
+        ApiError, AppQuery, FieldError,
+        openapi::Validation,
+        pagination::{self, Key, Page},
+    },
     money::{self, Currency},
     query_cache::{CACHE_STATUS, Lookup},
     search::{CommaList, Words, too_long},
@@ -89,62 +93,24 @@ pub struct ProjectPage {
     pub facets: Option<HashMap<String, Vec<FacetValue>>>,
 }
 
-/// Where a page ended, by sort; `f` is the typo-tolerant mode.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "s")]
-enum Position {
-    #[serde(rename = "n")]
-    Newest { t: DateTime<Utc>, id: Uuid, f: bool },
-    #[serde(rename = "o")]
-    Oldest { t: DateTime<Utc>, id: Uuid, f: bool },
-    #[serde(rename = "h")]
-    BudgetHigh { b: i64, id: Uuid, f: bool },
-    #[serde(rename = "l")]
-    BudgetLow { b: i64, id: Uuid, f: bool },
-    #[serde(rename = "r")]
-    Relevance { r: f64, id: Uuid, f: bool },
-}
+/// Where a page of a project search ended: the shared keyset position, in
+/// one of the five orders.
+type Position = pagination::Position<Sort>;
 
-impl Position {
-    fn fuzzy(&self) -> bool {
-        match self {
-            Self::Newest { f, .. }
-            | Self::Oldest { f, .. }
-            | Self::BudgetHigh { f, .. }
-            | Self::BudgetLow { f, .. }
-            | Self::Relevance { f, .. } => *f,
-        }
-    }
-
-    fn after(sort: Sort, row: &store::SearchRow, fuzzy: bool) -> Self {
-        let (p, f) = (&row.project, fuzzy);
-        match sort {
-            Sort::Newest => Self::Newest {
-                t: p.created_at,
-                id: p.id,
-                f,
-            },
-            Sort::Oldest => Self::Oldest {
-                t: p.created_at,
-                id: p.id,
-                f,
-            },
-            Sort::BudgetHigh => Self::BudgetHigh {
-                b: p.budget_max.unwrap_or(-1),
-                id: p.id,
-                f,
-            },
-            Sort::BudgetLow => Self::BudgetLow {
-                b: p.budget_min.unwrap_or(i64::MAX),
-                id: p.id,
-                f,
-            },
-            Sort::Relevance => Self::Relevance {
-                r: row.rank,
-                id: p.id,
-                f,
-            },
-        }
+/// The position after `row` in `sort` order; `fuzzy` is the typo-tolerant mode.
+fn position_after(sort: Sort, row: &store::SearchRow, fuzzy: bool) -> Position {
+    let p = &row.project;
+    let key = match sort {
+        Sort::Newest | Sort::Oldest => Key::Time(p.created_at),
+        Sort::BudgetHigh => Key::Int(p.budget_max.unwrap_or(-1)),
+        Sort::BudgetLow => Key::Int(p.budget_min.unwrap_or(i64::MAX)),
+        Sort::Relevance => Key::Float(row.rank),
+    };
+    Position {
+        order: sort,
+        key,
+        id: p.id,
+        fuzzy,
     }
 }
 
@@ -339,7 +305,7 @@ pub async fn search_projects(
         .as_deref()
         .map(|c| state.cursors.decode(c))
         .transpose()?;
-    filters.fuzzy = position.as_ref().is_some_and(Position::fuzzy);
+    filters.fuzzy = position.as_ref().is_some_and(|p| p.fuzzy);
     let searcher = Searcher::of(&caller);
     if !narrow_to_visible(&mut filters, searcher) {
         let nothing = ProjectPage {
@@ -439,28 +405,16 @@ async fn find_page(
         None if with_facets => Some(store::facets(tx, filters).await?),
         None => None,
     };
-    let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-    rows.truncate(usize::try_from(limit).unwrap_or(0));
-    let next_cursor = match rows.last().filter(|_| more) {
-        Some(last) => Some(
-            state
-                .cursors
-                .encode(&Position::after(sort, last, filters.fuzzy))?,
-        ),
-        None => None,
-    };
+    let fuzzy = filters.fuzzy;
+    let page = Page::from_rows(&state.cursors, rows, limit, |last| {
+        position_after(sort, last, fuzzy)
+    })?
+    .map(|r| Project::new(r.project, r.owner_name));
     Ok(ProjectPage {
-        items: rows
-            .into_iter()
-            .map(|r| Project::new(r.project, r.owner_name))
-            .collect(),
-        next_cursor,
+        items: page.items,
+        next_cursor: page.next_cursor,
         facets: counted.map(|counted| group_facets(facets, counted)),
     })
-}
-
-fn wrong_sort() -> ApiError {
-    invalid("cursor", "This cursor belongs to another sort.")
 }
 
 /// The facets counted with a page, when one query found both.
@@ -478,31 +432,31 @@ async fn run_search(
     fetch: i64,
     with_facets: bool,
 ) -> Result<(Vec<store::SearchRow>, Counted), ApiError> {
-    use Position as P;
     use store::Order;
     if f.fuzzy {
         store::widen_typos(tx).await?;
     }
     if with_facets && sort == Sort::Relevance {
-        let after = match position {
+        let after = match position.map(|p| p.within(&Sort::Relevance)).transpose()? {
             None => None,
-            Some(P::Relevance { r, id, .. }) => Some((*r, *id)),
-            Some(_) => return Err(wrong_sort()),
+            Some((Key::Float(r), id)) => Some((*r, id)),
+            Some(_) => return Err(pagination::wrong_order()),
         };
         return Ok(store::search_relevance_with_facets(tx, f, after, fetch).await?);
     }
-    let order = match (sort, position) {
+    let after = position.map(|p| p.within(&sort)).transpose()?;
+    let order = match (sort, after) {
         (Sort::Newest, None) => Order::Newest(None),
-        (Sort::Newest, Some(P::Newest { t, id, .. })) => Order::Newest(Some((*t, *id))),
+        (Sort::Newest, Some((Key::Time(t), id))) => Order::Newest(Some((*t, id))),
         (Sort::Oldest, None) => Order::Oldest(None),
-        (Sort::Oldest, Some(P::Oldest { t, id, .. })) => Order::Oldest(Some((*t, *id))),
+        (Sort::Oldest, Some((Key::Time(t), id))) => Order::Oldest(Some((*t, id))),
         (Sort::BudgetHigh, None) => Order::BudgetHigh(None),
-        (Sort::BudgetHigh, Some(P::BudgetHigh { b, id, .. })) => Order::BudgetHigh(Some((*b, *id))),
+        (Sort::BudgetHigh, Some((Key::Int(b), id))) => Order::BudgetHigh(Some((*b, id))),
         (Sort::BudgetLow, None) => Order::BudgetLow(None),
-        (Sort::BudgetLow, Some(P::BudgetLow { b, id, .. })) => Order::BudgetLow(Some((*b, *id))),
+        (Sort::BudgetLow, Some((Key::Int(b), id))) => Order::BudgetLow(Some((*b, id))),
         (Sort::Relevance, None) => Order::Relevance(None),
-        (Sort::Relevance, Some(P::Relevance { r, id, .. })) => Order::Relevance(Some((*r, *id))),
-        _ => return Err(wrong_sort()),
+        (Sort::Relevance, Some((Key::Float(r), id))) => Order::Relevance(Some((*r, id))),
+        _ => return Err(pagination::wrong_order()),
     };
     Ok((store::search(tx, f, order, fetch).await?, None))
 }

@@ -2,7 +2,6 @@
 //! and moderation (API.md §4).
 
 use axum::{Json, extract::State, http::StatusCode};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -21,7 +20,7 @@ use crate::{
         ApiError, AppJson, AppPath, AppQuery, ClientInfo, ErrorCode, FieldError,
         error::{ProblemBody, violated_constraint},
         openapi::{NotFound, Validation},
-        pagination,
+        pagination::{self, Key, Page},
     },
     query_cache,
     search::{CommaList, Words, too_long},
@@ -224,7 +223,8 @@ pub struct SearchParams {
     pub role: Option<String>,
     /// `relevance` (needs `q`; the default with `q`), `newest` (the default
     /// without), or `name`.
-    pub sort: Option<String>,
+    #[param(inline)]
+    pub sort: Option<Sort>,
     /// 1..=100, default 20.
     pub limit: Option<i64>,
     pub cursor: Option<String>,
@@ -237,26 +237,18 @@ pub struct ProfilePage {
     pub next_cursor: Option<String>,
 }
 
-/// Where a page ended, by sort.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "s")]
-enum Position {
-    #[serde(rename = "n")]
-    Newest { t: DateTime<Utc>, id: Uuid, f: bool },
-    #[serde(rename = "a")]
-    Name { n: String, id: Uuid, f: bool },
-    #[serde(rename = "r")]
-    Relevance { r: f64, id: Uuid, f: bool },
+/// The order of a profile search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = ProfileSort, rename_all = "snake_case")]
+pub enum Sort {
+    Relevance,
+    Newest,
+    Name,
 }
 
-impl Position {
-    /// Whether the pages it continues matched by typo tolerance.
-    fn fuzzy(&self) -> bool {
-        match self {
-            Self::Newest { f, .. } | Self::Name { f, .. } | Self::Relevance { f, .. } => *f,
-        }
-    }
-}
+/// Where a page of a profile search ended: the shared keyset position.
+type Position = pagination::Position<Sort>;
 
 /// Search public profiles.
 #[utoipa::path(get, path = "/users", tag = "users", params(SearchParams),
@@ -298,107 +290,71 @@ pub async fn search_users(
         role: params.role.clone(),
         fuzzy: false,
     };
-    let sort = match params.sort.as_deref() {
-        None if words.is_some() => "relevance",
-        None => "newest",
-        Some(s @ ("newest" | "name")) => s,
-        Some("relevance") if words.is_some() => "relevance",
-        Some("relevance") => {
+    let sort = match params.sort {
+        None if words.is_some() => Sort::Relevance,
+        None => Sort::Newest,
+        Some(Sort::Relevance) if words.is_none() => {
             return Err(ApiError::validation(vec![FieldError::new(
                 "sort",
                 "invalid",
                 "`relevance` needs `q`.",
             )]));
         }
-        Some(_) => {
-            return Err(ApiError::validation(vec![FieldError::new(
-                "sort",
-                "invalid",
-                "`relevance`, `newest` or `name`.",
-            )]));
-        }
+        Some(sort) => sort,
     };
     let position: Option<Position> = params
         .cursor
         .as_deref()
         .map(|c| state.cursors.decode(c))
         .transpose()?;
-    let wrong_cursor = || {
-        ApiError::validation(vec![FieldError::new(
-            "cursor",
-            "invalid",
-            "This cursor belongs to another sort.",
-        )])
-    };
     // One more than asked, to know whether a next page exists.
     let fetch = limit + 1;
     let mut tx = state.db.begin(&caller.actor()).await?;
     let mut filters = filters;
-    filters.fuzzy = position.as_ref().is_some_and(Position::fuzzy);
-    let mut rows = run_search(&mut tx, sort, &filters, position.as_ref(), fetch)
-        .await?
-        .ok_or_else(wrong_cursor)?;
+    filters.fuzzy = position.as_ref().is_some_and(|p| p.fuzzy);
+    let mut rows = run_search(&mut tx, sort, &filters, position.as_ref(), fetch).await?;
     // The words found nobody: widen them to names that are close (typos).
     if rows.is_empty() && position.is_none() && filters.tsquery.is_some() {
         filters.fuzzy = true;
-        rows = run_search(&mut tx, sort, &filters, None, fetch)
-            .await?
-            .ok_or_else(wrong_cursor)?;
+        rows = run_search(&mut tx, sort, &filters, None, fetch).await?;
     }
     tx.commit().await?;
-    let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-    rows.truncate(usize::try_from(limit).unwrap_or(0));
-    let next_cursor = match rows.last().filter(|_| more) {
-        None => None,
-        Some(last) => {
-            let p = &last.profile;
-            let position = match sort {
-                "name" => Position::Name {
-                    n: last.name_key.clone(),
-                    id: p.id,
-                    f: filters.fuzzy,
-                },
-                "relevance" => Position::Relevance {
-                    r: last.rank,
-                    id: p.id,
-                    f: filters.fuzzy,
-                },
-                _ => Position::Newest {
-                    t: p.created_at,
-                    id: p.id,
-                    f: filters.fuzzy,
-                },
-            };
-            Some(state.cursors.encode(&position)?)
-        }
-    };
+    let fuzzy = filters.fuzzy;
+    let page = Page::from_rows(&state.cursors, rows, limit, |last| Position {
+        order: sort,
+        key: match sort {
+            Sort::Name => Key::Text(last.name_key.clone()),
+            Sort::Relevance => Key::Float(last.rank),
+            Sort::Newest => Key::Time(last.profile.created_at),
+        },
+        id: last.profile.id,
+        fuzzy,
+    })?
+    .map(|r| PublicProfile::new(r.profile, None));
     Ok(Json(ProfilePage {
-        items: rows
-            .into_iter()
-            .map(|r| PublicProfile::new(r.profile, None))
-            .collect(),
-        next_cursor,
+        items: page.items,
+        next_cursor: page.next_cursor,
     }))
 }
 
-/// One page in `sort` order after `position`; `None` when the cursor belongs to
-/// another sort.
+/// One page in `sort` order after `position`; a cursor of another sort is 422.
 async fn run_search(
     tx: &mut sqlx::PgConnection,
-    sort: &str,
+    sort: Sort,
     filters: &SearchFilters,
     position: Option<&Position>,
     fetch: i64,
-) -> Result<Option<Vec<store::SearchRow>>, ApiError> {
+) -> Result<Vec<store::SearchRow>, ApiError> {
     use store::Order;
-    let order = match (sort, position) {
-        ("newest", None) => Order::Newest(None),
-        ("newest", Some(Position::Newest { t, id, .. })) => Order::Newest(Some((*t, *id))),
-        ("name", None) => Order::Name(None),
-        ("name", Some(Position::Name { n, id, .. })) => Order::Name(Some((n.clone(), *id))),
-        ("relevance", None) => Order::Relevance(None),
-        ("relevance", Some(Position::Relevance { r, id, .. })) => Order::Relevance(Some((*r, *id))),
-        _ => return Ok(None),
+    let after = position.map(|p| p.within(&sort)).transpose()?;
+    let order = match (sort, after) {
+        (Sort::Newest, None) => Order::Newest(None),
+        (Sort::Newest, Some((Key::Time(t), id))) => Order::Newest(Some((*t, id))),
+        (Sort::Name, None) => Order::Name(None),
+        (Sort::Name, Some((Key::Text(n), id))) => Order::Name(Some((n.clone(), id))),
+        (Sort::Relevance, None) => Order::Relevance(None),
+        (Sort::Relevance, Some((Key::Float(r), id))) => Order::Relevance(Some((*r, id))),
+        _ => return Err(pagination::wrong_order()),
     };
-    Ok(Some(store::search(tx, filters, order, fetch).await?))
+    Ok(store::search(tx, filters, order, fetch).await?)
 }
