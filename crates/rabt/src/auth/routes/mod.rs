@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use super::store;
 use crate::{
+    audit::{self, Action},
     http::{ApiError, ClientInfo, FieldError, cookies},
     kv::Rate,
     state::AppState,
@@ -175,14 +176,18 @@ fn frontend_link(state: &AppState, path: &str, token: Option<&str>) -> String {
     crate::auth::jobs::frontend_link(&state.settings.frontend_url, path, token)
 }
 
-/// Starts a session for `user` and answers with its token pair.
+/// Records how `user` signed in (`event`, with its audit details), starts a
+/// session for them and answers with its token pair; every flow that hands
+/// out tokens ends here.
 async fn sign_in(
     state: &AppState,
     tx: &mut sqlx::PgConnection,
     user: Uuid,
     client: &ClientInfo,
+    (event, details): (Action, serde_json::Value),
     cookie: bool,
 ) -> Result<(TokenPair, Option<HeaderMap>), ApiError> {
+    audit::record(tx, Some(user), event, Some(user), client, details).await?;
     let (session, refresh) = store::create_session(
         tx,
         user,

@@ -247,16 +247,9 @@ pub async fn oauth_exchange(
     let user = store::consume_one_time_token(&mut tx, body.code.trim(), Purpose::OauthCode)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken))?;
-    audit::record(
-        &mut tx,
-        Some(user),
-        Action::LoginSucceeded,
-        Some(user),
-        &client,
-        json!({"method": "oauth"}),
-    )
-    .await?;
-    let (pair, cookies) = sign_in(&state, &mut tx, user, &client, body.refresh_cookie).await?;
+    let event = (Action::LoginSucceeded, json!({"method": "oauth"}));
+    let (pair, cookies) =
+        sign_in(&state, &mut tx, user, &client, event, body.refresh_cookie).await?;
     tx.commit().await?;
     Ok(token_response(pair, cookies))
 }

@@ -200,16 +200,9 @@ pub async fn verify_email(
         return Err(ApiError::new(ErrorCode::AccountSuspended));
     }
     store::mark_email_verified(&mut tx, user).await?;
-    audit::record(
-        &mut tx,
-        Some(user),
-        Action::EmailVerified,
-        Some(user),
-        &client,
-        json!({}),
-    )
-    .await?;
-    let (pair, cookies) = sign_in(&state, &mut tx, user, &client, body.refresh_cookie).await?;
+    let event = (Action::EmailVerified, json!({}));
+    let (pair, cookies) =
+        sign_in(&state, &mut tx, user, &client, event, body.refresh_cookie).await?;
     tx.commit().await?;
     Ok(token_response(pair, cookies))
 }
@@ -321,17 +314,16 @@ pub async fn login(
         let rehashed = passwords::hash(&body.password).await?;
         store::set_password(&mut tx, account.id, &rehashed).await?;
     }
-    audit::record(
+    let event = (Action::LoginSucceeded, json!({}));
+    let (pair, cookies) = sign_in(
+        &state,
         &mut tx,
-        Some(account.id),
-        Action::LoginSucceeded,
-        Some(account.id),
+        account.id,
         &client,
-        json!({}),
+        event,
+        body.refresh_cookie,
     )
     .await?;
-    let (pair, cookies) =
-        sign_in(&state, &mut tx, account.id, &client, body.refresh_cookie).await?;
     tx.commit().await?;
     Ok(token_response(pair, cookies))
 }
@@ -392,16 +384,9 @@ pub async fn reset_password(
         }),
     )
     .await?;
-    audit::record(
-        &mut tx,
-        Some(user),
-        Action::PasswordReset,
-        Some(user),
-        &client,
-        json!({}),
-    )
-    .await?;
-    let (pair, cookies) = sign_in(&state, &mut tx, user, &client, body.refresh_cookie).await?;
+    let event = (Action::PasswordReset, json!({}));
+    let (pair, cookies) =
+        sign_in(&state, &mut tx, user, &client, event, body.refresh_cookie).await?;
     tx.commit().await?;
     sessions::forget(&state, &ended).await;
     Ok(token_response(pair, cookies))
