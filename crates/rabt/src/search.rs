@@ -79,7 +79,8 @@ impl<'de, T: DeserializeOwned, const MAX: usize> Deserialize<'de> for CommaList<
         let text = String::deserialize(deserializer)?;
         if text.chars().count() > MAX * 64 {
             return Err(de::Error::custom(format!(
-                "at most {MAX} comma-separated values"
+                "at most {} characters",
+                MAX * 64
             )));
         }
         text.split(',')

@@ -338,11 +338,17 @@ pub fn violated_constraint(err: &sqlx::Error) -> Option<&str> {
 /// The column a check constraint guards, by the schema's naming rule
 /// `{table}_{column}_{rule}` (`users_display_name_length`), so a check that
 /// fires names the field without the edge knowing any capability's tables.
+/// Only the rules that mirror a field's documented limits (`length`,
+/// `format`) name it, and never a column the server fills itself (hashes,
+/// rendered HTML, sealed values, keys), whose name is nobody's business.
 fn checked_column<'a>(constraint: &'a str, table: &str) -> Option<&'a str> {
-    const RULES: [&str; 6] = ["length", "format", "size", "count", "range", "check"];
+    const RULES: [&str; 2] = ["length", "format"];
+    const SERVER_MADE: [&str; 5] = ["_hash", "_html", "_sealed", "_key", "_id"];
     let rest = constraint.strip_prefix(table)?.strip_prefix('_')?;
     let (column, rule) = rest.rsplit_once('_')?;
-    RULES.contains(&rule).then_some(column)
+    let server_made = SERVER_MADE.iter().any(|suffix| column.ends_with(suffix))
+        || matches!(column, "key" | "hash" | "payload" | "plan");
+    (RULES.contains(&rule) && !server_made).then_some(column)
 }
 
 /// A constraint violation that no capability mapped: the code should have
@@ -441,8 +447,18 @@ mod tests {
             Some("display_name")
         );
         assert_eq!(
-            checked_column("projects_status_check", "projects"),
-            Some("status")
+            checked_column("projects_title_length", "projects"),
+            Some("title")
+        );
+        assert_eq!(checked_column("projects_status_check", "projects"), None);
+        assert_eq!(checked_column("users_password_hash_length", "users"), None);
+        assert_eq!(
+            checked_column("projects_description_html_length", "projects"),
+            None
+        );
+        assert_eq!(
+            checked_column("idempotency_keys_key_length", "idempotency_keys"),
+            None
         );
         assert_eq!(
             checked_column("applications_budget_amount", "applications"),

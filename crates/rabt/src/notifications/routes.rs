@@ -20,13 +20,15 @@ use crate::{
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_notifications))
-        .routes(routes!(mark_read))
+    let preferences = OpenApiRouter::new()
         .routes(routes!(get_preferences, put_preferences))
         // Preferences are part of the account (`/v1/me/…`), and every write
         // to an account retires cached searches, as profile writes must.
-        .layer(axum::middleware::from_fn(query_cache::drop_after_writes))
+        .layer(axum::middleware::from_fn(query_cache::drop_after_writes));
+    OpenApiRouter::new()
+        .routes(routes!(list_notifications))
+        .routes(routes!(mark_read))
+        .merge(preferences)
 }
 
 /// Something that happened that concerns the caller.
@@ -158,29 +160,14 @@ pub async fn mark_read(
 }
 
 /// When new messages are emailed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum MessageEmails {
     Never,
     Immediately,
     /// One email gathering the unread messages.
     Digest,
-}
-
-impl MessageEmails {
-    const ALL: [Self; 3] = [Self::Never, Self::Immediately, Self::Digest];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Never => "never",
-            Self::Immediately => "immediately",
-            Self::Digest => "digest",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|m| m.as_str() == text)
-    }
 }
 
 /// What the caller wants to hear about, and how.
@@ -206,43 +193,21 @@ pub async fn get_preferences(
 ) -> Result<Json<Preferences>, ApiError> {
     let mut tx = state.db.begin(&caller.actor()).await?;
     let stored = sqlx::query_as!(
-        PreferencesRow,
-        "select messages, applications, billing, product_news \
-         from notification_preferences where user_id = $1",
+        Preferences,
+        r#"select messages as "messages: MessageEmails", applications, billing, product_news
+           from notification_preferences where user_id = $1"#,
         caller.id,
     )
     .fetch_optional(&mut *tx)
     .await?;
     tx.commit().await?;
     // The table's defaults, for a user who never set any.
-    Ok(Json(stored.map_or(
-        Preferences {
-            messages: MessageEmails::Immediately,
-            applications: true,
-            billing: true,
-            product_news: false,
-        },
-        Preferences::from,
-    )))
-}
-
-struct PreferencesRow {
-    messages: String,
-    applications: bool,
-    billing: bool,
-    product_news: bool,
-}
-
-impl From<PreferencesRow> for Preferences {
-    fn from(row: PreferencesRow) -> Self {
-        Self {
-            // The table's check admits only these three.
-            messages: MessageEmails::parse(&row.messages).unwrap_or(MessageEmails::Immediately),
-            applications: row.applications,
-            billing: row.billing,
-            product_news: row.product_news,
-        }
-    }
+    Ok(Json(stored.unwrap_or(Preferences {
+        messages: MessageEmails::Immediately,
+        applications: true,
+        billing: true,
+        product_news: false,
+    })))
 }
 
 /// Replace the caller's notification preferences.
@@ -259,16 +224,17 @@ pub async fn put_preferences(
 ) -> Result<Json<Preferences>, ApiError> {
     let mut tx = state.db.begin(&caller.actor()).await?;
     let saved = sqlx::query_as!(
-        PreferencesRow,
-        "insert into notification_preferences (user_id, messages, applications, billing, \
-                                               product_news) \
-         values ($1, $2, $3, $4, $5) \
-         on conflict (user_id) do update set messages = excluded.messages, \
-             applications = excluded.applications, billing = excluded.billing, \
-             product_news = excluded.product_news \
-         returning messages, applications, billing, product_news",
+        Preferences,
+        r#"insert into notification_preferences (user_id, messages, applications, billing,
+                                                product_news)
+           values ($1, $2, $3, $4, $5)
+           on conflict (user_id) do update set messages = excluded.messages,
+               applications = excluded.applications, billing = excluded.billing,
+               product_news = excluded.product_news
+           returning messages as "messages: MessageEmails", applications, billing,
+                     product_news"#,
         caller.id,
-        preferences.messages.as_str(),
+        preferences.messages as MessageEmails,
         preferences.applications,
         preferences.billing,
         preferences.product_news,
@@ -276,5 +242,5 @@ pub async fn put_preferences(
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(Json(saved.into()))
+    Ok(Json(saved))
 }

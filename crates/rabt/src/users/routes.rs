@@ -9,7 +9,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    model::{Me, Moderation, ProfileChange, PublicProfile, apply, load_me},
+    load_me,
+    model::{Me, Moderation, ProfileChange, PublicProfile, apply},
     store::{self, SearchFilters},
 };
 use crate::{

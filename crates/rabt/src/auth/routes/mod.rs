@@ -29,7 +29,10 @@ use crate::{
     http::{ApiError, ClientInfo, FieldError, cookies},
     kv::Rate,
     state::AppState,
-    users::model::{EmailAddress, Me, load_me},
+    users::{
+        load_me,
+        model::{EmailAddress, Me},
+    },
 };
 
 pub use self::{

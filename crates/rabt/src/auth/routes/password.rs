@@ -241,6 +241,27 @@ async fn mail_request<J: crate::jobs::JobArgs>(
     Ok(accepted(message))
 }
 
+/// Queues the security mail that tells the account's owner their password
+/// changed, with the way to take the account back if it was not them.
+async fn tell_password_changed(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    account: &store::Credentials,
+) -> Result<(), ApiError> {
+    email::enqueue(
+        tx,
+        &state.settings,
+        &account.email,
+        Template::PasswordChanged,
+        json!({
+            "display_name": account.display_name,
+            "reset_link": frontend_link(state, "/auth/forgot-password", None),
+        }),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Sign in with email and password.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
@@ -373,17 +394,7 @@ pub async fn reset_password(
     // The link reached the inbox: the address is proven.
     store::mark_email_verified(&mut tx, user).await?;
     let ended = store::revoke_sessions(&mut tx, user, None, RevokeReason::PasswordReset).await?;
-    email::enqueue(
-        &mut tx,
-        &state.settings,
-        &account.email,
-        Template::PasswordChanged,
-        json!({
-            "display_name": account.display_name,
-            "reset_link": frontend_link(&state, "/auth/forgot-password", None),
-        }),
-    )
-    .await?;
+    tell_password_changed(&state, &mut tx, &account).await?;
     let event = (Action::PasswordReset, json!({}));
     let (pair, cookies) =
         sign_in(&state, &mut tx, user, &client, event, body.refresh_cookie).await?;
@@ -440,17 +451,7 @@ pub async fn change_password(
         RevokeReason::PasswordChanged,
     )
     .await?;
-    email::enqueue(
-        &mut tx,
-        &state.settings,
-        &account.email,
-        Template::PasswordChanged,
-        json!({
-            "display_name": account.display_name,
-            "reset_link": frontend_link(&state, "/auth/forgot-password", None),
-        }),
-    )
-    .await?;
+    tell_password_changed(&state, &mut tx, &account).await?;
     audit::record(
         &mut tx,
         Some(user.id),
