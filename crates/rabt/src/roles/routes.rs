@@ -37,6 +37,17 @@ pub struct RoleForbidden(pub ProblemBody);
 #[response(status = 409, content_type = "application/problem+json")]
 pub struct BuiltinRole(pub ProblemBody);
 
+/// How the roles table's constraints read to a client: a role's name is its
+/// key, so a second role of one name is refused there.
+fn on_constraint(err: sqlx::Error) -> ApiError {
+    match violated_constraint(&err) {
+        Some("roles_pkey") => {
+            ApiError::new(ErrorCode::Conflict).with_detail("A role with this name exists.")
+        }
+        _ => err.into(),
+    }
+}
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_permissions))
@@ -202,12 +213,7 @@ pub async fn create_role(
     check_permissions(&mut tx, &caller, &body.permissions).await?;
     store::insert_role(&mut tx, &body.name, &body.description)
         .await
-        .map_err(|err| match violated_constraint(&err) {
-            Some("roles_pkey") => {
-                ApiError::new(ErrorCode::Conflict).with_detail("A role with this name exists.")
-            }
-            _ => err.into(),
-        })?;
+        .map_err(on_constraint)?;
     store::set_role_permissions(&mut tx, &body.name, &body.permissions).await?;
     let role = store::find_role(&mut tx, &body.name)
         .await?
