@@ -15,6 +15,7 @@
 //!   state in Redis or in memory, [`query_cache`] the answers of searches;
 //! - [`config`] and [`telemetry`] are read once at start.
 
+pub mod account;
 pub mod app;
 pub mod applications;
 pub mod audit;

@@ -10,6 +10,7 @@
 //!   ends the session.
 
 pub mod extract;
+pub mod grants;
 pub mod jobs;
 pub mod oauth;
 pub mod passwords;

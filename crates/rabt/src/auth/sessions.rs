@@ -21,10 +21,10 @@ use uuid::Uuid;
 
 use super::store;
 use crate::{
+    auth::grants::Grants,
     db::{Actor, Db},
     http::ApiError,
     kv::Kv,
-    roles::store::Grants,
     state::AppState,
 };
 
@@ -77,8 +77,8 @@ pub async fn check(
     }
     let mut tx = state.db.begin(&Actor::Service).await?;
     let loaded = if store::touch_session(&mut tx, session, user).await? {
-        let grants = crate::roles::store::grants_of(&mut tx, user).await?;
-        let version = crate::roles::store::grants_version(&mut tx, user).await?;
+        let grants = super::grants::grants_of(&mut tx, user).await?;
+        let version = super::grants::grants_version(&mut tx, user).await?;
         Some(Cached { grants, version })
     } else {
         None
@@ -130,7 +130,7 @@ pub async fn publish_grants(state: &AppState, users: &[Uuid]) {
     }
     let versions = async {
         let mut tx = state.db.begin(&Actor::Service).await?;
-        let versions = crate::roles::store::grants_versions(&mut tx, users).await?;
+        let versions = super::grants::grants_versions(&mut tx, users).await?;
         tx.commit().await?;
         Ok::<_, sqlx::Error>(versions)
     };

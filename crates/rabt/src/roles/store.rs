@@ -3,22 +3,8 @@
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-/// The role everyone holds without a grant.
-pub const EVERYONE: &str = "member";
-
-/// What a user may do: their roles (with `member`) and the union of the
-/// permissions those roles grant.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Grants {
-    pub roles: Vec<String>,
-    pub permissions: Vec<String>,
-}
-
-pub async fn grants_of(conn: &mut PgConnection, user: Uuid) -> Result<Grants, sqlx::Error> {
-    let roles = roles_of(conn, user).await?;
-    let permissions = permissions_of_roles(conn, &roles).await?;
-    Ok(Grants { roles, permissions })
-}
+use crate::auth::grants::roles_of;
+pub use crate::auth::grants::{EVERYONE, permissions_of_roles};
 
 /// The roles of `user` (with `member`), after taking the transaction's lock on
 /// changing them: concurrent role changes of one user run one after the other.
@@ -34,56 +20,6 @@ pub async fn lock_roles_of(
     .execute(&mut *conn)
     .await?;
     roles_of(conn, user).await
-}
-
-/// The roles of `user`, `member` first.
-async fn roles_of(conn: &mut PgConnection, user: Uuid) -> Result<Vec<String>, sqlx::Error> {
-    let mut roles = sqlx::query_scalar!(
-        "select role_name from user_roles where user_id = $1 order by 1",
-        user,
-    )
-    .fetch_all(conn)
-    .await?;
-    roles.insert(0, EVERYONE.to_owned());
-    Ok(roles)
-}
-
-/// The user's grants version (0 before their first change of grants).
-pub async fn grants_version(conn: &mut PgConnection, user: Uuid) -> Result<i64, sqlx::Error> {
-    let version = sqlx::query_scalar!(
-        "select version from grant_versions where user_id = $1",
-        user,
-    )
-    .fetch_optional(conn)
-    .await?;
-    Ok(version.unwrap_or(0))
-}
-
-/// The grants versions of those of `users` whose grants ever changed.
-pub async fn grants_versions(
-    conn: &mut PgConnection,
-    users: &[Uuid],
-) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
-    let rows = sqlx::query!(
-        "select user_id, version from grant_versions where user_id = any($1)",
-        users,
-    )
-    .fetch_all(conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| (r.user_id, r.version)).collect())
-}
-
-pub async fn permissions_of_roles(
-    conn: &mut PgConnection,
-    roles: &[String],
-) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar!(
-        "select distinct permission_name from role_permissions \
-         where role_name = any($1) order by 1",
-        roles,
-    )
-    .fetch_all(conn)
-    .await
 }
 
 pub async fn permission_names(conn: &mut PgConnection) -> Result<Vec<String>, sqlx::Error> {

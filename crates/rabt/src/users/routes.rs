@@ -9,11 +9,11 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    load_me,
-    model::{Me, Moderation, ProfileChange, PublicProfile, apply},
+    model::{Moderation, ProfileChange, PublicProfile, apply},
     store::{self, SearchFilters},
 };
 use crate::{
+    account::{Me, load_me},
     audit::{self, Action},
     auth::{AuthUser, Holding, MaybeAuthUser, permission, sessions},
     db::Actor,

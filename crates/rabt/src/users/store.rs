@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, Postgres, postgres::PgArguments, query::QueryAs};
 use uuid::Uuid;
 
-use super::model::Visibility;
+use crate::account::Visibility;
 
 /// What anyone may see of a profile (never the email: anonymous requests
 /// cannot even select that column).
@@ -43,44 +43,6 @@ pub async fn find_email(conn: &mut PgConnection, id: Uuid) -> Result<Option<Stri
     sqlx::query_scalar!("select public.user_email($1)", id)
         .fetch_one(conn)
         .await
-}
-
-/// The caller's own account.
-#[derive(Debug, Clone)]
-pub struct MeRow {
-    pub email: String,
-    pub email_verified: bool,
-    pub plan: String,
-    pub profile: ProfileRow,
-}
-
-pub async fn find_me(conn: &mut PgConnection, id: Uuid) -> Result<Option<MeRow>, sqlx::Error> {
-    let row = sqlx::query!(
-        r#"select id, public.user_email(id) as "email!",
-                  email_verified_at is not null as "email_verified!", display_name, headline,
-                  bio, skills, location, avatar_file_id, visibility as "visibility: Visibility",
-                  created_at, plan
-           from users where id = $1"#,
-        id
-    )
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|r| MeRow {
-        email: r.email,
-        email_verified: r.email_verified,
-        plan: r.plan,
-        profile: ProfileRow {
-            id: r.id,
-            display_name: r.display_name,
-            headline: r.headline,
-            bio: r.bio,
-            skills: r.skills,
-            location: r.location,
-            avatar_file_id: r.avatar_file_id,
-            visibility: r.visibility,
-            created_at: r.created_at,
-        },
-    }))
 }
 
 /// Writes every profile field of `id` (the caller merged the change in).

@@ -25,14 +25,11 @@ use uuid::Uuid;
 
 use super::store;
 use crate::{
+    account::{EmailAddress, Me, load_me},
     audit::{self, Action},
     http::{ApiError, ClientInfo, FieldError, cookies},
     kv::Rate,
     state::AppState,
-    users::{
-        load_me,
-        model::{EmailAddress, Me},
-    },
 };
 
 pub use self::{
@@ -210,7 +207,7 @@ async fn pair(
     refresh: String,
     cookie: bool,
 ) -> Result<(TokenPair, Option<HeaderMap>), ApiError> {
-    let roles = crate::roles::store::grants_of(tx, user).await?.roles;
+    let roles = crate::auth::grants::grants_of(tx, user).await?.roles;
     let access_token = state.tokens.issue(user, session, roles.clone())?;
     let me = load_me(tx, user, roles).await?;
     let (refresh_token, csrf_token, cookies) = if cookie {

@@ -15,6 +15,7 @@ use super::{
     on_constraint, per_account, per_address, sign_in, token_response, validation,
 };
 use crate::{
+    account::EmailAddress,
     audit::{self, Action},
     auth::{
         AuthUser, passwords,
@@ -30,7 +31,6 @@ use crate::{
         openapi::{InvalidToken, RateLimited, Validation},
     },
     state::AppState,
-    users::model::EmailAddress,
 };
 
 const VERIFY_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
