@@ -10,11 +10,12 @@
 //! worker's housekeeping,
 //! `RABT_NOTIFICATION_RETENTION_DAYS` after they were read; unread ones stay.
 
+pub mod model;
 pub mod routes;
+pub mod store;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{
@@ -37,21 +38,13 @@ impl JobArgs for EmailNotification {
 /// notifications older than `retention_days`.
 pub fn register(registry: &mut JobRegistry, frontend: url::Url, host: String, retention_days: u32) {
     registry.sweep("notifications", move |conn| {
-        Box::pin(sweep_read(conn, retention_days))
+        Box::pin(store::sweep_read(conn, retention_days))
     });
     registry.register::<EmailNotification, _, _>(move |ctx: JobContext, args| {
         let (frontend, host) = (frontend.clone(), host.clone());
         async move {
             let mut tx = ctx.db.begin(&Actor::Service).await?;
-            let found = sqlx::query!(
-                r#"select n.kind, n.payload, u.email, u.display_name,
-                          u.deactivated_at is null and u.suspended_at is null as "active!"
-                   from notifications n join users u on u.id = n.user_id
-                   where n.id = $1"#,
-                args.notification_id,
-            )
-            .fetch_optional(&mut *tx)
-            .await?;
+            let found = store::for_email(&mut tx, args.notification_id).await?;
             // Gone (the account was erased) or no longer reachable: nothing to send.
             if let Some(found) = found
                 && found.active
@@ -84,16 +77,4 @@ pub fn register(registry: &mut JobRegistry, frontend: url::Url, host: String, re
             Ok::<(), JobError>(())
         }
     });
-}
-
-/// Deletes notifications read more than `days` days ago; returns how many.
-pub async fn sweep_read(conn: &mut PgConnection, days: u32) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query!(
-        "delete from notifications \
-         where read_at < now() - make_interval(days => $1)",
-        i32::try_from(days).unwrap_or(i32::MAX),
-    )
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected())
 }

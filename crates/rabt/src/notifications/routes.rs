@@ -1,13 +1,15 @@
 //! HTTP routes of the inbox and the notification preferences.
 
 use axum::{Json, extract::State, http::StatusCode};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use super::{
+    model::{Notification, Preferences},
+    store,
+};
 use crate::{
     auth::AuthUser,
     http::{
@@ -29,20 +31,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_notifications))
         .routes(routes!(mark_read))
         .merge(preferences)
-}
-
-/// Something that happened that concerns the caller.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Notification {
-    pub id: Uuid,
-    /// `application.submitted`, `application.shortlisted`, `application.accepted`,
-    /// `application.rejected`, `application.withdrawn`, …
-    pub kind: String,
-    /// Ids and names the client needs to show and link the event.
-    #[schema(value_type = Object)]
-    pub payload: Value,
-    pub read_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -82,20 +70,13 @@ pub async fn list_notifications(
         .map(|c| state.cursors.decode(c))
         .transpose()?;
     let mut tx = state.db.begin(&caller.actor()).await?;
-    let rows = sqlx::query_as!(
-        Notification,
-        "select id, kind, payload, read_at, created_at from notifications \
-         where user_id = $1 \
-           and (not $2 or read_at is null) \
-           and ($3::uuid is null or id < $3) \
-         order by id desc \
-         limit $4",
+    let rows = store::page(
+        &mut tx,
         caller.id,
         params.unread.unwrap_or(false),
         after,
         limit + 1,
     )
-    .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
     let page = Page::from_rows(&state.cursors, rows, limit, |last| last.id)?;
@@ -146,39 +127,9 @@ pub async fn mark_read(
         }
     };
     let mut tx = state.db.begin(&caller.actor()).await?;
-    sqlx::query!(
-        "update notifications set read_at = now() \
-         where user_id = $1 and read_at is null and ($2 or id = any($3))",
-        caller.id,
-        all,
-        &ids.unwrap_or_default(),
-    )
-    .execute(&mut *tx)
-    .await?;
+    store::mark_read(&mut tx, caller.id, all, &ids.unwrap_or_default()).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// When new messages are emailed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
-#[serde(rename_all = "lowercase")]
-#[sqlx(type_name = "text", rename_all = "lowercase")]
-pub enum MessageEmails {
-    Never,
-    Immediately,
-    /// One email gathering the unread messages.
-    Digest,
-}
-
-/// What the caller wants to hear about, and how.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Preferences {
-    pub messages: MessageEmails,
-    /// Email on application events.
-    pub applications: bool,
-    pub billing: bool,
-    pub product_news: bool,
 }
 
 /// The caller's notification preferences (defaults until they are set).
@@ -192,22 +143,9 @@ pub async fn get_preferences(
     caller: AuthUser,
 ) -> Result<Json<Preferences>, ApiError> {
     let mut tx = state.db.begin(&caller.actor()).await?;
-    let stored = sqlx::query_as!(
-        Preferences,
-        r#"select messages as "messages: MessageEmails", applications, billing, product_news
-           from notification_preferences where user_id = $1"#,
-        caller.id,
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
+    let stored = store::preferences(&mut tx, caller.id).await?;
     tx.commit().await?;
-    // The table's defaults, for a user who never set any.
-    Ok(Json(stored.unwrap_or(Preferences {
-        messages: MessageEmails::Immediately,
-        applications: true,
-        billing: true,
-        product_news: false,
-    })))
+    Ok(Json(stored.unwrap_or_default()))
 }
 
 /// Replace the caller's notification preferences.
@@ -223,24 +161,7 @@ pub async fn put_preferences(
     AppJson(preferences): AppJson<Preferences>,
 ) -> Result<Json<Preferences>, ApiError> {
     let mut tx = state.db.begin(&caller.actor()).await?;
-    let saved = sqlx::query_as!(
-        Preferences,
-        r#"insert into notification_preferences (user_id, messages, applications, billing,
-                                                product_news)
-           values ($1, $2, $3, $4, $5)
-           on conflict (user_id) do update set messages = excluded.messages,
-               applications = excluded.applications, billing = excluded.billing,
-               product_news = excluded.product_news
-           returning messages as "messages: MessageEmails", applications, billing,
-                     product_news"#,
-        caller.id,
-        preferences.messages as MessageEmails,
-        preferences.applications,
-        preferences.billing,
-        preferences.product_news,
-    )
-    .fetch_one(&mut *tx)
-    .await?;
+    let saved = store::save_preferences(&mut tx, caller.id, &preferences).await?;
     tx.commit().await?;
     Ok(Json(saved))
 }
