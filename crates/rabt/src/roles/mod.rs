@@ -1,6 +1,7 @@
 //! Roles and permissions: the catalogue, built-in and custom roles, grants, and
 //! the operator commands that make the first admin.
 
+pub mod model;
 pub mod routes;
 pub mod store;
 

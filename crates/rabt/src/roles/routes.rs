@@ -6,13 +6,16 @@
 //! same line in the database.
 
 use axum::{Json, extract::State, http::StatusCode, response::Response};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
-use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::store::{self, EVERYONE};
+use super::{
+    model::{
+        NewRole, Role, RoleChange, UserRoles, builtin_conflict, check_description, valid_role_name,
+    },
+    store::{self, EVERYONE},
+};
 use crate::{
     audit::{self, Action},
     auth::{AuthUser, Holding, permission, sessions},
@@ -56,68 +59,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(set_user_roles))
 }
 
-/// A role and what it grants.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Role {
-    pub name: String,
-    pub description: String,
-    pub permissions: Vec<String>,
-    pub builtin: bool,
-}
-
-impl From<store::RoleRow> for Role {
-    fn from(row: store::RoleRow) -> Self {
-        Self {
-            name: row.name,
-            description: row.description,
-            permissions: row.permissions,
-            builtin: row.builtin,
-        }
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewRole {
-    /// 2..40 characters: lower-case letters, digits, `_` and `-`, starting with a letter.
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
-    pub permissions: Vec<String>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RoleChange {
-    pub description: Option<String>,
-    pub permissions: Option<Vec<String>>,
-}
-
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UserRoles {
-    /// The granted roles; `member` is implied.
-    pub roles: Vec<String>,
-}
-
-fn valid_role_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    (2..=40).contains(&name.len())
-        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
-}
-
-fn check_description(description: &str) -> Result<(), ApiError> {
-    if description.chars().count() > 500 {
-        return Err(ApiError::validation(vec![FieldError::new(
-            "description",
-            "too_long",
-            "At most 500 characters.",
-        )]));
-    }
-    Ok(())
-}
-
 /// Validates a permission list: known names, all held by the caller.
 async fn check_permissions(
     tx: &mut sqlx::PgConnection,
@@ -145,10 +86,6 @@ async fn check_permissions(
         )));
     }
     Ok(())
-}
-
-fn builtin_conflict() -> ApiError {
-    ApiError::new(ErrorCode::Conflict).with_detail("Built-in roles cannot be changed or deleted.")
 }
 
 /// The catalogue of permission names.
