@@ -133,6 +133,7 @@ pub fn with_edge(api: Router<AppState>, state: AppState) -> Router {
         // Per route (and for the fallback), so the matched template is known.
         .layer(middleware::from_fn(mw::track_metrics))
         // What the layers mounted with each group of routes read.
+        .layer(Extension(state.query_cache.clone()))
         .layer(Extension(state.clone()))
         .with_state(state.clone());
     let mut router = router

@@ -31,7 +31,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::{db::Db, kv::Kv, state::AppState};
+use crate::{db::Db, kv::Kv};
 
 const GENERATION: &str = "query-cache:generation";
 /// How long the store keeps a generation after it was made; forgetting it only
@@ -175,17 +175,17 @@ fn new_generation() -> String {
 /// of its own, so a client that hangs up or a request that times out after
 /// its commit cannot cancel it.
 pub async fn drop_after_writes(
-    Extension(state): Extension<AppState>,
+    Extension(cache): Extension<QueryCache>,
     request: Request,
     next: Next,
 ) -> Response {
     let writes = !request.method().is_safe();
     let response = next.run(request).await;
-    if writes && !response.status().is_client_error() {
-        let cache = state.query_cache.clone();
-        if let Err(err) = tokio::spawn(async move { cache.drop_all().await }).await {
-            tracing::warn!(error = %err, "query cache: the retirement did not finish");
-        }
+    if writes
+        && !response.status().is_client_error()
+        && let Err(err) = tokio::spawn(async move { cache.drop_all().await }).await
+    {
+        tracing::warn!(error = %err, "query cache: the retirement did not finish");
     }
     response
 }
