@@ -240,6 +240,29 @@ mod tests {
     }
 
     #[test]
+    fn parameters_sit_where_the_server_reads_them() {
+        let doc = document();
+        let mut queries = 0;
+        for (method, path, op) in operations(&doc) {
+            for param in op["parameters"].as_array().into_iter().flatten() {
+                let name = param["name"].as_str().unwrap_or_default();
+                match param["in"].as_str() {
+                    Some("path") => assert!(
+                        path.contains(&format!("{{{name}}}")),
+                        "{method} {path} declares `{name}` in the path, which has no such segment"
+                    ),
+                    Some("query") => queries += 1,
+                    _ => {}
+                }
+            }
+        }
+        assert!(
+            queries > 20,
+            "only {queries} query parameters are documented"
+        );
+    }
+
+    #[test]
     fn public_reads_that_refuse_a_bad_token_document_401() {
         let doc = document();
         for path in ["/v1/projects", "/v1/projects/{id}", "/v1/users/{id}"] {

@@ -211,6 +211,7 @@ pub async fn delete_user(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SearchParams {
     /// Words; every one must match the name, headline, skills or bio (prefixes

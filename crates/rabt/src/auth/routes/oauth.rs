@@ -26,6 +26,7 @@ use crate::{
 };
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuthorizeParams {
     /// A page of the web app to come back to.
@@ -33,6 +34,7 @@ pub struct AuthorizeParams {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CallbackParams {
     pub code: Option<String>,
     pub state: Option<String>,
