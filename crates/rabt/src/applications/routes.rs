@@ -20,6 +20,7 @@ use crate::{
         idempotency::{IdempotencyKey, Idempotent},
         openapi::{Forbidden, InvalidTransition, NotFound, Validation},
         pagination::{self, Key, Page, Position},
+        patch,
     },
     projects::{model::ProjectStatus, store as projects},
     query_cache,
@@ -250,13 +251,7 @@ pub async fn transition_application(
     AppPath(id): AppPath<Uuid>,
     AppJson(step): AppJson<ApplicationTransition>,
 ) -> Result<Json<Application>, ApiError> {
-    let note = step
-        .note
-        .map(|n| n.trim().to_owned())
-        .filter(|n| !n.is_empty());
-    if let Some(error) = crate::search::too_long("note", note.as_deref(), 2000) {
-        return Err(ApiError::validation(vec![error]));
-    }
+    let note = patch::optional_note("note", step.note, 2000)?;
     let mut tx = state.db.begin(&caller.actor()).await?;
     let row = store::find(&mut tx, id)
         .await?

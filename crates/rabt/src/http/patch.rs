@@ -56,3 +56,20 @@ pub fn optional_text(
         }
     }
 }
+
+/// Optional free text that comes with a request (a transition's reason or
+/// note), as [`optional_text`] reads it: trimmed, `""` is none, and more than
+/// `max` characters is a 422.
+pub fn optional_note(
+    field: &str,
+    value: Option<String>,
+    max: usize,
+) -> Result<Option<String>, super::ApiError> {
+    let mut errors = Vec::new();
+    let note = optional_text(field, Some(value), max, None, &mut errors);
+    if errors.is_empty() {
+        Ok(note)
+    } else {
+        Err(super::ApiError::validation(errors))
+    }
+}

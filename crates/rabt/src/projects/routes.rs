@@ -22,9 +22,9 @@ use crate::{
         error::{ProblemBody, violated_constraint},
         idempotency::{IdempotencyKey, Idempotent},
         openapi::{Forbidden, InvalidTransition, NotFound, PlanLimit, Validation},
+        patch,
     },
     query_cache,
-    search::too_long,
     state::AppState,
 };
 
@@ -221,13 +221,7 @@ pub async fn transition_project(
     AppPath(id): AppPath<Uuid>,
     AppJson(step): AppJson<ProjectTransition>,
 ) -> Result<Json<Project>, ApiError> {
-    let reason = step
-        .reason
-        .map(|r| r.trim().to_owned())
-        .filter(|r| !r.is_empty());
-    if let Some(error) = too_long("reason", reason.as_deref(), 500) {
-        return Err(ApiError::validation(vec![error]));
-    }
+    let reason = patch::optional_note("reason", step.reason, 500)?;
     let mut tx = state.db.begin(&caller.actor()).await?;
     let row = store::find(&mut tx, id)
         .await?
