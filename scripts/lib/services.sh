@@ -15,7 +15,8 @@
 # (default <repo>/.data) on 127.0.0.1:54329 / 127.0.0.1:63790.
 #
 # Knobs: RABT_DATA_DIR, RABT_PG_FAST=1 (fsync=off), RABT_PG_PORT (54329),
-# RABT_REDIS_PORT (63790).
+# RABT_REDIS_PORT (63790), RABT_PRIVATE_SERVICES=1 (skip the first two steps:
+# always the private servers, as the load tools need).
 #
 # The functions return non-zero (after a message on stderr) instead of
 # exiting, so callers may treat a service as optional.
@@ -279,6 +280,10 @@ _rabt_pg_private() {
 }
 
 rabt_ensure_postgres() {
+    if [[ "${RABT_PRIVATE_SERVICES:-0}" == 1 ]]; then
+        _rabt_pg_private
+        return
+    fi
     if [[ -n "${DATABASE_URL:-}" ]]; then
         local shown
         shown="$(rabt_redact_url "$DATABASE_URL")"
@@ -423,6 +428,10 @@ _rabt_redis_private() {
 }
 
 rabt_ensure_redis() {
+    if [[ "${RABT_PRIVATE_SERVICES:-0}" == 1 ]]; then
+        _rabt_redis_private
+        return
+    fi
     if [[ -n "${REDIS_URL:-}" ]]; then
         local shown
         shown="$(rabt_redact_url "$REDIS_URL")"

@@ -11,8 +11,14 @@ use axum::{Extension, Router, extract::DefaultBodyLimit, http::StatusCode, middl
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::{
-    catch_panic::CatchPanicLayer, sensitive_headers::SetSensitiveRequestHeadersLayer,
-    set_header::SetResponseHeaderLayer, timeout::TimeoutLayer,
+    catch_panic::CatchPanicLayer,
+    compression::{
+        CompressionLayer,
+        predicate::{DefaultPredicate, Predicate as _, SizeAbove},
+    },
+    sensitive_headers::SetSensitiveRequestHeadersLayer,
+    set_header::SetResponseHeaderLayer,
+    timeout::TimeoutLayer,
 };
 use utoipa::OpenApi as _;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -122,9 +128,12 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     api_router().1
 }
 
+/// The smallest response body worth compressing, in bytes.
+const COMPRESS_FROM: u64 = 1024;
+
 /// Wraps routes in the edge every route shares: request ids and logging, problem
-/// bodies for bare errors and panics, security headers, CORS, timeout, body
-/// limit, and per-route metrics.
+/// bodies for bare errors and panics, security headers, CORS, compression,
+/// timeout, body limit, and per-route metrics.
 pub fn with_edge(api: Router<AppState>, state: AppState) -> Router {
     let settings = &state.settings;
     let hsts = settings.public_url.scheme() == "https" || settings.tls.is_some();
@@ -147,6 +156,13 @@ pub fn with_edge(api: Router<AppState>, state: AppState) -> Router {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
     }
     router
+        // gzip, br or zstd for clients that ask (Accept-Encoding), for
+        // bodies of 1 KiB and more: below that the framing costs more than
+        // it saves (docs/PERFORMANCE.md has the sizes).
+        .layer(
+            CompressionLayer::new()
+                .compress_when(DefaultPredicate::new().and(SizeAbove::new(COMPRESS_FROM))),
+        )
         .layer(CatchPanicLayer::custom(mw::panic_to_problem))
         .layer(middleware::from_fn(mw::problem_for_bare_errors))
         .layer(SetSensitiveRequestHeadersLayer::new([
@@ -234,6 +250,12 @@ impl Application {
         let grants = tokio::spawn(crate::auth::sessions::follow_grant_changes(
             self.state.db.clone(),
             self.state.kv.clone(),
+            self.state.session_checks.clone(),
+            shutdown.clone(),
+        ));
+        let session_ends = tokio::spawn(crate::auth::sessions::follow_session_ends(
+            self.state.db.clone(),
+            self.state.session_checks.clone(),
             shutdown.clone(),
         ));
         let searches = tokio::spawn(crate::query_cache::follow_changes(
@@ -260,8 +282,9 @@ impl Application {
             worker.await?;
         }
         grants.abort();
+        session_ends.abort();
         searches.abort();
-        self.state.db.pool().close().await;
+        self.state.db.close().await;
         Ok(())
     }
 }

@@ -39,44 +39,50 @@ impl Rate {
     }
 }
 
-/// The verdict of one rate-limited request.
+/// The verdict of one rate-limited request, or of a batch of them
+/// ([`Kv::rate_limit_batch`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateDecision {
     pub allowed: bool,
+    /// How many requests were admitted (at least one when allowed).
+    pub granted: u32,
     /// How long until a request would be allowed (zero when allowed).
     pub retry_after: Duration,
-    /// Requests left in the current burst.
+    /// Requests left in the current burst, after those granted.
     pub remaining: u32,
 }
 
-/// One step of GCRA (the generic cell rate algorithm): `tat` is the stored
-/// "theoretical arrival time". Returns the decision and, when allowed, the new
-/// `tat` to store. The Redis script below is the same arithmetic.
-fn gcra(now_ms: i64, tat_ms: Option<i64>, rate: Rate) -> (RateDecision, Option<i64>) {
+/// One step of GCRA (the generic cell rate algorithm) for up to `want`
+/// requests at once: `tat` is the stored "theoretical arrival time". Grants
+/// as many as the burst allows now (at least one, or the request is refused)
+/// and returns the decision and, when allowed, the new `tat` to store. The
+/// Redis script below is the same arithmetic.
+fn gcra(now_ms: i64, tat_ms: Option<i64>, rate: Rate, want: u32) -> (RateDecision, Option<i64>) {
     let interval = rate.interval_ms();
     let burst = i64::from(rate.requests.max(1)) * interval;
     let tat = tat_ms.unwrap_or(now_ms).max(now_ms);
-    let new_tat = tat + interval;
-    let allow_at = new_tat - burst;
-    if now_ms < allow_at {
-        let wait = u64::try_from(allow_at - now_ms).unwrap_or(0);
+    let available = (now_ms + burst - tat).div_euclid(interval);
+    if available < 1 {
+        let wait = u64::try_from(tat + interval - burst - now_ms).unwrap_or(0);
         return (
             RateDecision {
                 allowed: false,
+                granted: 0,
                 retry_after: Duration::from_millis(wait),
                 remaining: 0,
             },
             None,
         );
     }
-    let remaining = u32::try_from((now_ms - allow_at) / interval).unwrap_or(u32::MAX);
+    let granted = available.min(i64::from(want.max(1)));
     (
         RateDecision {
             allowed: true,
+            granted: u32::try_from(granted).unwrap_or(1),
             retry_after: Duration::ZERO,
-            remaining,
+            remaining: u32::try_from(available - granted).unwrap_or(u32::MAX),
         },
-        Some(new_tat),
+        Some(tat + granted * interval),
     )
 }
 
@@ -85,15 +91,17 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2]) * interval
+local want = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - burst
-if now < allow_at then
-  return {0, allow_at - now, 0}
+local available = math.floor((now + burst - tat) / interval)
+if available < 1 then
+  return {0, tat + interval - burst - now, 0}
 end
+local granted = math.min(want, available)
+local new_tat = tat + granted * interval
 redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
-return {1, 0, math.floor((now - allow_at) / interval)}
+return {granted, 0, available - granted}
 ";
 
 /// Raises the counter at KEYS[1] to ARGV[1] unless it already holds as much;
@@ -373,18 +381,32 @@ impl Kv {
     /// Counts one request against `key` at `rate` (GCRA), atomically across
     /// every instance sharing the Redis.
     pub async fn rate_limit(&self, key: &str, rate: Rate) -> anyhow::Result<RateDecision> {
+        self.rate_limit_batch(key, rate, 1).await
+    }
+
+    /// Counts up to `want` requests at once against `key` at `rate`, as many
+    /// as the burst allows now: the grant of a batch that requests then use
+    /// without asking again (see `http::rate_limit`).
+    pub async fn rate_limit_batch(
+        &self,
+        key: &str,
+        rate: Rate,
+        want: u32,
+    ) -> anyhow::Result<RateDecision> {
         let key = self.key(key);
         match &self.backend {
             Backend::Redis { conn, gcra, .. } => {
-                let (allowed, wait_ms, remaining): (i64, i64, i64) = gcra
+                let (granted, wait_ms, remaining): (i64, i64, i64) = gcra
                     .key(&key)
                     .arg(rate.interval_ms())
                     .arg(rate.requests.max(1))
+                    .arg(want.max(1))
                     .invoke_async(&mut conn.clone())
                     .await
                     .context("redis rate limit script")?;
                 Ok(RateDecision {
-                    allowed: allowed == 1,
+                    allowed: granted >= 1,
+                    granted: u32::try_from(granted).unwrap_or(0),
                     retry_after: Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0)),
                     remaining: u32::try_from(remaining).unwrap_or(0),
                 })
@@ -398,7 +420,7 @@ impl Kv {
                 if rates.len() > 100_000 {
                     rates.retain(|_, tat| *tat > now);
                 }
-                let (decision, new_tat) = gcra(now, rates.get(&key).copied(), rate);
+                let (decision, new_tat) = gcra(now, rates.get(&key).copied(), rate, want);
                 if let Some(tat) = new_tat {
                     rates.insert(key, tat);
                 }
@@ -437,12 +459,12 @@ mod tests {
     fn gcra_allows_a_full_burst_then_refuses() {
         let mut tat = None;
         for expected_remaining in (0..5).rev() {
-            let (decision, new_tat) = gcra(1_000, tat, FIVE_PER_SECOND);
+            let (decision, new_tat) = gcra(1_000, tat, FIVE_PER_SECOND, 1);
             assert!(decision.allowed);
             assert_eq!(decision.remaining, expected_remaining);
             tat = new_tat;
         }
-        let (decision, new_tat) = gcra(1_000, tat, FIVE_PER_SECOND);
+        let (decision, new_tat) = gcra(1_000, tat, FIVE_PER_SECOND, 1);
         assert!(!decision.allowed);
         assert_eq!(decision.retry_after, Duration::from_millis(200));
         assert_eq!(new_tat, None);
@@ -452,12 +474,29 @@ mod tests {
     fn gcra_refills_one_request_per_interval() {
         let mut tat = None;
         for _ in 0..5 {
-            tat = gcra(0, tat, FIVE_PER_SECOND).1;
+            tat = gcra(0, tat, FIVE_PER_SECOND, 1).1;
         }
-        assert!(!gcra(199, tat, FIVE_PER_SECOND).0.allowed);
-        let (decision, _) = gcra(200, tat, FIVE_PER_SECOND);
+        assert!(!gcra(199, tat, FIVE_PER_SECOND, 1).0.allowed);
+        let (decision, _) = gcra(200, tat, FIVE_PER_SECOND, 1);
         assert!(decision.allowed);
         assert_eq!(decision.remaining, 0);
+    }
+
+    #[test]
+    fn gcra_grants_a_batch_up_to_what_the_burst_holds() {
+        let (first, tat) = gcra(0, None, FIVE_PER_SECOND, 3);
+        assert_eq!(
+            (first.allowed, first.granted, first.remaining),
+            (true, 3, 2)
+        );
+        let (second, tat) = gcra(0, tat, FIVE_PER_SECOND, 3);
+        assert_eq!(
+            (second.allowed, second.granted, second.remaining),
+            (true, 2, 0)
+        );
+        let (third, none) = gcra(0, tat, FIVE_PER_SECOND, 3);
+        assert!(!third.allowed && third.granted == 0 && none.is_none());
+        assert_eq!(third.retry_after, Duration::from_millis(200));
     }
 
     #[tokio::test]

@@ -147,7 +147,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let registry = app::job_registry(&state.settings)?;
             let worker = rabt::jobs::Worker::new(state.db.clone(), registry, jobs);
             worker.run_until_stopped(shutdown, grace).await;
-            state.db.pool().close().await;
+            state.db.close().await;
             Ok(())
         }
         Command::Migrate => {
@@ -162,7 +162,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let db = rabt::db::Db::connect_lazy(&settings)?;
             let keyring = rabt::crypto::Keyring::from_settings(&settings);
             let rotation = rabt::crypto::rotate(&db, &keyring).await;
-            db.pool().close().await;
+            db.close().await;
             let rotation = rotation?;
             #[allow(clippy::print_stdout)]
             {
@@ -207,7 +207,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                         })
                 }
             };
-            db.pool().close().await;
+            db.close().await;
             let message = result?;
             #[allow(clippy::print_stdout)]
             {

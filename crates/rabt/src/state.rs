@@ -9,8 +9,14 @@ use std::{sync::Arc, time::Duration};
 use axum::extract::FromRef;
 
 use crate::{
-    auth::tokens::AccessTokens, config::Settings, crypto::Keyring, db::Db,
-    http::pagination::Cursors, kv::Kv, query_cache::QueryCache, telemetry,
+    auth::{sessions::HeldChecks, tokens::AccessTokens},
+    config::Settings,
+    crypto::Keyring,
+    db::Db,
+    http::{pagination::Cursors, rate_limit::Limiter},
+    kv::Kv,
+    query_cache::QueryCache,
+    telemetry,
 };
 
 /// What every handler can reach.
@@ -31,6 +37,10 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
     /// Answers to anonymous searches.
     pub query_cache: QueryCache,
+    /// Counts requests against their rate limits.
+    pub rate_limiter: Limiter,
+    /// Session checks this instance answered in the last second.
+    pub session_checks: HeldChecks,
 }
 
 /// Connects what the state holds.
@@ -49,6 +59,8 @@ pub async fn build(
     let query_cache = QueryCache::new(kv.clone(), settings.search_cache);
     Ok(AppState {
         db,
+        rate_limiter: Limiter::new(kv.clone()),
+        session_checks: HeldChecks::default(),
         kv,
         query_cache,
         settings,

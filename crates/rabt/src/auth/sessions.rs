@@ -13,6 +13,16 @@
 //! SQL), from `NOTIFY rabt_grants` ([`follow_grant_changes`]). The store only
 //! ever raises a version, so a slow reader cannot put an older one back. Live
 //! answers are cached for a minute at most.
+//!
+//! Each instance also holds the answers it found for [`HELD_FOR`] (one
+//! second) in its own memory ([`HeldChecks`]), so a busy session costs a
+//! round trip to the store once a second rather than on every request. The
+//! instance that ends a session or changes grants drops what it holds at
+//! once, and every instance drops what it holds of a session when `NOTIFY
+//! rabt_sessions` announces its end ([`follow_session_ends`]) and of a user
+//! when `NOTIFY rabt_grants` announces new grants: a revocation made
+//! elsewhere counts here as soon as its notification arrives (milliseconds),
+//! and within that second if it is lost.
 
 use std::time::Duration;
 
@@ -29,6 +39,8 @@ use crate::{
 };
 
 const DEAD: &[u8] = b"0";
+/// How long an instance answers a session check from its own memory.
+pub const HELD_FOR: Duration = Duration::from_secs(1);
 const ALIVE_FOR: Duration = Duration::from_secs(60);
 /// How long the store remembers a user's grants version; a forgotten one only
 /// makes the next check read Postgres.
@@ -42,6 +54,56 @@ fn version_key(user: Uuid) -> String {
     format!("grants-version:{user}")
 }
 
+/// Live sessions' answers held in this process, for [`HELD_FOR`].
+#[derive(Clone)]
+pub struct HeldChecks(moka::future::Cache<Uuid, Held>);
+
+#[derive(Clone)]
+struct Held {
+    user: Uuid,
+    grants: Grants,
+}
+
+impl std::fmt::Debug for HeldChecks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldChecks")
+            .field("entries", &self.0.entry_count())
+            .finish()
+    }
+}
+
+impl Default for HeldChecks {
+    fn default() -> Self {
+        Self(
+            moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(HELD_FOR)
+                .support_invalidation_closures()
+                .build(),
+        )
+    }
+}
+
+impl HeldChecks {
+    async fn forget_sessions(&self, sessions: &[Uuid]) {
+        for session in sessions {
+            self.0.invalidate(session).await;
+        }
+    }
+
+    fn forget_users(&self, users: &[Uuid]) {
+        let users = users.to_vec();
+        if let Err(err) = self
+            .0
+            .invalidate_entries_if(move |_, held| users.contains(&held.user))
+        {
+            // Only when closures are not supported, which the builder asks for.
+            tracing::error!(error = %err, "could not drop held session checks");
+            self.0.invalidate_all();
+        }
+    }
+}
+
 /// A live session's cached answer.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Cached {
@@ -51,6 +113,28 @@ struct Cached {
 
 /// The grants of `user` if `session` is alive, `None` if it has ended.
 pub async fn check(
+    state: &AppState,
+    session: Uuid,
+    user: Uuid,
+) -> Result<Option<Grants>, ApiError> {
+    if let Some(held) = state.session_checks.0.get(&session).await
+        && held.user == user
+    {
+        return Ok(Some(held.grants));
+    }
+    let grants = check_store(state, session, user).await?;
+    if let Some(grants) = &grants {
+        let held = Held {
+            user,
+            grants: grants.clone(),
+        };
+        state.session_checks.0.insert(session, held).await;
+    }
+    Ok(grants)
+}
+
+/// [`check`], asking the shared store, then Postgres.
+async fn check_store(
     state: &AppState,
     session: Uuid,
     user: Uuid,
@@ -112,6 +196,7 @@ fn dead_for(state: &AppState) -> Duration {
 
 /// Marks sessions dead in the cache, after their revocation committed.
 pub async fn forget(state: &AppState, sessions: &[Uuid]) {
+    state.session_checks.forget_sessions(sessions).await;
     for session in sessions {
         if let Err(err) = state.kv.set(&key(*session), DEAD, dead_for(state)).await {
             tracing::error!(error = %err, session = %session,
@@ -128,6 +213,7 @@ pub async fn publish_grants(state: &AppState, users: &[Uuid]) {
     if users.is_empty() {
         return;
     }
+    state.session_checks.forget_users(users);
     let versions = async {
         let mut tx = state.db.begin(&Actor::Service).await?;
         let versions = super::grants::grants_versions(&mut tx, users).await?;
@@ -155,7 +241,7 @@ async fn raise_version(kv: &Kv, user: Uuid, version: i64) {
 /// Follows `NOTIFY rabt_grants` (`"<user id> <version>"`, sent by the
 /// database with every change of grants, whoever made it) into the store,
 /// until `shutdown`.
-pub async fn follow_grant_changes(db: Db, kv: Kv, shutdown: CancellationToken) {
+pub async fn follow_grant_changes(db: Db, kv: Kv, held: HeldChecks, shutdown: CancellationToken) {
     crate::db::follow_channel(
         &db,
         "rabt_grants",
@@ -163,13 +249,47 @@ pub async fn follow_grant_changes(db: Db, kv: Kv, shutdown: CancellationToken) {
         &shutdown,
         |payload| {
             let kv = kv.clone();
+            let held = held.clone();
             async move {
                 let parsed = payload
                     .split_once(' ')
                     .and_then(|(u, v)| Some((u.parse::<Uuid>().ok()?, v.parse::<i64>().ok()?)));
                 match parsed {
-                    Some((user, version)) => raise_version(&kv, user, version).await,
+                    Some((user, version)) => {
+                        held.forget_users(&[user]);
+                        raise_version(&kv, user, version).await;
+                    }
                     None => tracing::warn!("unreadable rabt_grants notification"),
+                }
+            }
+        },
+    )
+    .await;
+}
+
+/// Follows `NOTIFY rabt_sessions` (a session id, sent by the database when a
+/// session ends, whoever ended it) into this instance's [`HeldChecks`], until
+/// `shutdown`. Each time it starts listening it drops everything held, since
+/// an end may have been missed while it was not.
+pub async fn follow_session_ends(db: Db, held: HeldChecks, shutdown: CancellationToken) {
+    crate::db::follow_channel_from(
+        &db,
+        "rabt_sessions",
+        "the session listener",
+        &shutdown,
+        || {
+            held.0.invalidate_all();
+            async {}
+        },
+        |payload| {
+            let held = held.clone();
+            async move {
+                match payload.parse::<Uuid>() {
+                    Ok(session) => held.forget_sessions(&[session]).await,
+                    Err(_) => {
+                        tracing::warn!("unreadable rabt_sessions notification");
+                        held.0.invalidate_all();
+                    }
                 }
             }
         },

@@ -116,9 +116,8 @@ pub async fn get_project(
     caller: MaybeAuthUser,
     AppPath(id): AppPath<Uuid>,
 ) -> Result<Json<Project>, ApiError> {
-    let mut tx = state.db.begin(&caller.actor()).await?;
+    let mut tx = state.db.read(&caller.actor()).await?;
     let project = load(&mut tx, id).await?;
-    tx.commit().await?;
     Ok(Json(project))
 }
 
@@ -276,13 +275,12 @@ pub async fn project_history(
     caller: AuthUser,
     AppPath(id): AppPath<Uuid>,
 ) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
-    let mut tx = state.db.begin(&caller.actor()).await?;
+    let mut tx = state.db.read(&caller.actor()).await?;
     let row = store::find(&mut tx, id)
         .await?
         .ok_or_else(ApiError::not_found)?;
     may_manage(&caller, &row)?;
     let rows = store::history(&mut tx, id).await?;
-    tx.commit().await?;
     Ok(Json(
         rows.into_iter()
             .map(|r| HistoryEntry {

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use axum::{
+    body::Bytes,
     extract::State,
     http::{HeaderValue, header},
     response::{IntoResponse as _, Response},
@@ -315,7 +316,7 @@ pub async fn search_projects(
             facets: (!facets.is_empty()).then(|| group_facets(&facets, Vec::new())),
         };
         let body = serde_json::to_vec(&nothing).map_err(ApiError::internal)?;
-        return Ok(json_body(body, Lookup::Off.status()));
+        return Ok(json_body(body.into(), Lookup::Off.status()));
     }
     // Every anonymous caller sees the same projects and owners' names, so
     // they share answers; a signed-in caller may also see their own drafts
@@ -334,11 +335,17 @@ pub async fn search_projects(
     };
     let cache_status = lookup.status();
     let slot = match lookup {
-        Lookup::Hit(body) => return Ok(json_body(body, cache_status)),
+        Lookup::Hit(body) => return Ok(json_body(Bytes::from_owner(body), cache_status)),
         Lookup::Miss(slot) => Some(slot),
         Lookup::Off => None,
     };
-    let mut tx = state.db.begin(&caller.actor()).await?;
+    // The typo-tolerant retry of a search with words sets its threshold for
+    // the rest of the transaction (`store::widen_typos`).
+    let mut tx = if filters.all_words.is_some() {
+        state.db.read_transaction(&caller.actor()).await?
+    } else {
+        state.db.read(&caller.actor()).await?
+    };
     let page = find_page(
         &state,
         &mut tx,
@@ -349,12 +356,11 @@ pub async fn search_projects(
         &facets,
     )
     .await?;
-    tx.commit().await?;
     let body = serde_json::to_vec(&page).map_err(ApiError::internal)?;
     if let Some(slot) = slot {
         state.query_cache.keep(slot, &body).await;
     }
-    Ok(json_body(body, cache_status))
+    Ok(json_body(body.into(), cache_status))
 }
 
 /// Everything an anonymous search's answer depends on: its query-cache key.
@@ -368,7 +374,7 @@ struct SearchQuery<'a> {
 }
 
 /// A JSON body that is already serialised.
-fn json_body(body: Vec<u8>, cache_status: HeaderValue) -> Response {
+fn json_body(body: Bytes, cache_status: HeaderValue) -> Response {
     (
         [
             (

@@ -339,6 +339,7 @@ macro_rules! facet_counts {
 /// For the rest of the transaction, a word matches a title word whose trigram
 /// similarity is at least 0.5 (pg_trgm's default, 0.6, misses one wrong letter
 /// in a six-letter word).
+/// Needs a transaction (`Db::read_transaction`, not an anonymous `Db::read`).
 pub async fn widen_typos(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query!("select set_config('pg_trgm.word_similarity_threshold', '0.5', true)")
         .fetch_one(conn)

@@ -56,9 +56,8 @@ fn on_constraint(err: sqlx::Error) -> ApiError {
         (status = 200, description = "The caller", body = Me),
     ))]
 pub async fn get_me(State(state): State<AppState>, user: AuthUser) -> Result<Json<Me>, ApiError> {
-    let mut tx = state.db.begin(&user.actor()).await?;
+    let mut tx = state.db.read(&user.actor()).await?;
     let me = load_me(&mut tx, user.id, user.roles.clone()).await?;
-    tx.commit().await?;
     Ok(Json(me))
 }
 
@@ -101,7 +100,7 @@ pub async fn get_user(
     caller: MaybeAuthUser,
     AppPath(id): AppPath<Uuid>,
 ) -> Result<Json<PublicProfile>, ApiError> {
-    let mut tx = state.db.begin(&caller.actor()).await?;
+    let mut tx = state.db.read(&caller.actor()).await?;
     let row = store::find_profile(&mut tx, id)
         .await?
         .ok_or_else(ApiError::not_found)?;
@@ -114,7 +113,6 @@ pub async fn get_user(
     } else {
         None
     };
-    tx.commit().await?;
     Ok(Json(PublicProfile::new(row, email)))
 }
 
@@ -311,7 +309,7 @@ pub async fn search_users(
         .transpose()?;
     // One more than asked, to know whether a next page exists.
     let fetch = limit + 1;
-    let mut tx = state.db.begin(&caller.actor()).await?;
+    let mut tx = state.db.read(&caller.actor()).await?;
     let mut filters = filters;
     filters.fuzzy = position.as_ref().is_some_and(|p| p.fuzzy);
     let mut rows = run_search(&mut tx, sort, &filters, position.as_ref(), fetch).await?;
@@ -320,7 +318,6 @@ pub async fn search_users(
         filters.fuzzy = true;
         rows = run_search(&mut tx, sort, &filters, None, fetch).await?;
     }
-    tx.commit().await?;
     let fuzzy = filters.fuzzy;
     let page = Page::from_rows(&state.cursors, rows, limit, |last| Position {
         order: sort,

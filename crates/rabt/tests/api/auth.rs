@@ -241,7 +241,7 @@ async fn two_tabs_refreshing_one_token_at_once_both_stay_signed_in() {
 }
 
 #[tokio::test]
-async fn a_logout_on_one_instance_is_refused_at_once_by_another() {
+async fn a_logout_on_one_instance_is_refused_within_a_second_by_another() {
     let env = spawn(vec![]).await;
     let pair = signed_in(&env, "ada@rabt.test").await;
     let (second, stop) = env.app.second_instance().await;
@@ -264,7 +264,18 @@ async fn a_logout_on_one_instance_is_refused_at_once_by_another() {
         )
         .await;
     assert_eq!(logout.status(), 204);
-    assert_eq!(me_on_second().await.unwrap().status(), 401);
+    // The second instance holds its answer for at most a second and drops
+    // it when NOTIFY rabt_sessions arrives (milliseconds): refused within
+    // that second, whatever the machine's load.
+    let deadline = std::time::Instant::now() + rabt::auth::sessions::HELD_FOR;
+    let status = loop {
+        let status = me_on_second().await.unwrap().status();
+        if status == 401 || std::time::Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(status, 401, "still served a second after the logout");
     stop.cancel();
 }
 

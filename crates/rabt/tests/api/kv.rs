@@ -67,6 +67,21 @@ async fn a_rate_limit_is_shared_by_every_instance() {
 }
 
 #[tokio::test]
+async fn batches_taken_by_two_instances_never_exceed_the_limit() {
+    let (one, two, _db) = two_instances().await;
+    let rate = Rate::per_minute(25);
+    let mut granted = 0;
+    for kv in [&one, &two].into_iter().cycle().take(8) {
+        let decision = kv.rate_limit_batch("read:user", rate, 10).await.unwrap();
+        assert_eq!(decision.allowed, decision.granted > 0);
+        granted += decision.granted;
+    }
+    assert_eq!(granted, 25, "the burst, shared, and nothing past it");
+    let refused = one.rate_limit_batch("read:user", rate, 10).await.unwrap();
+    assert!(!refused.allowed && refused.retry_after > Duration::ZERO);
+}
+
+#[tokio::test]
 async fn instances_with_different_prefixes_do_not_see_each_other() {
     let (one, _, db) = two_instances().await;
     let other = Kv::connect(&test_settings(&db, true, &[])).await.unwrap();

@@ -150,6 +150,56 @@ async fn claims_end_with_their_transaction() {
 }
 
 #[tokio::test]
+async fn reads_see_what_their_actor_may_and_never_write() {
+    let app = spawn_app().await;
+    let alice = app.insert_user("alice@rabt.test", "Alice", "private").await;
+    app.insert_user("open@rabt.test", "Open", "public").await;
+    // Anonymous reads use connections that run as `rabt_anonymous` for their
+    // whole session, with no claims: the policies apply as to any stranger.
+    for _ in 0..3 {
+        let mut read = app.app_db().read(&Actor::Anonymous).await.unwrap();
+        let (role, uid, names): (String, Option<Uuid>, Vec<String>) = sqlx::query_as(
+            "select current_user::text, auth.uid(), \
+                    array(select display_name from users order by display_name)",
+        )
+        .fetch_one(&mut *read)
+        .await
+        .unwrap();
+        assert_eq!((role.as_str(), uid), ("rabt_anonymous", None));
+        assert_eq!(
+            names,
+            ["Open"],
+            "a private profile is not a stranger's to see"
+        );
+    }
+    // A signed-in read is a read-only transaction with the caller's claims.
+    let mut read = app.app_db().read(&TestApp::as_user(alice)).await.unwrap();
+    let uid: Option<Uuid> = sqlx::query_scalar("select auth.uid()")
+        .fetch_one(&mut *read)
+        .await
+        .unwrap();
+    assert_eq!(uid, Some(alice));
+    let err = sqlx::query("update users set headline = 'x' where id = $1")
+        .bind(alice)
+        .execute(&mut *read)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("read-only transaction"), "{err}");
+    drop(read);
+    // Ended by the drop: no claims are left on the pool's connections.
+    for _ in 0..4 {
+        let mut conn = app.app_db().pool().acquire().await.unwrap();
+        let uid: Option<String> =
+            sqlx::query_scalar("select nullif(current_setting('request.user_id', true), '')")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+        assert_eq!(uid, None);
+    }
+}
+
+#[tokio::test]
 async fn requests_may_enqueue_jobs_but_never_read_or_change_them() {
     let app = spawn_app().await;
     let alice = app.insert_user("alice@rabt.test", "Alice", "private").await;
