@@ -174,13 +174,26 @@ async fn admin_grant_and_revoke_change_a_users_roles() {
     let no_role = run(&["grant", "ops@rabt.test", "overlord"]);
     assert!(!no_role.status.success());
 
-    let revoked = run(&["revoke", "ops@rabt.test", "admin"]);
-    assert!(revoked.status.success());
-    let left: i64 = sqlx::query_scalar("select count(*) from user_roles")
-        .fetch_one(&db.admin)
+    // The last active admin keeps the role.
+    let last = run(&["revoke", "ops@rabt.test", "admin"]);
+    assert!(!last.status.success());
+    assert!(
+        String::from_utf8_lossy(&last.stderr).contains("is the last active admin"),
+        "{last:?}"
+    );
+    sqlx::query("insert into users (email, display_name) values ('dev@rabt.test', 'Dev')")
+        .execute(&db.admin)
         .await
         .unwrap();
-    assert_eq!(left, 0);
+    assert!(run(&["grant", "dev@rabt.test", "admin"]).status.success());
+    let revoked = run(&["revoke", "ops@rabt.test", "admin"]);
+    assert!(revoked.status.success(), "{revoked:?}");
+    let left: Vec<String> =
+        sqlx::query_scalar("select u.email from user_roles r join users u on u.id = r.user_id")
+            .fetch_all(&db.admin)
+            .await
+            .unwrap();
+    assert_eq!(left, vec!["dev@rabt.test"]);
 }
 
 #[tokio::test]
