@@ -34,7 +34,7 @@ fn main() {
     .unwrap();
     let tokens = AccessTokens::from_settings(&settings);
     let token = tokens
-        .issue(Uuid::now_v7(), Uuid::now_v7(), vec!["member".into()])
+        .issue(Uuid::now_v7(), Uuid::now_v7(), vec!["member".into()], 1)
         .unwrap();
 
     let n = 200_000;

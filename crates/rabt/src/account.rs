@@ -91,6 +91,16 @@ pub struct Me {
     pub plan: String,
     pub created_at: DateTime<Utc>,
     pub policy: PolicyVersions,
+    pub mfa: MfaStatus,
+}
+
+/// Two-factor sign-in of the account.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MfaStatus {
+    /// A verified TOTP factor is on: sign-ins need a code.
+    pub enabled: bool,
+    /// Unused recovery codes.
+    pub recovery_codes_left: i64,
 }
 
 /// The privacy policy versions: the one the user accepted and the one in force.
@@ -111,7 +121,11 @@ pub async fn load_me(
         r#"select id, public.user_email(id) as "email!",
                   email_verified_at is not null as "email_verified!", display_name, headline,
                   bio, skills, location, avatar_file_id, visibility as "visibility: Visibility",
-                  created_at, plan
+                  created_at, plan,
+                  exists(select 1 from totp_factors f where f.user_id = users.id and f.verified)
+                    as "mfa_enabled!",
+                  (select count(r.id) from recovery_codes r
+                   where r.user_id = users.id and r.used_at is null) as "recovery_codes_left!"
            from users where id = $1"#,
         user
     )
@@ -136,6 +150,10 @@ pub async fn load_me(
         policy: PolicyVersions {
             accepted_version: None,
             current_version: None,
+        },
+        mfa: MfaStatus {
+            enabled: r.mfa_enabled,
+            recovery_codes_left: r.recovery_codes_left,
         },
     })
 }

@@ -25,6 +25,12 @@ pub enum Action {
     UserSuspended,
     UserReinstated,
     UserDeactivated,
+    MfaEnabled,
+    MfaDisabled,
+    MfaSucceeded,
+    MfaFailed,
+    RecoveryCodeUsed,
+    RecoveryCodesRegenerated,
 }
 
 impl Action {
@@ -45,6 +51,12 @@ impl Action {
             Self::UserSuspended => "user_suspended",
             Self::UserReinstated => "user_reinstated",
             Self::UserDeactivated => "user_deactivated",
+            Self::MfaEnabled => "mfa_enabled",
+            Self::MfaDisabled => "mfa_disabled",
+            Self::MfaSucceeded => "mfa_succeeded",
+            Self::MfaFailed => "mfa_failed",
+            Self::RecoveryCodeUsed => "recovery_code_used",
+            Self::RecoveryCodesRegenerated => "recovery_codes_regenerated",
         }
     }
 }

@@ -7,7 +7,8 @@
 //! - Each value is bound to where it lives (the associated data names the
 //!   column and row), so a ciphertext copied into another row does not open.
 //!
-//! Sealed columns today: `oauth_identities.access_token` (the provider's token).
+//! Sealed columns today: `oauth_identities.access_token` (the provider's
+//! token) and `totp_factors.secret_sealed` (a user's TOTP secret).
 
 use aes_gcm::{
     Aes256Gcm, KeyInit as _, Nonce,
@@ -124,6 +125,11 @@ pub fn oauth_token_context(provider: &str, subject: &str) -> String {
     format!("oauth_identities.access_token:{provider}:{subject}")
 }
 
+/// Where a TOTP secret is stored, as associated data.
+pub fn totp_secret_context(factor: Uuid) -> String {
+    format!("totp_factors.secret_sealed:{factor}")
+}
+
 /// What a rotation did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Rotation {
@@ -138,16 +144,84 @@ pub struct Rotation {
 /// server, which reads old and new keys alike).
 pub async fn rotate(db: &Db, keyring: &Keyring) -> anyhow::Result<Rotation> {
     let mut rotation = Rotation::default();
-    let mut skip: Vec<Uuid> = Vec::new();
-    loop {
-        let mut tx = db.begin(&Actor::Service).await?;
-        let batch = rotate_batch(&mut tx, keyring, &skip, &mut rotation).await?;
-        tx.commit().await?;
-        match batch {
-            Some(unreadable) => skip.extend(unreadable),
-            None => return Ok(rotation),
+    for column in [Column::ProviderTokens, Column::TotpSecrets] {
+        let mut skip: Vec<Uuid> = Vec::new();
+        loop {
+            let mut tx = db.begin(&Actor::Service).await?;
+            let batch = match column {
+                Column::ProviderTokens => {
+                    rotate_batch(&mut tx, keyring, &skip, &mut rotation).await?
+                }
+                Column::TotpSecrets => {
+                    rotate_totp_batch(&mut tx, keyring, &skip, &mut rotation).await?
+                }
+            };
+            tx.commit().await?;
+            match batch {
+                Some(unreadable) => skip.extend(unreadable),
+                None => break,
+            }
         }
     }
+    Ok(rotation)
+}
+
+/// The sealed columns a rotation walks, one after the other.
+#[derive(Debug, Clone, Copy)]
+enum Column {
+    ProviderTokens,
+    TotpSecrets,
+}
+
+/// One batch of TOTP secrets; `None` when nothing was left to do.
+async fn rotate_totp_batch(
+    conn: &mut PgConnection,
+    keyring: &Keyring,
+    skip: &[Uuid],
+    rotation: &mut Rotation,
+) -> anyhow::Result<Option<Vec<Uuid>>> {
+    let rows = sqlx::query!(
+        "select id, secret_sealed, secret_key_id from totp_factors \
+         where secret_key_id <> $1 and id <> all($2) \
+         order by id limit 200 for update skip locked",
+        keyring.current_id(),
+        skip,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut unreadable = Vec::new();
+    for row in rows {
+        let context = totp_secret_context(row.id);
+        let sealed = Sealed {
+            bytes: row.secret_sealed,
+            key_id: row.secret_key_id,
+        };
+        match keyring.open(&sealed, &context) {
+            Ok(plain) => {
+                let plain = secrecy::zeroize::Zeroizing::new(plain);
+                let sealed = keyring.seal(&plain, &context);
+                sqlx::query!(
+                    "update totp_factors set secret_sealed = $2, secret_key_id = $3 \
+                     where id = $1",
+                    row.id,
+                    sealed.bytes,
+                    sealed.key_id,
+                )
+                .execute(&mut *conn)
+                .await?;
+                rotation.resealed += 1;
+            }
+            Err(err) => {
+                tracing::error!(factor = %row.id, error = %err, "cannot re-seal a TOTP secret");
+                rotation.unreadable += 1;
+                unreadable.push(row.id);
+            }
+        }
+    }
+    Ok(Some(unreadable))
 }
 
 /// One batch; `None` when nothing was left to do.

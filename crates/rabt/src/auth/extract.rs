@@ -1,5 +1,6 @@
 //! `AuthUser`: the signed-in caller. A request with a bad, expired or revoked
-//! token is refused (401), never treated as anonymous.
+//! token is refused (401), never treated as anonymous. `Holding<P>` adds a
+//! permission, `StepUp<C>` a recent second factor (API.md §3).
 
 use std::marker::PhantomData;
 
@@ -24,6 +25,8 @@ pub struct AuthUser {
     /// Current, not as of the token: a changed role counts from the next request.
     pub roles: Vec<String>,
     pub permissions: Vec<String>,
+    /// The assurance level the access token carries (1 or 2).
+    pub aal: u8,
 }
 
 impl AuthUser {
@@ -80,6 +83,7 @@ where
             session_id: claims.sid,
             roles: grants.roles,
             permissions: grants.permissions,
+            aal: claims.aal,
         })
     }
 }
@@ -170,7 +174,59 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let caller = AuthUser::from_request_parts(parts, state).await?;
         caller.require::<P>()?;
+        super::mfa::require_enrolled_admin(&AppState::from_ref(state), &caller).await?;
         Ok(Self(caller, PhantomData))
+    }
+}
+
+/// An extractor that yields a signed-in caller: [`AuthUser`], [`Holding`].
+pub trait Caller {
+    fn caller(&self) -> &AuthUser;
+}
+
+impl Caller for AuthUser {
+    fn caller(&self) -> &AuthUser {
+        self
+    }
+}
+
+impl<P: Permission> Caller for Holding<P> {
+    fn caller(&self) -> &AuthUser {
+        &self.0
+    }
+}
+
+/// The caller `C` (an [`AuthUser`] or a [`Holding`]), who has proven a
+/// second factor in this session within the last 10 minutes, if they have
+/// two-factor sign-in on. Sensitive actions take it in place of `C`: a
+/// password change, the changes of two-factor sign-in itself, role
+/// assignment, and whatever else asks for it (the billing portal, erasure).
+/// Otherwise 403 `mfa_required` with an `mfa_token` whose challenge raises
+/// the session, before the body is read. It reads as the `C` it holds.
+#[derive(Debug, Clone)]
+pub struct StepUp<C = AuthUser>(C);
+
+impl<C> std::ops::Deref for StepUp<C> {
+    type Target = C;
+
+    fn deref(&self) -> &C {
+        &self.0
+    }
+}
+
+impl<S, C> FromRequestParts<S> for StepUp<C>
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+    C: FromRequestParts<S, Rejection = ApiError> + Caller + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let inner = C::from_request_parts(parts, state).await?;
+        super::mfa::require_recent_second_factor(&AppState::from_ref(state), inner.caller())
+            .await?;
+        Ok(Self(inner))
     }
 }
 

@@ -6,6 +6,17 @@
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+/// The constraint the database names when a change would leave no active
+/// admin (migrations/0020): taking `admin` from, suspending, deactivating
+/// or deleting the last one.
+pub const LAST_ACTIVE_ADMIN: &str = "users_last_active_admin";
+
+/// How [`LAST_ACTIVE_ADMIN`] reads to a client: 409 `conflict`.
+pub fn last_admin_conflict() -> crate::http::ApiError {
+    crate::http::ApiError::new(crate::http::ErrorCode::Conflict)
+        .with_detail("This is the last active admin: make someone else an admin first.")
+}
+
 /// The role everyone holds without a grant.
 pub const EVERYONE: &str = "member";
 

@@ -54,8 +54,12 @@ pub fn frontend_link(frontend: &Url, path: &str, token: Option<&str>) -> String 
     url.to_string()
 }
 
-/// Registers both handlers.
+/// Registers both handlers, and the sweep of spent and expired sign-in
+/// challenges.
 pub fn register(registry: &mut JobRegistry, frontend: Url, host: String) {
+    registry.sweep("mfa_challenges", |conn| {
+        Box::pin(super::mfa::store::delete_stale_challenges(conn))
+    });
     {
         let (frontend, host) = (frontend.clone(), host.clone());
         registry.register::<SendVerification, _, _>(move |ctx: JobContext, args| {

@@ -1,6 +1,6 @@
 //! Authentication and sessions (API.md §3): sign-up with email verification,
 //! password login, rotating refresh tokens with reuse detection, password reset
-//! and change, session listing and revocation.
+//! and change, session listing and revocation, and two-factor sign-in (`mfa`).
 //!
 //! Invariants:
 //! - passwords, refresh tokens and one-time tokens are stored only as hashes;
@@ -12,6 +12,7 @@
 pub mod extract;
 pub mod grants;
 pub mod jobs;
+pub mod mfa;
 pub mod oauth;
 pub mod passwords;
 pub mod routes;
@@ -19,4 +20,6 @@ pub mod sessions;
 pub mod store;
 pub mod tokens;
 
-pub use extract::{ALL_PERMISSIONS, AuthUser, Holding, MaybeAuthUser, Permission, permission};
+pub use extract::{
+    ALL_PERMISSIONS, AuthUser, Caller, Holding, MaybeAuthUser, Permission, StepUp, permission,
+};

@@ -156,21 +156,26 @@ pub async fn consume_one_time_token(
     .await
 }
 
-/// Creates a session and its first refresh token.
+/// Creates a session and its first refresh token; `second_factor` when the
+/// sign-in proved one (the session starts at aal 2).
 pub async fn create_session(
     conn: &mut PgConnection,
     user: Uuid,
     ttl: Duration,
     ip: Option<IpAddr>,
     user_agent: Option<&str>,
+    second_factor: bool,
 ) -> Result<(Uuid, String), sqlx::Error> {
     let session = sqlx::query_scalar!(
-        "insert into sessions (user_id, expires_at, ip, user_agent) \
-         values ($1, now() + make_interval(secs => $2), $3::text::inet, $4) returning id",
+        "insert into sessions (user_id, expires_at, ip, user_agent, aal, mfa_at) \
+         values ($1, now() + make_interval(secs => $2), $3::text::inet, $4, \
+                 case when $5 then 2 else 1 end, case when $5 then now() end) \
+         returning id",
         user,
         ttl.as_secs_f64(),
         ip.map(|ip| ip.to_string()),
         user_agent,
+        second_factor,
     )
     .fetch_one(&mut *conn)
     .await?;
@@ -339,13 +344,22 @@ pub struct SessionRow {
     pub last_seen_at: DateTime<Utc>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    pub aal: i16,
+}
+
+/// The assurance level of a session (1 when it is unknown).
+pub async fn session_aal(conn: &mut PgConnection, session: Uuid) -> Result<i16, sqlx::Error> {
+    let aal = sqlx::query_scalar!("select aal from sessions where id = $1", session)
+        .fetch_optional(conn)
+        .await?;
+    Ok(aal.unwrap_or(1))
 }
 
 /// The caller's live sessions (RLS limits them to the caller's own).
 pub async fn list_sessions(conn: &mut PgConnection) -> Result<Vec<SessionRow>, sqlx::Error> {
     sqlx::query_as!(
         SessionRow,
-        "select id, created_at, last_seen_at, host(ip) as ip, user_agent from sessions \
+        "select id, created_at, last_seen_at, host(ip) as ip, user_agent, aal from sessions \
          where revoked_at is null and expires_at > now() \
          order by created_at desc limit 100",
     )

@@ -18,12 +18,20 @@ use crate::{
 
 const AUDIENCE: &str = "rabt";
 
+fn aal1() -> u8 {
+    1
+}
+
 /// What an access token says.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AccessClaims {
     pub sub: Uuid,
     pub sid: Uuid,
     pub roles: Vec<String>,
+    /// Authenticator assurance level of the session: 1 (a password, an
+    /// emailed link or a provider), 2 (a second factor as well).
+    #[serde(default = "aal1")]
+    pub aal: u8,
     pub iat: i64,
     pub exp: i64,
     pub iss: String,
@@ -58,13 +66,20 @@ impl AccessTokens {
         }
     }
 
-    /// A token for `user` in session `sid`.
-    pub fn issue(&self, user: Uuid, sid: Uuid, roles: Vec<String>) -> anyhow::Result<String> {
+    /// A token for `user` in session `sid`, at the session's assurance level.
+    pub fn issue(
+        &self,
+        user: Uuid,
+        sid: Uuid,
+        roles: Vec<String>,
+        aal: u8,
+    ) -> anyhow::Result<String> {
         let now = chrono::Utc::now().timestamp();
         let claims = AccessClaims {
             sub: user,
             sid,
             roles,
+            aal,
             iat: now,
             exp: now + i64::try_from(self.ttl.as_secs()).unwrap_or(900),
             iss: self.issuer.clone(),
@@ -120,9 +135,10 @@ mod tests {
     fn an_issued_token_verifies_with_its_claims() {
         let keys = tokens(SECRET, 900);
         let (user, sid) = (Uuid::now_v7(), Uuid::now_v7());
-        let token = keys.issue(user, sid, vec!["member".into()]).unwrap();
+        let token = keys.issue(user, sid, vec!["member".into()], 2).unwrap();
         let claims = keys.verify(&token).unwrap();
         assert_eq!((claims.sub, claims.sid), (user, sid));
+        assert_eq!(claims.aal, 2);
         assert_eq!(claims.roles, vec!["member"]);
         assert_eq!(claims.aud, "rabt");
     }
@@ -130,7 +146,7 @@ mod tests {
     #[test]
     fn a_token_signed_with_another_secret_is_refused() {
         let token = tokens("another-secret-another-secret-xyz", 900)
-            .issue(Uuid::now_v7(), Uuid::now_v7(), vec![])
+            .issue(Uuid::now_v7(), Uuid::now_v7(), vec![], 1)
             .unwrap();
         let err = tokens(SECRET, 900).verify(&token).unwrap_err();
         assert_eq!(err.code(), ErrorCode::Unauthorized);
@@ -144,6 +160,7 @@ mod tests {
             sub: Uuid::now_v7(),
             sid: Uuid::now_v7(),
             roles: vec![],
+            aal: 1,
             iat: now - 1000,
             exp: now - 100,
             iss: keys.issuer.clone(),
@@ -160,7 +177,9 @@ mod tests {
     #[test]
     fn an_unsigned_token_is_refused() {
         let keys = tokens(SECRET, 900);
-        let token = keys.issue(Uuid::now_v7(), Uuid::now_v7(), vec![]).unwrap();
+        let token = keys
+            .issue(Uuid::now_v7(), Uuid::now_v7(), vec![], 1)
+            .unwrap();
         let mut parts: Vec<&str> = token.split('.').collect();
         let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
         parts[0] = &none_header;

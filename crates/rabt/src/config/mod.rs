@@ -191,6 +191,10 @@ pub struct AuthSettings {
     /// How long a spent refresh token is still answered (concurrent tabs).
     pub refresh_grace: Duration,
     pub session_ttl: Duration,
+    /// Holders of `roles.assign` or `users.manage` must turn on two-factor
+    /// sign-in before they may use the endpoints that need a permission
+    /// (`RABT_MFA_REQUIRED_FOR_ADMINS`, off by default).
+    pub mfa_required_for_admins: bool,
 }
 
 /// A configured OAuth client.

@@ -44,6 +44,7 @@ pub(super) struct RawSettings {
     access_token_ttl_secs: u64,
     refresh_grace_secs: u64,
     session_ttl_days: u64,
+    mfa_required_for_admins: bool,
     smtp_url: Option<String>,
     email_from: String,
     mail_dir: String,
@@ -101,6 +102,7 @@ impl Default for RawSettings {
             access_token_ttl_secs: 900,
             refresh_grace_secs: 10,
             session_ttl_days: 30,
+            mfa_required_for_admins: false,
             smtp_url: None,
             email_from: "rabt <no-reply@localhost>".into(),
             mail_dir: ".data/mail".into(),
@@ -460,6 +462,7 @@ impl RawSettings {
                 access_token_ttl: Duration::from_secs(self.access_token_ttl_secs),
                 refresh_grace: Duration::from_secs(self.refresh_grace_secs),
                 session_ttl: Duration::from_secs(self.session_ttl_days * 86_400),
+                mfa_required_for_admins: self.mfa_required_for_admins,
             },
             email: EmailSettings {
                 smtp_url,

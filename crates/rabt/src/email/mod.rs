@@ -37,6 +37,9 @@ pub enum Template {
     PasswordReset,
     PasswordChanged,
     ApplicationEvent,
+    MfaEnabled,
+    MfaDisabled,
+    RecoveryCodeUsed,
 }
 
 impl Template {
@@ -47,6 +50,9 @@ impl Template {
             Self::PasswordReset => "password_reset",
             Self::PasswordChanged => "password_changed",
             Self::ApplicationEvent => "application_event",
+            Self::MfaEnabled => "mfa_enabled",
+            Self::MfaDisabled => "mfa_disabled",
+            Self::RecoveryCodeUsed => "recovery_code_used",
         }
     }
 
@@ -70,15 +76,21 @@ impl Template {
             Self::PasswordReset => files!("password_reset"),
             Self::PasswordChanged => files!("password_changed"),
             Self::ApplicationEvent => files!("application_event"),
+            Self::MfaEnabled => files!("mfa_enabled"),
+            Self::MfaDisabled => files!("mfa_disabled"),
+            Self::RecoveryCodeUsed => files!("recovery_code_used"),
         }
     }
 
-    const ALL: [Self; 5] = [
+    const ALL: [Self; 8] = [
         Self::VerifyEmail,
         Self::SignupAttempt,
         Self::PasswordReset,
         Self::PasswordChanged,
         Self::ApplicationEvent,
+        Self::MfaEnabled,
+        Self::MfaDisabled,
+        Self::RecoveryCodeUsed,
     ];
 }
 
@@ -319,6 +331,7 @@ mod tests {
                 "reset_link": "https://app.rabt.test/reset",
                 "event": "shortlisted",
                 "project_title": "<b>Site</b>",
+                "codes_left": 9,
             });
             let rendered = templates.render(template, &vars).unwrap();
             assert!(!rendered.subject.is_empty());

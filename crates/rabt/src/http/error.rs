@@ -28,6 +28,7 @@ pub enum ErrorCode {
     EmailNotVerified,
     AccountSuspended,
     PolicyAcceptanceRequired,
+    MfaRequired,
     NotFound,
     MethodNotAllowed,
     Conflict,
@@ -59,6 +60,7 @@ impl ErrorCode {
             Self::EmailNotVerified => "email_not_verified",
             Self::AccountSuspended => "account_suspended",
             Self::PolicyAcceptanceRequired => "policy_acceptance_required",
+            Self::MfaRequired => "mfa_required",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict => "conflict",
@@ -89,7 +91,8 @@ impl ErrorCode {
             Self::Forbidden
             | Self::EmailNotVerified
             | Self::AccountSuspended
-            | Self::PolicyAcceptanceRequired => StatusCode::FORBIDDEN,
+            | Self::PolicyAcceptanceRequired
+            | Self::MfaRequired => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict
@@ -120,6 +123,7 @@ impl ErrorCode {
             Self::EmailNotVerified => "Email not verified",
             Self::AccountSuspended => "Account suspended",
             Self::PolicyAcceptanceRequired => "Policy acceptance required",
+            Self::MfaRequired => "Two-factor sign-in required",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::Conflict => "Conflict",
@@ -197,6 +201,11 @@ pub struct ProblemBody {
     pub request_id: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// With `mfa_required` from an action that needs a recent second factor:
+    /// the single-use token (5 minutes) to send to `POST /v1/auth/mfa/challenge`
+    /// with a code, which raises this session and answers a new token pair.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mfa_token: Option<String>,
 }
 
 /// An error answered to the client as a problem document.
@@ -205,6 +214,7 @@ pub struct ApiError {
     detail: Option<String>,
     errors: Vec<FieldError>,
     retry_after_secs: Option<u64>,
+    mfa_token: Option<String>,
     source: Option<anyhow::Error>,
 }
 
@@ -235,12 +245,19 @@ impl ApiError {
             detail: None,
             errors: Vec::new(),
             retry_after_secs: None,
+            mfa_token: None,
             source: None,
         }
     }
 
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
+        self
+    }
+
+    /// Adds the token of a second-factor challenge (`mfa_required`).
+    pub fn with_mfa_token(mut self, token: String) -> Self {
+        self.mfa_token = Some(token);
         self
     }
 
@@ -311,6 +328,7 @@ impl ApiError {
                 .unwrap_or_else(|| self.default_detail().to_owned()),
             request_id: request_id::current(),
             errors: self.errors.clone(),
+            mfa_token: self.mfa_token.clone(),
         }
     }
 }

@@ -55,6 +55,11 @@ pub struct InvalidToken(pub ProblemBody);
 #[response(status = 401, content_type = "application/problem+json")]
 pub struct Unauthorized(pub ProblemBody);
 
+/// A wrong, replayed or spent second-factor code (`invalid_credentials`).
+#[derive(IntoResponses)]
+#[response(status = 401, content_type = "application/problem+json")]
+pub struct WrongCode(pub ProblemBody);
+
 /// Past the plan's limit (`plan_limit_reached`).
 #[derive(IntoResponses)]
 #[response(status = 402, content_type = "application/problem+json")]
@@ -64,6 +69,13 @@ pub struct PlanLimit(pub ProblemBody);
 #[derive(IntoResponses)]
 #[response(status = 403, content_type = "application/problem+json")]
 pub struct Forbidden(pub ProblemBody);
+
+/// With two-factor sign-in on, this needs a second factor proven in the
+/// session within the last 10 minutes (`mfa_required`); the problem carries
+/// an `mfa_token` for `POST /v1/auth/mfa/challenge`.
+#[derive(IntoResponses)]
+#[response(status = 403, content_type = "application/problem+json")]
+pub struct StepUpRequired(pub ProblemBody);
 
 /// No such resource, or not visible to the caller (`not_found`).
 #[derive(IntoResponses)]
@@ -153,7 +165,9 @@ fn add_to(op: &mut Operation, api: bool) {
             add_described::<Forbidden>(
                 op,
                 format!(
-                    "The caller lacks the {} permission (`forbidden`)",
+                    "The caller lacks the {} permission (`forbidden`), or holds `roles.assign` \
+                     or `users.manage` without two-factor sign-in where the deployment requires \
+                     it (`mfa_required`)",
                     names.join(", ")
                 ),
             );

@@ -46,7 +46,14 @@ async fn change_by_email(db: &Db, email: &str, role: &str, grant: bool) -> anyho
     let changed = if grant {
         store::grant(&mut tx, user, role).await?
     } else {
-        store::revoke(&mut tx, user, role).await?
+        store::revoke(&mut tx, user, role).await.map_err(|err| {
+            match crate::http::error::violated_constraint(&err) {
+                Some(crate::auth::grants::LAST_ACTIVE_ADMIN) => anyhow::anyhow!(
+                    "{email} is the last active admin: make someone else an admin first"
+                ),
+                _ => err.into(),
+            }
+        })?
     };
     if changed {
         crate::audit::record(

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     audit::{self, Action},
-    auth::{AuthUser, Holding, permission, sessions},
+    auth::{AuthUser, Holding, StepUp, grants, permission, sessions},
     db::Actor,
     http::{
         ApiError, AppJson, AppPath, ClientInfo, ErrorCode, FieldError,
@@ -47,6 +47,7 @@ fn on_constraint(err: sqlx::Error) -> ApiError {
         Some("roles_pkey") => {
             ApiError::new(ErrorCode::Conflict).with_detail("A role with this name exists.")
         }
+        Some(grants::LAST_ACTIVE_ADMIN) => grants::last_admin_conflict(),
         _ => err.into(),
     }
 }
@@ -271,14 +272,18 @@ pub async fn delete_role(
     responses(
         (status = 200, body = UserRoles),
         (status = 403, description = "Lacks `roles.assign`, or the change grants or takes away \
-            a permission the caller does not hold (`forbidden`)", body = ProblemBody,
+            a permission the caller does not hold (`forbidden`); with two-factor sign-in on, no \
+            second factor in the last 10 minutes (`mfa_required`, with an `mfa_token` for \
+            `POST /v1/auth/mfa/challenge`)", body = ProblemBody,
             content_type = "application/problem+json"),
         NotFound,
+        (status = 409, description = "It would take `admin` from the last active admin (`conflict`)",
+            body = ProblemBody, content_type = "application/problem+json"),
         Validation,
     ))]
 pub async fn set_user_roles(
     State(state): State<AppState>,
-    caller: Holding<permission::RolesAssign>,
+    caller: StepUp<Holding<permission::RolesAssign>>,
     client: ClientInfo,
     AppPath(user): AppPath<Uuid>,
     AppJson(body): AppJson<UserRoles>,
@@ -329,7 +334,9 @@ pub async fn set_user_roles(
         return Err(ApiError::new(ErrorCode::Forbidden)
             .with_detail(format!("You cannot grant or take away `{lacking}`.")));
     }
-    store::set_user_roles(&mut tx, user, &wanted, Some(caller.id)).await?;
+    store::set_user_roles(&mut tx, user, &wanted, Some(caller.id))
+        .await
+        .map_err(on_constraint)?;
     audit::record(
         &mut tx,
         Some(caller.id),

@@ -15,7 +15,7 @@ use super::{
 use crate::{
     account::{Me, load_me},
     audit::{self, Action},
-    auth::{AuthUser, Holding, MaybeAuthUser, permission, sessions},
+    auth::{AuthUser, Holding, MaybeAuthUser, grants, permission, sessions},
     db::Actor,
     http::{
         ApiError, AppJson, AppPath, AppQuery, ClientInfo, ErrorCode, FieldError,
@@ -46,6 +46,7 @@ fn on_constraint(err: sqlx::Error) -> ApiError {
             "invalid",
             "1 to 80 characters.",
         )]),
+        Some(grants::LAST_ACTIVE_ADMIN) => grants::last_admin_conflict(),
         _ => err.into(),
     }
 }
@@ -122,6 +123,8 @@ pub async fn get_user(
     responses(
         (status = 200, body = PublicProfile),
         NotFound,
+        (status = 409, description = "Suspending the last active admin (`conflict`)",
+            body = ProblemBody, content_type = "application/problem+json"),
         Validation,
     ))]
 pub async fn moderate_user(
@@ -146,7 +149,10 @@ pub async fn moderate_user(
         return Err(ApiError::not_found());
     }
     if let Some(suspended) = suspended {
-        if !store::set_suspended(&mut tx, id, suspended).await? {
+        if !store::set_suspended(&mut tx, id, suspended)
+            .await
+            .map_err(on_constraint)?
+        {
             return Err(ApiError::not_found());
         }
         // Recorded with the change: both commit or neither does.
@@ -182,6 +188,8 @@ pub async fn moderate_user(
     responses(
         (status = 202, description = "Deactivated"),
         NotFound,
+        (status = 409, description = "Deactivating the last active admin (`conflict`)",
+            body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn delete_user(
     State(state): State<AppState>,
@@ -190,7 +198,10 @@ pub async fn delete_user(
     AppPath(id): AppPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = state.db.begin(&Actor::Service).await?;
-    if !store::deactivate(&mut tx, id).await? {
+    if !store::deactivate(&mut tx, id)
+        .await
+        .map_err(on_constraint)?
+    {
         return Err(ApiError::not_found());
     }
     audit::record(

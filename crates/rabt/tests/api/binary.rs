@@ -174,13 +174,26 @@ async fn admin_grant_and_revoke_change_a_users_roles() {
     let no_role = run(&["grant", "ops@rabt.test", "overlord"]);
     assert!(!no_role.status.success());
 
-    let revoked = run(&["revoke", "ops@rabt.test", "admin"]);
-    assert!(revoked.status.success());
-    let left: i64 = sqlx::query_scalar("select count(*) from user_roles")
-        .fetch_one(&db.admin)
+    // The last active admin keeps the role.
+    let last = run(&["revoke", "ops@rabt.test", "admin"]);
+    assert!(!last.status.success());
+    assert!(
+        String::from_utf8_lossy(&last.stderr).contains("is the last active admin"),
+        "{last:?}"
+    );
+    sqlx::query("insert into users (email, display_name) values ('dev@rabt.test', 'Dev')")
+        .execute(&db.admin)
         .await
         .unwrap();
-    assert_eq!(left, 0);
+    assert!(run(&["grant", "dev@rabt.test", "admin"]).status.success());
+    let revoked = run(&["revoke", "ops@rabt.test", "admin"]);
+    assert!(revoked.status.success(), "{revoked:?}");
+    let left: Vec<String> =
+        sqlx::query_scalar("select u.email from user_roles r join users u on u.id = r.user_id")
+            .fetch_all(&db.admin)
+            .await
+            .unwrap();
+    assert_eq!(left, vec!["dev@rabt.test"]);
 }
 
 #[tokio::test]
@@ -257,6 +270,21 @@ async fn keys_rotate_reseals_old_values_under_the_new_key() {
     .execute(&db.admin)
     .await
     .unwrap();
+    // A TOTP secret, sealed the same way.
+    let factor = uuid::Uuid::now_v7();
+    let totp_context = rabt::crypto::totp_secret_context(factor);
+    let totp = keyring(1, &[]).seal(b"totp-secret-bytes", &totp_context);
+    sqlx::query(
+        "insert into totp_factors (id, user_id, secret_sealed, secret_key_id, verified_at) \
+         values ($1, $2, $3, $4, now())",
+    )
+    .bind(factor)
+    .bind(user)
+    .bind(&totp.bytes)
+    .bind(&totp.key_id)
+    .execute(&db.admin)
+    .await
+    .unwrap();
     let rotate = |current: u8, old: &[u8]| {
         let old: Vec<String> = old.iter().map(|b| key(*b)).collect();
         rabt()
@@ -279,7 +307,7 @@ async fn keys_rotate_reseals_old_values_under_the_new_key() {
     let new = keyring(2, &[]);
     assert_eq!(
         String::from_utf8_lossy(&done.stdout).trim(),
-        format!("re-encrypted 1 value(s) under key {}", new.current_id())
+        format!("re-encrypted 2 value(s) under key {}", new.current_id())
     );
     let (bytes, key_id): (Vec<u8>, String) =
         sqlx::query_as("select access_token, token_key_id from oauth_identities")
@@ -292,6 +320,16 @@ async fn keys_rotate_reseals_old_values_under_the_new_key() {
         .open(&rabt::crypto::Sealed { bytes, key_id }, &context)
         .unwrap();
     assert_eq!(opened, b"gho_old");
+    let (bytes, key_id): (Vec<u8>, String) =
+        sqlx::query_as("select secret_sealed, secret_key_id from totp_factors")
+            .fetch_one(&db.admin)
+            .await
+            .unwrap();
+    assert_eq!(key_id, new.current_id());
+    let opened = new
+        .open(&rabt::crypto::Sealed { bytes, key_id }, &totp_context)
+        .unwrap();
+    assert_eq!(opened, b"totp-secret-bytes");
 
     let again = rotate(2, &[]);
     assert!(again.status.success());

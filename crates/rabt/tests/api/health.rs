@@ -115,9 +115,35 @@ async fn the_openapi_document_is_3_1_and_describes_the_routes() {
         "/openapi.json",
         "/docs",
         "/v1/users/{id}",
+        "/v1/auth/mfa/totp/enroll",
+        "/v1/auth/mfa/totp/verify",
+        "/v1/auth/mfa/totp",
+        "/v1/auth/mfa/challenge",
+        "/v1/auth/mfa/recovery-codes",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is not described");
     }
+    // A sign-in answers a token pair or a challenge; a step-up names its token.
+    let login = &doc["paths"]["/v1/auth/login"]["post"]["responses"]["200"];
+    assert!(login.to_string().contains("SignInAnswer"), "{login}");
+    let answer = &doc["components"]["schemas"]["SignInAnswer"];
+    assert_eq!(
+        answer["oneOf"].as_array().map(Vec::len),
+        Some(2),
+        "{answer}"
+    );
+    assert!(
+        doc["components"]["schemas"]["Problem"]["properties"]
+            .get("mfa_token")
+            .is_some()
+    );
+    let change = &doc["paths"]["/v1/auth/password/change"]["post"]["responses"];
+    assert!(
+        change["403"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("mfa_required")
+    );
     assert!(doc["components"]["schemas"].get("Problem").is_some());
 }
 

@@ -11,6 +11,7 @@ mod health;
 mod helpers;
 mod jobs;
 mod kv;
+mod mfa;
 mod oauth;
 mod project_search;
 mod projects;

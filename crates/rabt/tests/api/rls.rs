@@ -773,3 +773,71 @@ async fn a_user_can_neither_read_nor_change_another_users_roles() {
     let versions = "select version from grant_versions where user_id = $1";
     assert_eq!(rows_as(&app, &as_b, versions, &[b]).await, None);
 }
+
+#[tokio::test]
+async fn second_factors_are_the_owners_to_see_and_no_ones_to_read_or_write() {
+    let app = spawn_app().await;
+    let alice = app.insert_user("alice@rabt.test", "Alice", "public").await;
+    let bob = app.insert_user("bob@rabt.test", "Bob", "public").await;
+    for user in [alice, bob] {
+        sqlx::query(
+            "insert into totp_factors (user_id, secret_sealed, secret_key_id, verified_at) \
+             values ($1, '\\x00', 'k', now())",
+        )
+        .bind(user)
+        .execute(&app.db.admin)
+        .await
+        .unwrap();
+        sqlx::query(
+            "insert into recovery_codes (user_id, code_hash) values ($1, sha256($1::text::bytea))",
+        )
+        .bind(user)
+        .execute(&app.db.admin)
+        .await
+        .unwrap();
+        sqlx::query(
+            "insert into mfa_challenges (user_id, via, token_hash, expires_at) \
+             values ($1, 'password', sha256($1::text::bytea), now() + interval '5 minutes')",
+        )
+        .bind(user)
+        .execute(&app.db.admin)
+        .await
+        .unwrap();
+    }
+    let as_alice = TestApp::as_user(alice);
+    let query = async |actor: &Actor, sql: &'static str| {
+        let mut tx = app.app_db().begin(actor).await.unwrap();
+        let result: Result<Vec<Uuid>, sqlx::Error> =
+            sqlx::query_scalar(sql).fetch_all(&mut *tx).await;
+        drop(tx);
+        result
+    };
+
+    // Her own rows only, and not their secrets.
+    for sql in [
+        "select user_id from totp_factors",
+        "select user_id from recovery_codes",
+    ] {
+        assert_eq!(query(&as_alice, sql).await.unwrap(), vec![alice], "{sql}");
+        assert!(query(&Actor::Anonymous, sql).await.is_err(), "{sql}");
+    }
+    for sql in [
+        "select user_id from totp_factors where secret_sealed is not null",
+        "select user_id from recovery_codes where code_hash is not null",
+        "select user_id from mfa_challenges",
+    ] {
+        let err = query(&as_alice, sql).await.unwrap_err().to_string();
+        assert!(err.contains("permission denied"), "{sql}: {err}");
+    }
+    // No writes: not to her own, not to Bob's.
+    for sql in [
+        "update totp_factors set last_used_step = 0 returning user_id",
+        "delete from recovery_codes returning user_id",
+        "insert into totp_factors (user_id, secret_sealed, secret_key_id) \
+         values ((select auth.uid()), '\\x00', 'k') returning user_id",
+        "update sessions set aal = 2, mfa_at = now() returning user_id",
+    ] {
+        let err = query(&as_alice, sql).await.unwrap_err().to_string();
+        assert!(err.contains("permission denied"), "{sql}: {err}");
+    }
+}

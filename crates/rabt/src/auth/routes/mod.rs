@@ -1,13 +1,15 @@
 //! HTTP routes of authentication (API.md §3), one module per flow:
 //! `password` (sign-up, verification, sign-in, reset and change),
-//! `tokens` (refresh and sign-out), `sessions` (the caller's sessions) and
-//! `oauth` (Google and GitHub). What they share, the token pair and the
-//! per-action rate limits, is here.
+//! `tokens` (refresh and sign-out), `sessions` (the caller's sessions),
+//! `oauth` (Google and GitHub) and `mfa` (two-factor sign-in). What they
+//! share, the token pair, the end of every sign-in and the per-action rate
+//! limits, is here.
 //!
 //! Sign-up, resend and forgot-password answer the same whether or not the email
 //! is registered, and take comparable time (a password hash is computed either
 //! way). Every change that sends mail queues it in the same transaction.
 
+mod mfa;
 mod oauth;
 mod password;
 mod sessions;
@@ -23,7 +25,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::store;
+use super::{mfa::Via, store};
 use crate::{
     account::{EmailAddress, Me, load_me},
     audit::{self, Action},
@@ -53,6 +55,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(oauth::oauth_authorize))
         .routes(routes!(oauth::oauth_callback))
         .routes(routes!(oauth::oauth_exchange))
+        .routes(routes!(mfa::enroll))
+        .routes(routes!(mfa::verify))
+        .routes(routes!(mfa::disable))
+        .routes(routes!(mfa::challenge))
+        .routes(routes!(mfa::regenerate_recovery_codes))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -176,27 +183,108 @@ fn frontend_link(state: &AppState, path: &str, token: Option<&str>) -> String {
     crate::auth::jobs::frontend_link(&state.settings.frontend_url, path, token)
 }
 
-/// Records how `user` signed in (`event`, with its audit details), starts a
-/// session for them and answers with its token pair; every flow that hands
-/// out tokens ends here.
+/// The answer of a sign-in whose first factor is proven, for an account
+/// with two-factor sign-in on: no tokens yet.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MfaPending {
+    /// Always `true`.
+    pub mfa_required: bool,
+    /// Single use, 5 minutes: send it with a code to `POST /v1/auth/mfa/challenge`.
+    pub mfa_token: String,
+}
+
+/// What a sign-in answers (200): a token pair, or, with two-factor sign-in
+/// on, `{"mfa_required": true, "mfa_token": …}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SignInAnswer {
+    Tokens(Box<TokenPair>),
+    MfaRequired(MfaPending),
+}
+
+/// How a sign-in ended: with a session, or waiting for the second factor.
+pub enum SignedIn {
+    /// The token pair's response.
+    Tokens(Response),
+    MfaRequired(String),
+}
+
+impl IntoResponse for SignedIn {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Tokens(response) => response,
+            Self::MfaRequired(mfa_token) => {
+                let mut response = (
+                    StatusCode::OK,
+                    Json(SignInAnswer::MfaRequired(MfaPending {
+                        mfa_required: true,
+                        mfa_token,
+                    })),
+                )
+                    .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                response
+            }
+        }
+    }
+}
+
+/// Records how `user` proved their first factor (`event`, with its audit
+/// details) and, unless two-factor sign-in is on, starts a session for them
+/// and answers with its token pair; with it on, answers with a challenge
+/// (`via` says what it follows). Every flow that hands out tokens ends here.
 async fn sign_in(
     state: &AppState,
     tx: &mut sqlx::PgConnection,
     user: Uuid,
     client: &ClientInfo,
     (event, details): (Action, serde_json::Value),
+    via: Via,
     cookie: bool,
-) -> Result<(TokenPair, Option<HeaderMap>), ApiError> {
+) -> Result<SignedIn, ApiError> {
+    if super::mfa::store::is_enabled(tx, user).await? {
+        let mut details = details;
+        if let serde_json::Value::Object(map) = &mut details {
+            map.insert("mfa".into(), "required".into());
+        }
+        audit::record(tx, Some(user), event, Some(user), client, details).await?;
+        let token = super::mfa::store::create_challenge(
+            tx,
+            user,
+            None,
+            via.as_str(),
+            super::mfa::CHALLENGE_TTL,
+        )
+        .await?;
+        return Ok(SignedIn::MfaRequired(token));
+    }
     audit::record(tx, Some(user), event, Some(user), client, details).await?;
+    start_session(state, tx, user, client, false, cookie).await
+}
+
+/// Starts a session for `user` (at aal 2 with `second_factor`) and answers
+/// with its token pair.
+async fn start_session(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    user: Uuid,
+    client: &ClientInfo,
+    second_factor: bool,
+    cookie: bool,
+) -> Result<SignedIn, ApiError> {
     let (session, refresh) = store::create_session(
         tx,
         user,
         state.settings.auth.session_ttl,
         client.ip,
         client.user_agent.as_deref(),
+        second_factor,
     )
     .await?;
-    pair(state, tx, user, session, refresh, cookie).await
+    let (pair, cookies) = pair(state, tx, user, session, refresh, cookie).await?;
+    Ok(SignedIn::Tokens(token_response(pair, cookies)))
 }
 
 async fn pair(
@@ -208,7 +296,8 @@ async fn pair(
     cookie: bool,
 ) -> Result<(TokenPair, Option<HeaderMap>), ApiError> {
     let roles = crate::auth::grants::grants_of(tx, user).await?.roles;
-    let access_token = state.tokens.issue(user, session, roles.clone())?;
+    let aal = u8::try_from(store::session_aal(tx, session).await?).unwrap_or(1);
+    let access_token = state.tokens.issue(user, session, roles.clone(), aal)?;
     let me = load_me(tx, user, roles).await?;
     let (refresh_token, csrf_token, cookies) = if cookie {
         let csrf = crate::auth::tokens::random_token();

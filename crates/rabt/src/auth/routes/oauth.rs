@@ -11,10 +11,11 @@ use serde_json::json;
 use subtle::ConstantTimeEq as _;
 use utoipa::ToSchema;
 
-use super::{TokenPair, limit, on_constraint, per_address, sign_in, token_response};
+use super::{SignInAnswer, limit, on_constraint, per_address, sign_in};
 use crate::{
     audit::{self, Action},
     auth::{
+        mfa::Via,
         oauth::{self, Provider},
         store::{self, Purpose},
     },
@@ -236,7 +237,7 @@ pub async fn oauth_callback(
 /// Trade the one-time code of a provider sign-in for a token pair.
 #[utoipa::path(post, path = "/auth/oauth/exchange", tag = "auth", request_body = TokenRequestCode,
     responses(
-        (status = 200, body = TokenPair),
+        (status = 200, body = SignInAnswer, description = "A token pair or, with two-factor sign-in on, `{mfa_required, mfa_token}`"),
         (status = 400, description = "Bad, used or expired code (`invalid_token`)", body = ProblemBody,
             content_type = "application/problem+json"),
     ))]
@@ -250,8 +251,16 @@ pub async fn oauth_exchange(
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken))?;
     let event = (Action::LoginSucceeded, json!({"method": "oauth"}));
-    let (pair, cookies) =
-        sign_in(&state, &mut tx, user, &client, event, body.refresh_cookie).await?;
+    let answer = sign_in(
+        &state,
+        &mut tx,
+        user,
+        &client,
+        event,
+        Via::Oauth,
+        body.refresh_cookie,
+    )
+    .await?;
     tx.commit().await?;
-    Ok(token_response(pair, cookies))
+    Ok(answer.into_response())
 }

@@ -11,14 +11,16 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::{
-    Accepted, TokenPair, accepted, email_key, frontend_link, limit, limit_mail_request,
-    on_constraint, per_account, per_address, sign_in, token_response, validation,
+    Accepted, SignInAnswer, accepted, email_key, frontend_link, limit, limit_mail_request,
+    on_constraint, per_account, per_address, sign_in, validation,
 };
 use crate::{
     account::EmailAddress,
     audit::{self, Action},
     auth::{
-        AuthUser, passwords,
+        StepUp,
+        mfa::Via,
+        passwords,
         passwords::NewPassword,
         sessions,
         store::{self, Purpose, RevokeReason},
@@ -28,7 +30,7 @@ use crate::{
     http::{
         ApiError, AppJson, ClientInfo, ErrorCode, FieldError,
         error::ProblemBody,
-        openapi::{InvalidToken, RateLimited, Validation},
+        openapi::{InvalidToken, RateLimited, StepUpRequired, Validation},
     },
     state::AppState,
 };
@@ -181,7 +183,7 @@ pub async fn signup(
 /// Confirm an email address with the emailed token; signs the user in.
 #[utoipa::path(post, path = "/auth/verify-email", tag = "auth", request_body = TokenRequest,
     responses(
-        (status = 200, body = TokenPair),
+        (status = 200, body = SignInAnswer, description = "A token pair or, with two-factor sign-in on, `{mfa_required, mfa_token}`"),
         InvalidToken,
     ))]
 pub async fn verify_email(
@@ -201,10 +203,18 @@ pub async fn verify_email(
     }
     store::mark_email_verified(&mut tx, user).await?;
     let event = (Action::EmailVerified, json!({}));
-    let (pair, cookies) =
-        sign_in(&state, &mut tx, user, &client, event, body.refresh_cookie).await?;
+    let answer = sign_in(
+        &state,
+        &mut tx,
+        user,
+        &client,
+        event,
+        Via::EmailVerification,
+        body.refresh_cookie,
+    )
+    .await?;
     tx.commit().await?;
-    Ok(token_response(pair, cookies))
+    Ok(answer.into_response())
 }
 
 /// Send the verification email again (to unverified accounts only).
@@ -265,7 +275,7 @@ async fn tell_password_changed(
 /// Sign in with email and password.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
-        (status = 200, body = TokenPair),
+        (status = 200, body = SignInAnswer, description = "A token pair or, with two-factor sign-in on, `{mfa_required, mfa_token}`"),
         (status = 401, description = "Wrong email or password (`invalid_credentials`)", body = ProblemBody,
             content_type = "application/problem+json"),
         (status = 403, description = "`email_not_verified` or `account_suspended`", body = ProblemBody,
@@ -336,17 +346,18 @@ pub async fn login(
         store::set_password(&mut tx, account.id, &rehashed).await?;
     }
     let event = (Action::LoginSucceeded, json!({}));
-    let (pair, cookies) = sign_in(
+    let answer = sign_in(
         &state,
         &mut tx,
         account.id,
         &client,
         event,
+        Via::Password,
         body.refresh_cookie,
     )
     .await?;
     tx.commit().await?;
-    Ok(token_response(pair, cookies))
+    Ok(answer.into_response())
 }
 
 /// Email a single-use password reset link (valid one hour).
@@ -369,7 +380,7 @@ pub async fn forgot_password(
 /// Set a new password with the emailed token; every other session ends.
 #[utoipa::path(post, path = "/auth/password/reset", tag = "auth", request_body = ResetRequest,
     responses(
-        (status = 200, body = TokenPair),
+        (status = 200, body = SignInAnswer, description = "A token pair or, with two-factor sign-in on, `{mfa_required, mfa_token}`"),
         InvalidToken,
         Validation,
     ))]
@@ -396,11 +407,19 @@ pub async fn reset_password(
     let ended = store::revoke_sessions(&mut tx, user, None, RevokeReason::PasswordReset).await?;
     tell_password_changed(&state, &mut tx, &account).await?;
     let event = (Action::PasswordReset, json!({}));
-    let (pair, cookies) =
-        sign_in(&state, &mut tx, user, &client, event, body.refresh_cookie).await?;
+    let answer = sign_in(
+        &state,
+        &mut tx,
+        user,
+        &client,
+        event,
+        Via::PasswordReset,
+        body.refresh_cookie,
+    )
+    .await?;
     tx.commit().await?;
     sessions::forget(&state, &ended).await;
-    Ok(token_response(pair, cookies))
+    Ok(answer.into_response())
 }
 
 /// Change the password; every other session ends.
@@ -411,11 +430,12 @@ pub async fn reset_password(
         (status = 401, description = "A bad access token (`unauthorized`, `token_expired`) or a wrong \
             current password (`invalid_credentials`)", body = ProblemBody,
             content_type = "application/problem+json"),
+        StepUpRequired,
         Validation,
     ))]
 pub async fn change_password(
     State(state): State<AppState>,
-    user: AuthUser,
+    user: StepUp,
     client: ClientInfo,
     AppJson(body): AppJson<ChangePasswordRequest>,
 ) -> Result<StatusCode, ApiError> {

@@ -24,6 +24,9 @@ pub struct SessionInfo {
     pub last_seen_at: chrono::DateTime<chrono::Utc>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// Authenticator assurance level: 2 once a second factor was proven in
+    /// the session, else 1.
+    pub aal: i16,
     pub current: bool,
 }
 
@@ -46,6 +49,7 @@ pub async fn list_sessions(
                 last_seen_at: row.last_seen_at,
                 ip: row.ip,
                 user_agent: row.user_agent,
+                aal: row.aal,
             })
             .collect(),
     ))
