@@ -20,6 +20,9 @@
 -- project that was never public are not here, since the table is readable by
 -- every request, so a search that may find drafts (their owner's, and
 -- moderators') asks for those projects with the prefix itself.
+--
+-- The trigger below sees row updates only: a migration that changes how
+-- `projects.search` is made must fill this table again, as this one does.
 
 create table public.project_search_words (
     word text collate "C" primary key

@@ -69,7 +69,9 @@ pub struct SearchParams {
     /// without), `oldest`, `budget_high`, `budget_low`.
     #[param(inline)]
     pub sort: Option<Sort>,
-    /// Comma-separated facets: counts over the whole filtered set.
+    /// Comma-separated facets: counts over the whole filtered set, exact
+    /// while at most 10,000 projects match and possibly estimated above
+    /// (`facets_exact`).
     #[param(value_type = Option<Vec<Facet>>, inline, style = Form, explode = false)]
     pub facets: Option<CommaList<Facet, 3>>,
     /// 1..=100, default 20.
