@@ -173,3 +173,14 @@ join owners o on o.n = 1 + floor(d.r_owner * :users)::int;
 
 alter table projects enable trigger projects_status_guard;
 drop table owners;
+
+-- The words of public projects (migrations/0030), which its trigger adds when a
+-- project is published; the insert above skipped the walk that fires it.
+select to_regclass('public.project_search_words') is not null as has_search_words \gset
+\if :has_search_words
+insert into project_search_words (word)
+select distinct w
+from projects p, unnest(tsvector_to_array(p.search)) w
+where p.status in ('open', 'in_progress', 'completed')
+on conflict do nothing;
+\endif

@@ -163,6 +163,9 @@ pub struct Settings {
     pub plan_free_open_projects: u32,
     /// How long an anonymous search's answer is kept (`None`: not cached).
     pub search_cache: Option<Duration>,
+    /// Facets of a project search are counted exactly while at most this many
+    /// projects match, and estimated from a sample above (API.md §5).
+    pub search_facets_exact_up_to: u32,
     /// Requests per minute of each route class.
     pub rate_limits: RateLimits,
     /// PEM certificate chain and key: `rabt serve` terminates TLS itself.

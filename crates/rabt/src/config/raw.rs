@@ -60,6 +60,7 @@ pub(super) struct RawSettings {
     bootstrap_admin_email: Option<String>,
     plan_free_open_projects: u32,
     search_cache_secs: u64,
+    search_facets_exact_up_to: u32,
     rate_limit_auth_per_minute: u32,
     rate_limit_write_per_minute: u32,
     rate_limit_read_per_minute: u32,
@@ -118,6 +119,7 @@ impl Default for RawSettings {
             bootstrap_admin_email: None,
             plan_free_open_projects: 3,
             search_cache_secs: 300,
+            search_facets_exact_up_to: 10_000,
             rate_limit_auth_per_minute: RateLimits::default().auth,
             rate_limit_write_per_minute: RateLimits::default().write,
             rate_limit_read_per_minute: RateLimits::default().read,
@@ -340,6 +342,14 @@ impl RawSettings {
         if self.search_cache_secs > 3600 {
             return Err(ConfigError::new("search_cache_secs", "must be 0..=3600"));
         }
+        // API.md §5 promises exact facets up to 10,000 matches; less is for tests.
+        let least_exact = if production { 10_000 } else { 1 };
+        if !(least_exact..=1_000_000).contains(&self.search_facets_exact_up_to) {
+            return Err(ConfigError::new(
+                "search_facets_exact_up_to",
+                format!("must be {least_exact}..=1000000"),
+            ));
+        }
         if !(1..=3600).contains(&self.request_timeout_secs) {
             return Err(ConfigError::new("request_timeout_secs", "must be 1..=3600"));
         }
@@ -474,6 +484,7 @@ impl RawSettings {
             plan_free_open_projects: self.plan_free_open_projects,
             search_cache: (self.search_cache_secs > 0)
                 .then(|| Duration::from_secs(self.search_cache_secs)),
+            search_facets_exact_up_to: self.search_facets_exact_up_to,
             tls,
             max_connections: self.max_connections,
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),

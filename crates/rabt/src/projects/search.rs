@@ -70,7 +70,9 @@ pub struct SearchParams {
     /// without), `oldest`, `budget_high`, `budget_low`.
     #[param(inline)]
     pub sort: Option<Sort>,
-    /// Comma-separated facets: counts over the whole filtered set.
+    /// Comma-separated facets: counts over the whole filtered set, exact
+    /// while at most 10,000 projects match and possibly estimated above
+    /// (`facets_exact`).
     #[param(value_type = Option<Vec<Facet>>, inline, style = Form, explode = false)]
     pub facets: Option<CommaList<Facet, 3>>,
     /// 1..=100, default 20.
@@ -93,6 +95,10 @@ pub struct ProjectPage {
     /// Present when `facets` was asked for: the 20 most frequent values of each.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub facets: Option<HashMap<String, Vec<FacetValue>>>,
+    /// With `facets`: `true` when the counts are exact, as they are while at
+    /// most 10,000 projects match; above that they may be estimates (`false`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facets_exact: Option<bool>,
 }
 
 /// Where a page of a project search ended: the shared keyset position, in
@@ -192,6 +198,8 @@ fn parse_filters(params: &SearchParams) -> Result<Filters, ApiError> {
         owner_id: params.owner_id,
         created_after: params.created_after,
         created_before: params.created_before,
+        matching: None,
+        own_by_prefix: false,
     })
 }
 
@@ -314,6 +322,7 @@ pub async fn search_projects(
             items: Vec::new(),
             next_cursor: None,
             facets: (!facets.is_empty()).then(|| group_facets(&facets, Vec::new())),
+            facets_exact: (!facets.is_empty()).then_some(true),
         };
         let body = serde_json::to_vec(&nothing).map_err(ApiError::internal)?;
         return Ok(json_body(body.into(), Lookup::Off.status()));
@@ -346,6 +355,14 @@ pub async fn search_projects(
     } else {
         state.db.read(&caller.actor()).await?
     };
+    // Prefixes asked for as the words of public projects they stand for. A
+    // moderator may find anyone's drafts, whose words are not known there.
+    if let Some(words) = filters.words.as_deref()
+        && searcher != Searcher::Moderator
+    {
+        filters.matching = store::expand_words(&mut tx, words).await?;
+        filters.own_by_prefix = matches!(searcher, Searcher::User(_));
+    }
     let page = find_page(
         &state,
         &mut tx,
@@ -399,18 +416,22 @@ async fn find_page(
     facets: &[Facet],
 ) -> Result<ProjectPage, ApiError> {
     let fetch = limit + 1;
-    let with_facets = !facets.is_empty();
+    let facets_up_to = if facets.is_empty() {
+        None
+    } else {
+        Some(i64::from(state.settings.search_facets_exact_up_to))
+    };
     let (mut rows, mut counted) =
-        run_search(tx, sort, filters, position.as_ref(), fetch, with_facets).await?;
+        run_search(tx, sort, filters, position.as_ref(), fetch, facets_up_to).await?;
     // The words found nothing: let each one match a close title word (typos).
     if rows.is_empty() && position.is_none() && filters.all_words.is_some() {
         filters.fuzzy = true;
-        (rows, counted) = run_search(tx, sort, filters, None, fetch, with_facets).await?;
+        (rows, counted) = run_search(tx, sort, filters, None, fetch, facets_up_to).await?;
     }
-    let counted = match counted {
-        Some(counted) => Some(counted),
-        None if with_facets => Some(store::facets(tx, filters).await?),
-        None => None,
+    let counted = match (counted, facets_up_to) {
+        (Some(counted), _) => Some(counted),
+        (None, Some(up_to)) => Some(store::facets(tx, filters, up_to).await?),
+        (None, None) => None,
     };
     let fuzzy = filters.fuzzy;
     let page = Page::from_rows(&state.cursors, rows, limit, |last| {
@@ -420,36 +441,37 @@ async fn find_page(
     Ok(ProjectPage {
         items: page.items,
         next_cursor: page.next_cursor,
-        facets: counted.map(|counted| group_facets(facets, counted)),
+        facets_exact: counted.as_ref().map(|c| c.exact),
+        facets: counted.map(|c| group_facets(facets, c.counted)),
     })
 }
 
 /// The facets counted with a page, when one query found both.
-type Counted = Option<Vec<(String, String, i64)>>;
+type Counted = Option<store::FacetCounts>;
 
 /// One page in `sort` order after `position` (which must belong to that sort).
-/// With `with_facets`, a relevance search counts the facets in the same scan
-/// of the matches; other sorts find their page along an index, and leave the
-/// facets to a query of their own.
+/// With facets (exact up to `facets_up_to` matches), a relevance search counts
+/// them in the same scan of the matches; other sorts find their page along an
+/// index, and leave the facets to a query of their own.
 async fn run_search(
     tx: &mut sqlx::PgConnection,
     sort: Sort,
     f: &Filters,
     position: Option<&Position>,
     fetch: i64,
-    with_facets: bool,
+    facets_up_to: Option<i64>,
 ) -> Result<(Vec<store::SearchRow>, Counted), ApiError> {
     use store::Order;
     if f.fuzzy {
         store::widen_typos(tx).await?;
     }
-    if with_facets && sort == Sort::Relevance {
+    if let (Some(up_to), Sort::Relevance) = (facets_up_to, sort) {
         let after = match position.map(|p| p.within(&Sort::Relevance)).transpose()? {
             None => None,
             Some((Key::Float(r), id)) => Some((*r, id)),
             Some(_) => return Err(pagination::wrong_order()),
         };
-        return Ok(store::search_relevance_with_facets(tx, f, after, fetch).await?);
+        return Ok(store::search_relevance_with_facets(tx, f, after, fetch, up_to).await?);
     }
     let after = position.map(|p| p.within(&sort)).transpose()?;
     let order = match (sort, after) {

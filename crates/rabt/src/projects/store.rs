@@ -268,6 +268,15 @@ pub struct Filters {
     pub owner_id: Option<Uuid>,
     pub created_after: Option<DateTime<Utc>>,
     pub created_before: Option<DateTime<Utc>>,
+    /// The words to match, each prefix asked for as the words it stands for
+    /// where they are few ([`expand_words`]); `None`: `all_words` itself.
+    /// Derived from `words`, so not part of the cache key.
+    #[serde(skip)]
+    pub matching: Option<String>,
+    /// With `matching`: the searcher's own projects may be drafts, whose words
+    /// [`expand_words`] does not know, so those match by the prefixes.
+    #[serde(skip)]
+    pub own_by_prefix: bool,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -278,15 +287,20 @@ pub struct SearchRow {
     pub rank: f64,
 }
 
-/// The visible projects that pass every filter: `$1`–`$3` words, `$4`–`$15`
-/// filters, `$19`/`$20` the typo-tolerant mode's any-word query and text.
-/// `$16`/`$17` (keyset) and `$18` (limit) belong to the query around it. A
-/// macro, so every query stays static text.
-macro_rules! filtered_projects {
+/// The conditions of every filter on the projects `p`: `$1`–`$3` words,
+/// `$4`–`$15` filters, `$19`/`$20` the typo-tolerant mode's any-word query and
+/// text, `$21`/`$22` the words to match and whether the searcher's own
+/// projects match by prefix ([`Filters::matching`]). `$16`/`$17` (keyset) and
+/// `$18` (limit) belong to the query around it. A macro, so every query stays
+/// static text.
+macro_rules! filter_conditions {
     () => {
-        " from project_listings p \
-          where ($1::text is null \
-                 or (not $3 and p.search @@ to_tsquery('simple', $1)) \
+        " ($1::text is null \
+                 or (not $3 and $21::text is null and p.search @@ to_tsquery('simple', $1)) \
+                 or (not $3 and $21::text is not null \
+                     and (p.search @@ $21::tsquery \
+                          or ($22 and p.owner_id = (select auth.uid()) \
+                              and p.search @@ to_tsquery('simple', $1)))) \
                  or ($3 and (p.search @@ to_tsquery('simple', $19) \
                              or $20 operator(extensions.<%) p.title) \
                      and not exists (select 1 from unnest($2::text[]) w \
@@ -304,6 +318,13 @@ macro_rules! filtered_projects {
             and ($13::uuid is null or p.owner_id = $13) \
             and ($14::timestamptz is null or p.created_at >= $14) \
             and ($15::timestamptz is null or p.created_at < $15) "
+    };
+}
+
+/// The visible projects that pass every filter ([`filter_conditions`]).
+macro_rules! filtered_projects {
+    () => {
+        concat!(" from project_listings p where ", filter_conditions!())
     };
 }
 
@@ -334,6 +355,40 @@ macro_rules! facet_counts {
                     row_number() over (partition by facet order by n desc, value) as place \
              from counted)"
     };
+}
+
+/// The words as a `tsquery` that asks for each prefix as the words of public
+/// projects it stands for, when there are at most 32 of them (migrations/0030):
+/// the same matches, found faster. `None` when no prefix was replaced. Only
+/// for matching: ranking keeps the prefixes, which weigh words differently.
+/// A word the parser does not read as one word of its own (`full-stack`,
+/// which it also splits) keeps its prefix; one it reads as no word at all is
+/// left out, as `to_tsquery` leaves it out.
+pub async fn expand_words(
+    conn: &mut PgConnection,
+    words: &[String],
+) -> Result<Option<String>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"select string_agg('(' || coalesce(x.exact, nullif(p.prefix, '')) || ')', ' & '
+                             order by u.n) as query,
+                  coalesce(bool_or(x.exact is not null), false) as "expanded!"
+           from unnest($1::text[]) with ordinality u (w, n)
+           cross join lateral (select to_tsquery('simple', u.w || ':*')::text as prefix) p
+           left join lateral (
+               select string_agg(
+                          '''' || replace(replace(s.word, '\', '\\'), '''', '''''') || '''',
+                          ' | ') as exact
+               from (select word from project_search_words
+                     where word >= u.w collate "C"
+                       and word < (u.w || chr(1114111)) collate "C"
+                     order by word limit 33) s
+               having count(*) between 1 and 32) x
+             on p.prefix = '''' || u.w || ''':*'"#,
+        words,
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(row.query.filter(|_| row.expanded))
 }
 
 /// For the rest of the transaction, a word matches a title word whose trigram
@@ -433,7 +488,7 @@ pub enum Order {
 // keyset predicate and ORDER BY to walk its index (docs/PERFORMANCE.md), so the
 // orders and the facets share the filter text through `concat!` instead.
 
-/// Binds `$1`–`$20`: the filters around the keyset and limit of one order.
+/// Binds `$1`–`$22`: the filters around the keyset and limit of one order.
 fn bind_filters<'q, O, K>(
     query: QueryAs<'q, Postgres, O, PgArguments>,
     f: &'q Filters,
@@ -465,6 +520,8 @@ where
         .bind(limit)
         .bind(&f.any_words)
         .bind(&f.text)
+        .bind(&f.matching)
+        .bind(f.own_by_prefix)
 }
 
 /// A page of the visible projects that pass `f`, in `order`.
@@ -492,64 +549,207 @@ pub async fn search(
     query.fetch_all(conn).await
 }
 
-/// `(facet, value, count)` over the whole filtered set, the most frequent
-/// values of each facet first (at most 20 each).
+/// Facet counts: `(facet, value, count)`, the most frequent values of each
+/// facet first (at most 20 each).
+#[derive(Debug, Clone, Default)]
+pub struct FacetCounts {
+    pub counted: Vec<(String, String, i64)>,
+    /// `false` when the counts are estimates from a sample of the matches.
+    pub exact: bool,
+}
+
+/// How many rows of the table an estimate samples per exactly counted match
+/// it replaces: the sample of an estimate reads about twice the rows an exact
+/// count may read.
+const SAMPLE_ROWS_PER_EXACT: i64 = 2;
+
+/// An estimate from fewer matching rows than this (or than the exact limit,
+/// if lower) is not trusted: the facets are counted exactly instead.
+const FEWEST_SAMPLED_MATCHES: i64 = 100;
+
+/// [`FEWEST_SAMPLED_MATCHES`] in SQL.
+macro_rules! fewest_sampled {
+    () => {
+        "100"
+    };
+}
+
+/// A number in 0..65536 from the last two bytes of a project's id, random
+/// in ids made by `uuid_v7()` (and in any version-4 id): ids below a bound
+/// are a sample of the rows, the same one every time.
+macro_rules! sample_key {
+    () => {
+        "(get_byte(uuid_send(p.id), 14) * 256 + get_byte(uuid_send(p.id), 15))"
+    };
+}
+
+/// The facets of the whole filtered set: counted exactly while at most
+/// `exact_up_to` projects match, else estimated from a sample of the table.
+/// Each stage reads a bounded number of rows; only an estimate whose sample
+/// found too few matches to trust falls back to counting them all.
 pub async fn facets(
     conn: &mut PgConnection,
     f: &Filters,
-) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
-    bind_filters(
+    exact_up_to: i64,
+) -> Result<FacetCounts, sqlx::Error> {
+    let (counted, matched) = count_facets(conn, f, Some(exact_up_to + 1)).await?;
+    if matched <= exact_up_to {
+        return Ok(FacetCounts {
+            counted,
+            exact: true,
+        });
+    }
+    let (counted, sampled, percent) =
+        sample_facets(conn, f, exact_up_to * SAMPLE_ROWS_PER_EXACT).await?;
+    if percent >= 100.0 {
+        return Ok(FacetCounts {
+            counted,
+            exact: true,
+        });
+    }
+    if sampled < FEWEST_SAMPLED_MATCHES.min(exact_up_to) {
+        let (counted, _) = count_facets(conn, f, None).await?;
+        return Ok(FacetCounts {
+            counted,
+            exact: true,
+        });
+    }
+    Ok(FacetCounts {
+        counted,
+        exact: false,
+    })
+}
+
+/// The facets of the first `limit` matches (all without a limit) and how
+/// many matches they were.
+async fn count_facets(
+    conn: &mut PgConnection,
+    f: &Filters,
+    limit: Option<i64>,
+) -> Result<(Vec<(String, String, i64)>, i64), sqlx::Error> {
+    let rows: Vec<(String, String, i64, i64)> = bind_filters(
         sqlx::query_as(concat!(
             "with f as materialized (select p.category, p.skills, p.status",
             filtered_projects!(),
-            " and $16::int8 is null and $17::uuid is null and $18::int8 is null), ",
+            " and $16::int8 is null and $17::uuid is null limit $18), ",
             facet_counts!(),
             " ",
-            "select facet, value, n from ranked where place <= 20 \
+            "select facet, value, n, (select count(*) from f) as matched \
+             from ranked where place <= 20 \
              order by facet, n desc, value"
         )),
         f,
         None::<(i64, Uuid)>,
-        None,
+        limit,
     )
     .fetch_all(conn)
-    .await
+    .await?;
+    let matched = rows.first().map_or(0, |r| r.3);
+    Ok((
+        rows.into_iter().map(|(f, v, n, _)| (f, v, n)).collect(),
+        matched,
+    ))
+}
+
+/// The facets estimated from a sample of about `rows` rows of the table (its
+/// pages at random, the same ones every time while the table stays as it is),
+/// scaled to the whole table; with how many sampled rows matched and the
+/// percentage of the table sampled (100 when the table is no larger than the
+/// sample: the counts are then exact).
+async fn sample_facets(
+    conn: &mut PgConnection,
+    f: &Filters,
+    rows: i64,
+) -> Result<(Vec<(String, String, i64)>, i64, f64), sqlx::Error> {
+    let found: Vec<(String, String, i64, i64, f64)> = bind_filters(
+        sqlx::query_as(concat!(
+            "with share as (select least(100, 100 * $18::int8 / greatest(c.reltuples, 1))::float4 \
+                                   as percent \
+                            from pg_class c where c.oid = 'public.projects'::regclass), \
+                  f as materialized (select p.category, p.skills, p.status \
+                      from projects p \
+                      tablesample system ((select percent from share)) repeatable (0) \
+                      where ",
+            filter_conditions!(),
+            " and $16::int8 is null and $17::uuid is null), ",
+            facet_counts!(),
+            " ",
+            "select facet, value, round(n * 100 / (select percent from share))::int8, \
+                    (select count(*) from f), (select percent from share)::float8 \
+             from ranked where place <= 20 \
+             order by facet, n desc, value"
+        )),
+        f,
+        None::<(i64, Uuid)>,
+        Some(rows),
+    )
+    .fetch_all(conn)
+    .await?;
+    let (sampled, percent) = found.first().map_or((0, 0.0), |r| (r.3, r.4));
+    Ok((
+        found.into_iter().map(|(f, v, n, _, _)| (f, v, n)).collect(),
+        sampled,
+        percent,
+    ))
 }
 
 /// A page of [`search`] by relevance with the [`facets`] of the whole filtered
-/// set, from one scan of the matches instead of two. The facets come with the
-/// page's rows, so a page without rows has none (`None`): ask [`facets`] then.
+/// set, from one scan of the matches instead of two: every match is read to
+/// be ranked anyway. Above `exact_up_to` matches the facets are counted over
+/// a sample of about that many of them ([`sample_key`]) and scaled to all of
+/// them, unless the sample holds too few ([`FEWEST_SAMPLED_MATCHES`]). The
+/// facets come with the page's rows, so a page without rows has none
+/// (`None`): ask [`facets`] then.
 pub async fn search_relevance_with_facets(
     conn: &mut PgConnection,
     f: &Filters,
     after: After<f64>,
     limit: i64,
-) -> Result<(Vec<SearchRow>, Option<Vec<(String, String, i64)>>), sqlx::Error> {
+    exact_up_to: i64,
+) -> Result<(Vec<SearchRow>, Option<FacetCounts>), sqlx::Error> {
     #[derive(FromRow)]
     struct Faceted {
         #[sqlx(flatten)]
         row: SearchRow,
         facets: sqlx::types::Json<Vec<(String, String, i64)>>,
+        facets_exact: bool,
     }
     let rows: Vec<Faceted> = bind_filters(
         sqlx::query_as(concat!(
-            "with f as materialized (select p.id, p.category, p.skills, p.status, ",
+            "with m as materialized (select p.id, p.category, p.skills, p.status, ",
             relevance!(),
-            " as rank",
+            " as rank, ",
+            sample_key!(),
+            " as k",
             filtered_projects!(),
-            "), ",
+            "), \
+             matched as (select count(*) as n from m), \
+             bound as (select 65536 * $23::float8 / greatest(n, 1) as k from matched), \
+             sampled as (select count(*) as n from m where m.k < (select k from bound)), \
+             whole as (select (select n from matched) <= $23 \
+                              or (select n from sampled) < least($23, ",
+            fewest_sampled!(),
+            ") as exact), \
+             f as (select m.category, m.skills, m.status from m \
+                   where (select exact from whole) or m.k < (select k from bound)), ",
             facet_counts!(),
-            ", page as (select f.id, f.rank from f \
-                        where ($16::float8 is null or (f.rank, f.id) < ($16, $17)) \
-                        order by f.rank desc, f.id desc limit $18) \
+            ", page as (select m.id, m.rank from m \
+                        where ($16::float8 is null or (m.rank, m.id) < ($16, $17)) \
+                        order by m.rank desc, m.id desc limit $18) \
              select ",
             project_columns!(),
             ", ",
             owner_name!(),
             ", page.rank, \
-             (select coalesce(jsonb_agg(jsonb_build_array(facet, value, n) \
-                                        order by facet, n desc, value), '[]') \
-              from ranked where place <= 20) as facets \
+             (select coalesce(jsonb_agg(jsonb_build_array( \
+                         facet, value, \
+                         case when (select exact from whole) then n \
+                              else round(n * (select n from matched)::float8 \
+                                         / (select n from sampled))::int8 \
+                         end) \
+                     order by facet, n desc, value), '[]') \
+              from ranked where place <= 20) as facets, \
+             (select exact from whole) as facets_exact \
              from page join project_listings p on p.id = page.id \
              order by page.rank desc, page.id desc"
         )),
@@ -557,8 +757,12 @@ pub async fn search_relevance_with_facets(
         after,
         Some(limit),
     )
+    .bind(exact_up_to)
     .fetch_all(conn)
     .await?;
-    let facets = rows.first().map(|r| r.facets.0.clone());
+    let facets = rows.first().map(|r| FacetCounts {
+        counted: r.facets.0.clone(),
+        exact: r.facets_exact,
+    });
     Ok((rows.into_iter().map(|r| r.row).collect(), facets))
 }

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, problem, spawn_app};
+use crate::helpers::{AppOptions, TestApp, problem, spawn_app, spawn_app_with};
 
 struct Seed {
     title: &'static str,
@@ -323,6 +323,7 @@ async fn facets_count_the_whole_filtered_set() {
     seed(&app).await;
     let page = search(&app, "limit=1&facets=category,skills,status").await;
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page["facets_exact"], true);
     let facets = &page["facets"];
     assert_eq!(
         facets["category"],
@@ -364,42 +365,142 @@ async fn facets_count_the_whole_filtered_set() {
         search(&app, "q=nothingmatches&facets=category").await["facets"],
         json!({"category": []})
     );
-    assert!(search(&app, "").await.get("facets").is_none());
+    let plain = search(&app, "").await;
+    assert!(plain.get("facets").is_none());
+    assert!(plain.get("facets_exact").is_none());
+}
+
+/// Publishes five projects titled `Kiln 1`…`Kiln 5` with skill `glaze`: two
+/// in category `pottery`, whose ids end in `0001` (below the bound that
+/// samples two of five matches), and three in `craft`, whose ids end in
+/// `ffff`, so which of them a sample holds is known.
+async fn seed_kilns(app: &TestApp, owner: Uuid) {
+    for i in 0..5u128 {
+        let (category, low) = if i < 2 {
+            ("pottery", 0x0001)
+        } else {
+            ("craft", 0xffff)
+        };
+        let id = Uuid::from_u128(((i + 1) << 64) | low);
+        sqlx::query(
+            "insert into projects (id, owner_id, title, category, skills) \
+             values ($1, $2, $3, $4, '{glaze}')",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(format!("Kiln {}", i + 1))
+        .bind(category)
+        .execute(&app.db.admin)
+        .await
+        .unwrap();
+        sqlx::query("update projects set status = 'open' where id = $1")
+            .bind(id)
+            .execute(&app.db.admin)
+            .await
+            .unwrap();
+    }
 }
 
 #[tokio::test]
-async fn owners_and_moderators_also_find_hidden_projects() {
+async fn facets_above_the_exact_limit_are_estimates_and_say_so() {
+    let app = spawn_app_with(AppOptions {
+        overrides: vec![("search_facets_exact_up_to", "2".into())],
+        ..AppOptions::default()
+    })
+    .await;
+    let owner = app
+        .insert_user("potter@rabt.test", "Potter", "public")
+        .await;
+    seed_kilns(&app, owner).await;
+
+    // Two matches: exact.
+    let few = search(&app, "q=kiln&category=pottery&facets=category,status").await;
+    assert_eq!(few["facets_exact"], true);
+    assert_eq!(
+        few["facets"]["category"],
+        json!([{"value": "pottery", "count": 2}])
+    );
+
+    // Five matches, above the limit of two: every match is still ranked, and
+    // every page is complete and in order, while the facets are counted over
+    // the two sampled (both in pottery) and scaled to five.
+    let many = search(&app, "q=kiln&limit=10&facets=category,status").await;
+    assert_eq!(many["facets_exact"], false);
+    assert_eq!(many["items"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        many["facets"],
+        json!({"category": [{"value": "pottery", "count": 5}],
+               "status": [{"value": "open", "count": 5}]})
+    );
+    let first = search(&app, "q=kiln&limit=3&facets=status").await;
+    assert_eq!(first["facets_exact"], false);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let rest = search(
+        &app,
+        &format!("q=kiln&limit=3&facets=status&cursor={cursor}"),
+    )
+    .await;
+    assert_eq!(rest["facets"], first["facets"]);
+    let mut paged: Vec<Value> = first["items"].as_array().unwrap().clone();
+    paged.extend(rest["items"].as_array().unwrap().iter().cloned());
+    assert_eq!(&paged, many["items"].as_array().unwrap());
+
+    // Three matches, none of them sampled: too few to estimate from, so exact.
+    let unsampled = search(&app, "q=kiln&category=craft&facets=category").await;
+    assert_eq!(unsampled["facets_exact"], true);
+    assert_eq!(
+        unsampled["facets"]["category"],
+        json!([{"value": "craft", "count": 3}])
+    );
+
+    // Other sorts estimate from a sample of the table's pages; a table no
+    // larger than that sample is counted whole, so exactly.
+    let newest = search(&app, "sort=newest&facets=category").await;
+    assert_eq!(newest["facets_exact"], true);
+    assert_eq!(
+        newest["facets"]["category"],
+        json!([{"value": "craft", "count": 3}, {"value": "pottery", "count": 2}])
+    );
+}
+
+#[tokio::test]
+async fn a_prefix_is_asked_for_as_the_published_words_it_stands_for() {
     let app = spawn_app().await;
-    let owner = seed(&app).await;
-    // Through the database as the owner: their draft and cancelled project too.
-    let mut tx = app.app_db().begin(&TestApp::as_user(owner)).await.unwrap();
-    let mine: i64 = sqlx::query_scalar("select count(*) from project_listings")
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    assert_eq!(mine, 6);
-    let stranger = app.insert_user("s@rabt.test", "S", "public").await;
-    let mut tx = app
-        .app_db()
-        .begin(&TestApp::as_user(stranger))
-        .await
-        .unwrap();
-    let theirs: i64 = sqlx::query_scalar("select count(*) from project_listings")
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    assert_eq!(theirs, 4);
-    let moderator = rabt::db::Actor::User {
-        id: stranger,
-        permissions: vec!["projects.moderate".into()],
+    seed(&app).await;
+    let expand = |words: &'static [&'static str]| {
+        let app = &app;
+        async move {
+            let mut tx = app
+                .app_db()
+                .begin(&rabt::db::Actor::Anonymous)
+                .await
+                .unwrap();
+            let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+            let query = rabt::projects::store::expand_words(&mut tx, &words)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            query
+        }
     };
-    let mut tx = app.app_db().begin(&moderator).await.unwrap();
-    let all: i64 = sqlx::query_scalar("select count(*) from project_listings")
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    assert_eq!(all, 6);
+    // Public words only: the draft's `secret` and the cancelled `idea` are not
+    // there, so their prefixes stay prefixes.
+    assert_eq!(
+        expand(&["ru", "serv"]).await.as_deref(),
+        Some("('rust') & ('service')")
+    );
+    assert_eq!(
+        expand(&["s"]).await.as_deref(),
+        Some("('service' | 'site' | 'sql' | 'static' | 'streaming' | 'swift')")
+    );
+    assert_eq!(expand(&["secr"]).await, None);
+    assert_eq!(
+        expand(&["in", "secr"]).await.as_deref(),
+        Some("('in' | 'ingestion') & ('secr':*)")
+    );
+    // A word the parser also splits keeps its prefix.
+    assert_eq!(
+        expand(&["full-stack", "web"]).await.as_deref(),
+        Some("('full-stack':* <-> 'full':* <-> 'stack':*) & ('web' | 'website')")
+    );
 }

@@ -295,6 +295,53 @@ async fn found(env: &AuthApp, token: Option<&str>, query: &str) -> Value {
 }
 
 #[tokio::test]
+async fn word_prefixes_find_what_each_searcher_may_see() {
+    let env = spawn(vec![]).await;
+    let ada = signed_in(&env, "ada@rabt.test").await;
+    let eve = signed_in(&env, "eve@rabt.test").await;
+    let mo = signed_in(&env, "mo@rabt.test").await;
+    rabt::roles::grant_by_email(env.app.app_db(), "mo@rabt.test", "moderator")
+        .await
+        .unwrap();
+    let (ada, eve, mo) = (access(&ada), access(&eve), access(&mo));
+    published(&env, ada, "Dashboard kit").await;
+    // Renamed while public: the new words are found by their prefixes too.
+    let renamed = published(&env, ada, "Old name").await;
+    let response = patch(&env, ada, &renamed, json!({"title": "Dashboarding guide"})).await;
+    assert_eq!(response.status(), 200);
+    // A draft's words were never public, yet its owner finds it by prefix.
+    draft(&env, ada, "Dashboards secret").await;
+
+    let sorted = |page: &Value| {
+        let mut titles: Vec<String> = titles_of(page).into_iter().map(str::to_owned).collect();
+        titles.sort();
+        titles
+    };
+    let public = ["Dashboard kit", "Dashboarding guide"];
+    let all = ["Dashboard kit", "Dashboarding guide", "Dashboards secret"];
+    for query in ["q=dash", "q=dash&facets=status", "q=dash&sort=newest"] {
+        assert_eq!(sorted(&found(&env, None, query).await), public, "{query}");
+        assert_eq!(
+            sorted(&found(&env, Some(eve), query).await),
+            public,
+            "{query}"
+        );
+        assert_eq!(sorted(&found(&env, Some(ada), query).await), all, "{query}");
+        assert_eq!(sorted(&found(&env, Some(mo), query).await), all, "{query}");
+    }
+    // (Nothing public has the word: typo tolerance finds the close titles.)
+    assert_eq!(sorted(&found(&env, None, "q=dashboards").await), public);
+    assert_eq!(
+        titles_of(&found(&env, Some(ada), "q=dashboards").await),
+        vec!["Dashboards secret"]
+    );
+    assert_eq!(
+        titles_of(&found(&env, Some(ada), "q=dashboardi+gui").await),
+        vec!["Dashboarding guide"]
+    );
+}
+
+#[tokio::test]
 async fn hidden_statuses_are_found_only_by_their_owner_and_moderators() {
     let env = spawn(vec![]).await;
     let ada = signed_in(&env, "ada@rabt.test").await;
@@ -313,7 +360,8 @@ async fn hidden_statuses_are_found_only_by_their_owner_and_moderators() {
     let nothing = found(&env, None, "status=draft&facets=status").await;
     assert_eq!(
         nothing,
-        json!({"items": [], "next_cursor": null, "facets": {"status": []}})
+        json!({"items": [], "next_cursor": null, "facets": {"status": []},
+               "facets_exact": true})
     );
     assert_eq!(
         titles_of(&found(&env, None, "status=draft,cancelled,open").await),

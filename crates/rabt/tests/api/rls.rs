@@ -534,6 +534,32 @@ async fn a_user_cannot_read_or_change_another_users_projects() {
 }
 
 #[tokio::test]
+async fn search_words_hold_only_published_words_and_only_the_database_writes_them() {
+    let app = spawn_app().await;
+    let p = projects(&app).await;
+    let b = TestApp::as_user(p.b);
+    let published = "select word from project_search_words where word = 'open'";
+    let unpublished = "select word from project_search_words where word = 'draft'";
+    for actor in [&Actor::Anonymous, &b] {
+        assert_eq!(rows_as(&app, actor, published, &[]).await, Some(1));
+        // The owner's draft was never public: its words are not there.
+        assert_eq!(rows_as(&app, actor, unpublished, &[]).await, Some(0));
+    }
+    for change in [
+        "insert into project_search_words (word) values ('planted')",
+        "update project_search_words set word = 'changed'",
+        "delete from project_search_words",
+    ] {
+        assert_eq!(rows_as(&app, &b, change, &[]).await, None, "{change}");
+        assert_eq!(
+            rows_as(&app, &Actor::Anonymous, change, &[]).await,
+            None,
+            "{change}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn applications_are_seen_and_moved_only_by_their_two_sides() {
     let app = spawn_app().await;
     let p = projects(&app).await;
