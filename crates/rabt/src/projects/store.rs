@@ -279,6 +279,51 @@ pub struct Filters {
     pub own_by_prefix: bool,
 }
 
+impl Filters {
+    /// The statuses, when they are the only filter: a plain listing.
+    fn listing_statuses(&self) -> Option<&[ProjectStatus]> {
+        let Self {
+            all_words,
+            any_words,
+            words,
+            text,
+            fuzzy,
+            statuses,
+            categories,
+            skills_any,
+            skills_all,
+            budget_min,
+            budget_max,
+            currency,
+            remote,
+            location,
+            owner_id,
+            created_after,
+            created_before,
+            matching,
+            own_by_prefix: _,
+        } = self;
+        let unfiltered = all_words.is_none()
+            && any_words.is_none()
+            && words.is_none()
+            && text.is_none()
+            && !fuzzy
+            && categories.is_none()
+            && skills_any.is_none()
+            && skills_all.is_none()
+            && budget_min.is_none()
+            && budget_max.is_none()
+            && currency.is_none()
+            && remote.is_none()
+            && location.is_none()
+            && owner_id.is_none()
+            && created_after.is_none()
+            && created_before.is_none()
+            && matching.is_none();
+        statuses.as_deref().filter(|_| unfiltered)
+    }
+}
+
 #[derive(Debug, Clone, FromRow)]
 pub struct SearchRow {
     #[sqlx(flatten)]
@@ -458,6 +503,32 @@ const BUDGET_LOW: &str = concat!(
      order by coalesce(p.budget_min, 9223372036854775807), p.id limit $18"
 );
 
+/// The listing's first page: newest first, no words, no filter but the
+/// statuses. Its own statements, without the general ones' `$n is null or …`
+/// branches: Postgres can use the indexes for those only in a plan made for
+/// each execution's values, so the general statements are planned on every
+/// execution, while these two are planned once per connection. The listing is
+/// the hottest query (docs/PERFORMANCE.md).
+const LISTING_FIRST: &str = concat!(
+    "select ",
+    project_columns!(),
+    ", ",
+    owner_name!(),
+    ", 0::float8 as rank from project_listings p where p.status = any($1) \
+     order by p.created_at desc, p.id desc limit $2"
+);
+
+/// The listing's later pages: keyset on (created_at, id).
+const LISTING_AFTER: &str = concat!(
+    "select ",
+    project_columns!(),
+    ", ",
+    owner_name!(),
+    ", 0::float8 as rank from project_listings p where p.status = any($1) \
+       and (p.created_at, p.id) < ($2, $3) \
+     order by p.created_at desc, p.id desc limit $4"
+);
+
 /// By relevance to the words (needs them).
 const RELEVANCE: &str = concat!(
     "select * from (select ",
@@ -531,6 +602,19 @@ pub async fn search(
     order: Order,
     limit: i64,
 ) -> Result<Vec<SearchRow>, sqlx::Error> {
+    if let Order::Newest(after) = order
+        && let Some(statuses) = f.listing_statuses()
+    {
+        let query = match after {
+            None => sqlx::query_as(LISTING_FIRST).bind(statuses).bind(limit),
+            Some((created_at, id)) => sqlx::query_as(LISTING_AFTER)
+                .bind(statuses)
+                .bind(created_at)
+                .bind(id)
+                .bind(limit),
+        };
+        return query.fetch_all(conn).await;
+    }
     let sql = match order {
         Order::Newest(_) => NEWEST,
         Order::Oldest(_) => OLDEST,
@@ -765,4 +849,40 @@ pub async fn search_relevance_with_facets(
         exact: r.facets_exact,
     });
     Ok((rows.into_iter().map(|r| r.row).collect(), facets))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_statuses_make_a_plain_listing() {
+        let listing = Filters {
+            statuses: Some(vec![ProjectStatus::Open]),
+            ..Filters::default()
+        };
+        assert_eq!(listing.listing_statuses(), Some(&[ProjectStatus::Open][..]));
+        assert_eq!(Filters::default().listing_statuses(), None);
+        let filtered = [
+            Filters {
+                categories: Some(vec!["web".into()]),
+                ..listing.clone()
+            },
+            Filters {
+                all_words: Some("rust:*".into()),
+                ..listing.clone()
+            },
+            Filters {
+                remote: Some(true),
+                ..listing.clone()
+            },
+            Filters {
+                fuzzy: true,
+                ..listing.clone()
+            },
+        ];
+        for f in filtered {
+            assert_eq!(f.listing_statuses(), None, "{f:?}");
+        }
+    }
 }
