@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 use axum::extract::FromRef;
 
 use crate::{
-    auth::tokens::AccessTokens, config::Settings, crypto::Keyring, db::Db,
+    auth::tokens::AccessTokens, config::Settings, crypto::Keyring, db::Db, files::storage::Storage,
     http::pagination::Cursors, kv::Kv, query_cache::QueryCache, telemetry,
 };
 
@@ -31,6 +31,8 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
     /// Answers to anonymous searches.
     pub query_cache: QueryCache,
+    /// Where file objects are, and how their URLs are signed.
+    pub storage: Storage,
 }
 
 /// Connects what the state holds.
@@ -47,7 +49,9 @@ pub async fn build(
         .to_json()
         .map_err(|e| anyhow::anyhow!("could not render the OpenAPI document: {e}"))?;
     let query_cache = QueryCache::new(kv.clone(), settings.search_cache);
+    let storage = Storage::from_settings(&settings)?;
     Ok(AppState {
+        storage,
         db,
         kv,
         query_cache,

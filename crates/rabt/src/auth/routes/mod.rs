@@ -209,7 +209,7 @@ async fn pair(
 ) -> Result<(TokenPair, Option<HeaderMap>), ApiError> {
     let roles = crate::auth::grants::grants_of(tx, user).await?.roles;
     let access_token = state.tokens.issue(user, session, roles.clone())?;
-    let me = load_me(tx, user, roles).await?;
+    let me = load_me(tx, &state.settings.public_url, user, roles).await?;
     let (refresh_token, csrf_token, cookies) = if cookie {
         let csrf = crate::auth::tokens::random_token();
         let max_age = state.settings.auth.session_ttl.as_secs();
