@@ -82,7 +82,8 @@ pub struct Me {
     pub bio: Option<String>,
     pub skills: Vec<String>,
     pub location: Option<String>,
-    /// Set once file uploads exist; `null` until then.
+    /// Where the avatar is served (see `GET /users/{id}/avatar`); `null`
+    /// without one.
     pub avatar_url: Option<String>,
     pub avatar_file_id: Option<Uuid>,
     pub visibility: Visibility,
@@ -111,9 +112,21 @@ pub struct PolicyVersions {
     pub current_version: Option<String>,
 }
 
-/// Loads `Me` for `user` in the given transaction.
+/// The stable address of a user's avatar: it redirects to a short-lived
+/// signed download URL, and changes with the avatar (`v`), so clients and
+/// caches may keep it as long as the profile they read it from.
+pub fn avatar_url(public_url: &url::Url, user: Uuid, file: Uuid) -> String {
+    format!(
+        "{}/v1/users/{user}/avatar?v={file}",
+        public_url.as_str().trim_end_matches('/')
+    )
+}
+
+/// Loads `Me` for `user` in the given transaction; `public_url` is where
+/// rabt is reached, for the avatar's address.
 pub async fn load_me(
     conn: &mut sqlx::PgConnection,
+    public_url: &url::Url,
     user: Uuid,
     roles: Vec<String>,
 ) -> Result<Me, ApiError> {
@@ -141,7 +154,7 @@ pub async fn load_me(
         bio: r.bio,
         skills: r.skills,
         location: r.location,
-        avatar_url: None,
+        avatar_url: r.avatar_file_id.map(|f| avatar_url(public_url, r.id, f)),
         avatar_file_id: r.avatar_file_id,
         visibility: r.visibility,
         roles,

@@ -28,6 +28,7 @@ use crate::{
     config::Settings,
     db::Db,
     email::EmailSender,
+    files,
     http::{
         ApiError, middleware as mw,
         rate_limit::{self, Routes},
@@ -56,6 +57,7 @@ use crate::{
         (name = "projects", description = "Projects, their search and status machine"),
         (name = "applications", description = "Applications to projects"),
         (name = "notifications", description = "The notification inbox and preferences"),
+        (name = "files", description = "Uploads through signed URLs, and downloads"),
     )
 )]
 struct ApiDoc;
@@ -100,6 +102,7 @@ fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .merge(projects::routes::router())
                 .merge(applications::routes::router())
                 .merge(notifications::routes::router())
+                .merge(files::routes::router())
                 .fallback(|| async { ApiError::not_found() })
                 .layer(middleware::from_fn_with_state(
                     Routes::Api,
@@ -323,6 +326,11 @@ pub fn job_registry(settings: &Settings) -> anyhow::Result<JobRegistry> {
         settings.jobs.notification_retention_days,
     );
     crate::http::idempotency::register(&mut registry);
+    files::register(
+        &mut registry,
+        files::storage::Storage::from_settings(settings)?,
+        settings.files.detached_grace,
+    );
     Ok(registry)
 }
 

@@ -7,7 +7,7 @@
 //!   pagination, rate limits;
 //! - [`db`] opens the row-level-security transaction every handler works in;
 //! - capabilities ([`auth`], [`users`], [`roles`], [`projects`],
-//!   [`applications`], [`notifications`]) each keep `routes` (HTTP), `model`
+//!   [`applications`], [`notifications`], [`files`]) each keep `routes` (HTTP), `model`
 //!   (validated types and rules) and `store` (SQL) in one folder, and use
 //!   each other's models and stores, never each other's routes;
 //! - small shared vocabularies: [`money`], [`skills`], [`search`];
@@ -24,6 +24,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod email;
+pub mod files;
 pub mod http;
 pub mod jobs;
 pub mod kv;

@@ -13,6 +13,7 @@ use crate::{
     config::Settings,
     crypto::Keyring,
     db::Db,
+    files::storage::Storage,
     http::{pagination::Cursors, rate_limit::Limiter},
     kv::Kv,
     query_cache::QueryCache,
@@ -41,6 +42,8 @@ pub struct AppState {
     pub rate_limiter: Limiter,
     /// Session checks this instance answered in the last second.
     pub session_checks: HeldChecks,
+    /// Where file objects are, and how their URLs are signed.
+    pub storage: Storage,
 }
 
 /// Connects what the state holds.
@@ -57,7 +60,9 @@ pub async fn build(
         .to_json()
         .map_err(|e| anyhow::anyhow!("could not render the OpenAPI document: {e}"))?;
     let query_cache = QueryCache::new(kv.clone(), settings.search_cache);
+    let storage = Storage::from_settings(&settings)?;
     Ok(AppState {
+        storage,
         db,
         rate_limiter: Limiter::new(kv.clone()),
         session_checks: HeldChecks::default(),

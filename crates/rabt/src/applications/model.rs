@@ -123,9 +123,9 @@ pub struct ApplicationRequest {
     /// 1 to 5000 characters, plain text.
     pub cover_letter: String,
     pub proposed_budget: Option<Money>,
-    /// Up to 10 distinct file ids. They are checked against the caller's
-    /// uploaded files once files exist (API.md §8); until then any ids are
-    /// stored as sent.
+    /// Up to 10 distinct ids of the caller's own ready files uploaded as
+    /// `application_attachment` (API.md §8); any other id is 422. The
+    /// applicant and the project's owner can then read them.
     pub attachment_file_ids: Option<Vec<Uuid>>,
 }
 

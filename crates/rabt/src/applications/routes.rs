@@ -14,6 +14,7 @@ use super::{
 };
 use crate::{
     auth::{AuthUser, permission},
+    files::{self, model::Purpose},
     http::{
         ApiError, AppJson, AppPath, AppQuery, ErrorCode,
         error::{ProblemBody, violated_constraint},
@@ -94,6 +95,14 @@ pub async fn apply(
     if project.status != ProjectStatus::Open {
         return Err(ApiError::new(ErrorCode::ProjectNotOpen));
     }
+    files::attach_own_ready(
+        &mut tx,
+        caller.id,
+        &new.attachment_file_ids,
+        Purpose::ApplicationAttachment,
+        "attachment_file_ids",
+    )
+    .await?;
     let id = store::insert(&mut tx, &new).await.map_err(on_constraint)?;
     let row = store::find(&mut tx, id)
         .await?

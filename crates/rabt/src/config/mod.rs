@@ -90,7 +90,9 @@ impl ConfigError {
 
 fn env_name(key: &str) -> String {
     match key {
-        "database_url" | "redis_url" => key.to_uppercase(),
+        "database_url" | "redis_url" | "aws_access_key_id" | "aws_secret_access_key" => {
+            key.to_uppercase()
+        }
         other => format!("RABT_{}", other.to_uppercase()),
     }
 }
@@ -157,6 +159,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub email: EmailSettings,
     pub oauth: OAuthSettings,
+    pub files: FileSettings,
     /// Made `admin` at every start, once the account exists.
     pub bootstrap_admin_email: Option<String>,
     /// How many open projects the `free` plan allows at once.
@@ -228,6 +231,59 @@ pub struct EmailSettings {
     pub mail_dir: PathBuf,
 }
 
+/// The content types uploads may declare: each has a content check in the
+/// files capability (magic bytes, a Word document's zip entries, or UTF-8
+/// text without NUL bytes). `RABT_FILES_*_TYPES` choose among these.
+pub const FILE_TYPES: &[&str] = &[
+    "image/png",
+    "image/jpeg",
+    "image/webp",
+    "application/pdf",
+    "text/plain",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+];
+
+/// Where file objects live (`RABT_STORAGE_URL`).
+#[derive(Debug)]
+pub enum StorageLocation {
+    /// `file:///path`: a folder, with upload and download URLs that rabt
+    /// signs and serves itself.
+    Local { root: PathBuf },
+    /// `s3://bucket`: any S3-compatible store, reached with presigned URLs.
+    S3 {
+        bucket: String,
+        /// `RABT_S3_ENDPOINT`; AWS itself when absent.
+        endpoint: Option<Url>,
+        region: String,
+        access_key_id: Option<String>,
+        secret_access_key: Option<SecretString>,
+    },
+}
+
+/// What one purpose of upload admits.
+#[derive(Debug, Clone)]
+pub struct UploadLimits {
+    pub max_bytes: u64,
+    /// Among [`FILE_TYPES`].
+    pub types: Vec<String>,
+}
+
+/// Files: where they are kept, what may be uploaded, and for how long URLs
+/// and leftovers live.
+#[derive(Debug)]
+pub struct FileSettings {
+    pub storage: StorageLocation,
+    /// Bytes of ready files each user may keep.
+    pub quota_bytes: u64,
+    pub avatar: UploadLimits,
+    /// Project, application and message attachments.
+    pub attachment: UploadLimits,
+    pub upload_url_ttl: Duration,
+    pub download_url_ttl: Duration,
+    /// How long a file no longer attached to anything is kept before removal.
+    pub detached_grace: Duration,
+}
+
 /// How the durable job runner behaves.
 #[derive(Debug, Clone)]
 pub struct JobSettings {
@@ -262,7 +318,12 @@ impl Settings {
             figment = figment.merge(Toml::file_exact(path));
         }
         figment = figment
-            .merge(Env::raw().only(&["DATABASE_URL", "REDIS_URL"]))
+            .merge(Env::raw().only(&[
+                "DATABASE_URL",
+                "REDIS_URL",
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+            ]))
             .merge(Env::prefixed("RABT_").ignore(&["CONFIG_FILE", "DATABASE_URL", "REDIS_URL"]));
         for (key, value) in overrides {
             // Parsed as an environment value would be, so "8" can be a number.
@@ -350,6 +411,72 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.setting, "RABT_PLAN_FREE_OPEN_PROJECTS");
+    }
+
+    #[test]
+    fn storage_is_a_local_folder_by_default_and_s3_by_url() {
+        let settings = load(&[("database_url", "postgres://x@h/db")]).unwrap();
+        assert!(matches!(
+            &settings.files.storage,
+            StorageLocation::Local { root } if root.ends_with(".data/files")
+        ));
+        assert_eq!(settings.files.avatar.max_bytes, 5 * 1024 * 1024);
+        assert_eq!(settings.files.quota_bytes, 1024 * 1024 * 1024);
+        let settings = load(&[
+            ("database_url", "postgres://x@h/db"),
+            ("storage_url", "s3://uploads"),
+            ("s3_endpoint", "http://127.0.0.1:9000"),
+            ("aws_access_key_id", "key"),
+            ("aws_secret_access_key", "secret-never-printed"),
+        ])
+        .unwrap();
+        assert!(matches!(
+            &settings.files.storage,
+            StorageLocation::S3 { bucket, region, .. } if bucket == "uploads" && region == "us-east-1"
+        ));
+        assert!(!format!("{settings:?}").contains("secret-never-printed"));
+        let settings = load(&[
+            ("database_url", "postgres://x@h/db"),
+            ("storage_url", "file:///var/lib/rabt/files"),
+        ])
+        .unwrap();
+        assert!(matches!(
+            &settings.files.storage,
+            StorageLocation::Local { root } if root == std::path::Path::new("/var/lib/rabt/files")
+        ));
+    }
+
+    #[test]
+    fn storage_settings_that_cannot_work_name_their_variable() {
+        for (key, value, named) in [
+            ("storage_url", "ftp://x", "RABT_STORAGE_URL"),
+            ("storage_url", "s3://", "RABT_STORAGE_URL"),
+            ("s3_endpoint", "not a url", "RABT_S3_ENDPOINT"),
+            (
+                "files_avatar_types",
+                "image/png,text/html",
+                "RABT_FILES_AVATAR_TYPES",
+            ),
+            (
+                "files_attachment_max_bytes",
+                "0",
+                "RABT_FILES_ATTACHMENT_MAX_BYTES",
+            ),
+        ] {
+            let mut pairs = vec![("database_url", "postgres://x@h/db"), (key, value)];
+            if key == "s3_endpoint" {
+                pairs.push(("storage_url", "s3://b"));
+            }
+            let err = load(&pairs).unwrap_err();
+            assert_eq!(err.setting, named, "{key}={value}");
+        }
+        let err = load(&[
+            ("database_url", "postgres://x@h/db"),
+            ("storage_url", "s3://b"),
+            ("aws_access_key_id", "key"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.setting, "AWS_SECRET_ACCESS_KEY");
     }
 
     #[test]

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::{
-    AuthSettings, ConfigError, EmailSettings, EncryptionKey, Environment, JobSettings, LogFormat,
-    OAuthClient, OAuthSettings, RateLimits, Settings, TlsFiles,
+    AuthSettings, ConfigError, EmailSettings, EncryptionKey, Environment, FILE_TYPES, FileSettings,
+    JobSettings, LogFormat, OAuthClient, OAuthSettings, RateLimits, Settings, StorageLocation,
+    TlsFiles, UploadLimits,
 };
 
 /// The raw layered settings, before validation. Field names are the environment
@@ -73,6 +74,19 @@ pub(super) struct RawSettings {
     max_connections: usize,
     header_read_timeout_secs: u64,
     idle_timeout_secs: u64,
+    storage_url: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: String,
+    aws_access_key_id: Option<String>,
+    aws_secret_access_key: Option<String>,
+    files_quota_bytes: u64,
+    files_avatar_max_bytes: u64,
+    files_avatar_types: String,
+    files_attachment_max_bytes: u64,
+    files_attachment_types: String,
+    files_upload_url_ttl_secs: u64,
+    files_download_url_ttl_secs: u64,
+    files_detached_grace_hours: u64,
 }
 
 impl Default for RawSettings {
@@ -132,6 +146,19 @@ impl Default for RawSettings {
             max_connections: 10_000,
             header_read_timeout_secs: 10,
             idle_timeout_secs: 60,
+            storage_url: None,
+            s3_endpoint: None,
+            s3_region: "us-east-1".into(),
+            aws_access_key_id: None,
+            aws_secret_access_key: None,
+            files_quota_bytes: 1024 * 1024 * 1024,
+            files_avatar_max_bytes: 5 * 1024 * 1024,
+            files_avatar_types: "image/png,image/jpeg,image/webp".into(),
+            files_attachment_max_bytes: 25 * 1024 * 1024,
+            files_attachment_types: FILE_TYPES.join(","),
+            files_upload_url_ttl_secs: 900,
+            files_download_url_ttl_secs: 300,
+            files_detached_grace_hours: 24,
         }
     }
 }
@@ -443,6 +470,50 @@ impl RawSettings {
             ));
         }
 
+        let files = FileSettings {
+            storage: storage_location(
+                self.storage_url.as_deref(),
+                self.s3_endpoint,
+                self.s3_region,
+                self.aws_access_key_id,
+                self.aws_secret_access_key,
+            )?,
+            quota_bytes: self.files_quota_bytes,
+            avatar: upload_limits(
+                "files_avatar_max_bytes",
+                self.files_avatar_max_bytes,
+                "files_avatar_types",
+                &self.files_avatar_types,
+            )?,
+            attachment: upload_limits(
+                "files_attachment_max_bytes",
+                self.files_attachment_max_bytes,
+                "files_attachment_types",
+                &self.files_attachment_types,
+            )?,
+            upload_url_ttl: Duration::from_secs(self.files_upload_url_ttl_secs),
+            download_url_ttl: Duration::from_secs(self.files_download_url_ttl_secs),
+            detached_grace: Duration::from_secs(self.files_detached_grace_hours * 3600),
+        };
+        for (key, secs) in [
+            ("files_upload_url_ttl_secs", self.files_upload_url_ttl_secs),
+            (
+                "files_download_url_ttl_secs",
+                self.files_download_url_ttl_secs,
+            ),
+        ] {
+            // Presigned S3 URLs live at most 7 days.
+            if !(1..=604_800).contains(&secs) {
+                return Err(ConfigError::new(key, "must be 1..=604800"));
+            }
+        }
+        if self.files_detached_grace_hours > 24 * 365 {
+            return Err(ConfigError::new(
+                "files_detached_grace_hours",
+                "must be 0..=8760",
+            ));
+        }
+
         Ok(Settings {
             env: self.env,
             database_url: SecretString::from(database_url),
@@ -480,6 +551,7 @@ impl RawSettings {
                 mail_dir: PathBuf::from(self.mail_dir),
             },
             oauth,
+            files,
             bootstrap_admin_email: self.bootstrap_admin_email.filter(|e| !e.trim().is_empty()),
             plan_free_open_projects: self.plan_free_open_projects,
             search_cache: (self.search_cache_secs > 0)
@@ -502,6 +574,103 @@ impl RawSettings {
             unknown_settings: Vec::new(),
         })
     }
+}
+
+/// `file:///path` (the default: `.data/files`) or `s3://bucket` with its
+/// endpoint, region and credentials.
+fn storage_location(
+    url: Option<&str>,
+    endpoint: Option<String>,
+    region: String,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+) -> Result<StorageLocation, ConfigError> {
+    let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else {
+        return Ok(StorageLocation::Local {
+            root: PathBuf::from(".data/files"),
+        });
+    };
+    let parsed =
+        Url::parse(url).map_err(|_| ConfigError::new("storage_url", "is not a valid URL"))?;
+    match parsed.scheme() {
+        "file" => {
+            let root = parsed.to_file_path().map_err(|()| {
+                ConfigError::new("storage_url", "must be file:///an/absolute/path")
+            })?;
+            Ok(StorageLocation::Local { root })
+        }
+        "s3" => {
+            let bucket = parsed.host_str().unwrap_or_default().to_owned();
+            if bucket.is_empty() || !matches!(parsed.path(), "" | "/") {
+                return Err(ConfigError::new(
+                    "storage_url",
+                    "must be s3://bucket (no path)",
+                ));
+            }
+            let endpoint = endpoint
+                .filter(|e| !e.trim().is_empty())
+                .map(|e| parse_http_url("s3_endpoint", &e))
+                .transpose()?;
+            if region.trim().is_empty() {
+                return Err(ConfigError::new("s3_region", "must not be empty"));
+            }
+            let (access_key_id, secret_access_key) = match (
+                access_key_id.filter(|k| !k.is_empty()),
+                secret_access_key.filter(|k| !k.is_empty()),
+            ) {
+                (Some(id), Some(secret)) => (Some(id), Some(SecretString::from(secret))),
+                // From the instance's role (AWS) when neither is given.
+                (None, None) => (None, None),
+                (Some(_), None) => {
+                    return Err(ConfigError::new(
+                        "aws_secret_access_key",
+                        "is required with AWS_ACCESS_KEY_ID",
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(ConfigError::new(
+                        "aws_access_key_id",
+                        "is required with AWS_SECRET_ACCESS_KEY",
+                    ));
+                }
+            };
+            Ok(StorageLocation::S3 {
+                bucket,
+                endpoint,
+                region,
+                access_key_id,
+                secret_access_key,
+            })
+        }
+        _ => Err(ConfigError::new(
+            "storage_url",
+            "must start with file:// or s3://",
+        )),
+    }
+}
+
+fn upload_limits(
+    size_key: &str,
+    max_bytes: u64,
+    types_key: &str,
+    types: &str,
+) -> Result<UploadLimits, ConfigError> {
+    if !(1..=5 * 1024 * 1024 * 1024).contains(&max_bytes) {
+        return Err(ConfigError::new(size_key, "must be 1..=5368709120 (5 GiB)"));
+    }
+    let types: Vec<String> = split_list(Some(types))
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if types.is_empty() {
+        return Err(ConfigError::new(types_key, "must name at least one type"));
+    }
+    if let Some(unknown) = types.iter().find(|t| !FILE_TYPES.contains(&t.as_str())) {
+        return Err(ConfigError::new(
+            types_key,
+            format!("has `{unknown}`; known types: {}", FILE_TYPES.join(", ")),
+        ));
+    }
+    Ok(UploadLimits { max_bytes, types })
 }
 
 fn random_bytes() -> [u8; 32] {

@@ -131,6 +131,8 @@ pub fn cors(origins: &[String]) -> CorsLayer {
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
+            // Signed into upload URLs of the local file store (files::storage).
+            header::CONTENT_DISPOSITION,
             HeaderName::from_static("idempotency-key"),
             HeaderName::from_static("x-csrf-token"),
             HeaderName::from_static("x-request-id"),

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::store::ProfileRow;
 use crate::{
-    account::Visibility,
+    account::{self, Visibility},
     http::{ApiError, FieldError, patch},
     skills,
 };
@@ -23,6 +23,8 @@ pub struct PublicProfile {
     pub bio: Option<String>,
     pub skills: Vec<String>,
     pub location: Option<String>,
+    /// Where the avatar is served: a stable address that redirects to a
+    /// short-lived signed URL; `null` without one.
     pub avatar_url: Option<String>,
     pub created_at: DateTime<Utc>,
     /// Only for the user themselves and holders of `users.read_private`.
@@ -31,15 +33,18 @@ pub struct PublicProfile {
 }
 
 impl PublicProfile {
-    pub fn new(row: ProfileRow, email: Option<String>) -> Self {
+    /// `public_url` is where rabt is reached, for the avatar's address.
+    pub fn new(row: ProfileRow, email: Option<String>, public_url: &url::Url) -> Self {
         Self {
+            avatar_url: row
+                .avatar_file_id
+                .map(|f| account::avatar_url(public_url, row.id, f)),
             id: row.id,
             display_name: row.display_name,
             headline: row.headline,
             bio: row.bio,
             skills: row.skills,
             location: row.location,
-            avatar_url: None,
             created_at: row.created_at,
             email,
         }

@@ -1,7 +1,12 @@
 //! HTTP routes for users: the caller's account and profile, public profiles,
 //! and moderation (API.md §4).
 
-use axum::{Json, extract::State, http::StatusCode};
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -17,6 +22,10 @@ use crate::{
     audit::{self, Action},
     auth::{AuthUser, Holding, MaybeAuthUser, grants, permission, sessions},
     db::Actor,
+    files::{
+        self,
+        model::{FileStatus, FileType, Purpose, content_disposition},
+    },
     http::{
         ApiError, AppJson, AppPath, AppQuery, ClientInfo, ErrorCode, FieldError,
         error::{ProblemBody, violated_constraint},
@@ -32,6 +41,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_me, update_me))
         .routes(routes!(get_user, moderate_user, delete_user))
+        .routes(routes!(get_avatar))
         .routes(routes!(search_users))
         // Writes here change what cached searches answer.
         .layer(axum::middleware::from_fn(query_cache::drop_after_writes))
@@ -58,7 +68,13 @@ fn on_constraint(err: sqlx::Error) -> ApiError {
     ))]
 pub async fn get_me(State(state): State<AppState>, user: AuthUser) -> Result<Json<Me>, ApiError> {
     let mut tx = state.db.read(&user.actor()).await?;
-    let me = load_me(&mut tx, user.id, user.roles.clone()).await?;
+    let me = load_me(
+        &mut tx,
+        &state.settings.public_url,
+        user.id,
+        user.roles.clone(),
+    )
+    .await?;
     Ok(Json(me))
 }
 
@@ -78,11 +94,22 @@ pub async fn update_me(
     let row = store::find_profile(&mut tx, user.id)
         .await?
         .ok_or_else(ApiError::not_found)?;
+    let avatar = change.avatar_file_id;
     let row = apply(change, row)?;
+    if let Some(Some(file)) = avatar {
+        files::attach_own_ready(&mut tx, user.id, &[file], Purpose::Avatar, "avatar_file_id")
+            .await?;
+    }
     store::save_profile(&mut tx, &row)
         .await
         .map_err(on_constraint)?;
-    let me = load_me(&mut tx, user.id, user.roles.clone()).await?;
+    let me = load_me(
+        &mut tx,
+        &state.settings.public_url,
+        user.id,
+        user.roles.clone(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(me))
 }
@@ -114,7 +141,80 @@ pub async fn get_user(
     } else {
         None
     };
-    Ok(Json(PublicProfile::new(row, email)))
+    Ok(Json(PublicProfile::new(
+        row,
+        email,
+        &state.settings.public_url,
+    )))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AvatarParams {
+    /// The avatar's file id, as `avatar_url` carries it: a new avatar is a
+    /// new address, so caches never show an old one.
+    pub v: Option<Uuid>,
+}
+
+/// A user's avatar: a redirect to a short-lived signed download URL, for
+/// whoever may see the profile (everyone for a public one; the user and
+/// holders of `users.read_private` for a private one). 404 otherwise, or
+/// without an avatar.
+#[utoipa::path(get, path = "/users/{id}/avatar", tag = "users",
+    params(("id" = Uuid, Path, description = "User id"), AvatarParams),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 302, description = "To the image, for the `Cache-Control` max-age",
+            headers(("Location" = String, description = "A signed download URL"))),
+        NotFound,
+    ))]
+pub async fn get_avatar(
+    State(state): State<AppState>,
+    caller: MaybeAuthUser,
+    AppPath(id): AppPath<Uuid>,
+    AppQuery(_params): AppQuery<AvatarParams>,
+) -> Result<Response, ApiError> {
+    let mut tx = state.db.begin(&caller.actor()).await?;
+    let file_id = store::find_profile(&mut tx, id)
+        .await?
+        .and_then(|p| p.avatar_file_id)
+        .ok_or_else(ApiError::not_found)?;
+    let file = files::store::find(&mut tx, file_id)
+        .await?
+        .filter(|f| f.status == FileStatus::Ready)
+        .ok_or_else(ApiError::not_found)?;
+    tx.commit().await?;
+    let file_type = FileType::parse(&file.content_type).ok_or_else(ApiError::not_found)?;
+    let ttl = state.settings.files.download_url_ttl;
+    let (url, _) = state
+        .storage
+        .download_url(
+            &file.object_key,
+            file_type.stored_content_type(),
+            &content_disposition(file_type, &file.filename),
+            ttl,
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    let location = HeaderValue::from_str(url.as_str()).map_err(ApiError::internal)?;
+    // Kept by the browser for half the signed URL's life, never by shared
+    // caches: a private profile's avatar must not outlive its visibility there.
+    let cache = HeaderValue::from_str(&format!("private, max-age={}", ttl.as_secs() / 2))
+        .map_err(ApiError::internal)?;
+    Ok((
+        StatusCode::FOUND,
+        [
+            (header::LOCATION, location),
+            (header::CACHE_CONTROL, cache),
+            // The web app, on another origin, shows it in an <img>.
+            (
+                header::HeaderName::from_static("cross-origin-resource-policy"),
+                HeaderValue::from_static("cross-origin"),
+            ),
+        ],
+    )
+        .into_response())
 }
 
 /// Edit a user's profile, or suspend or reinstate them (needs `users.manage`).
@@ -135,6 +235,14 @@ pub async fn moderate_user(
     AppJson(moderation): AppJson<Moderation>,
 ) -> Result<Json<PublicProfile>, ApiError> {
     let (change, suspended) = moderation.split();
+    if matches!(change.avatar_file_id, Some(Some(_))) {
+        // An avatar is the user's own upload; a moderator may only remove it.
+        return Err(ApiError::validation(vec![FieldError::new(
+            "avatar_file_id",
+            "invalid_file",
+            "A moderator can remove an avatar (null), not set one.",
+        )]));
+    }
     let mut tx = state.db.begin(&caller.actor()).await?;
     let row = store::find_profile(&mut tx, id)
         .await?
@@ -178,7 +286,11 @@ pub async fn moderate_user(
         sessions::publish_grants(&state, &[id]).await;
     }
     let email = email.filter(|_| caller.can::<permission::UsersReadPrivate>());
-    Ok(Json(PublicProfile::new(row, email)))
+    Ok(Json(PublicProfile::new(
+        row,
+        email,
+        &state.settings.public_url,
+    )))
 }
 
 /// Deactivate a user now and end their sessions (needs `users.delete`); the
@@ -340,7 +452,7 @@ pub async fn search_users(
         id: last.profile.id,
         fuzzy,
     })?
-    .map(|r| PublicProfile::new(r.profile, None));
+    .map(|r| PublicProfile::new(r.profile, None, &state.settings.public_url));
     Ok(Json(ProfilePage {
         items: page.items,
         next_cursor: page.next_cursor,

@@ -866,4 +866,121 @@ async fn second_factors_are_the_owners_to_see_and_no_ones_to_read_or_write() {
         let err = query(&as_alice, sql).await.unwrap_err().to_string();
         assert!(err.contains("permission denied"), "{sql}: {err}");
     }
+
+/// A ready file of `owner`'s.
+async fn file_of(app: &TestApp, owner: Uuid, purpose: &str) -> Uuid {
+    sqlx::query_scalar(
+        "insert into files (owner_id, purpose, filename, content_type, size_bytes, object_key, \
+                            status, completed_at) \
+         values ($1, $2, 'f.png', 'image/png', 10, 'files/' || gen_random_uuid(), 'ready', now()) \
+         returning id",
+    )
+    .bind(owner)
+    .bind(purpose)
+    .fetch_one(&app.db.admin)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn files_are_seen_by_their_uploader_and_through_what_they_are_attached_to() {
+    let app = spawn_app().await;
+    let p = projects(&app).await;
+    let (a, b, c) = (
+        TestApp::as_user(p.a),
+        TestApp::as_user(p.b),
+        TestApp::as_user(p.c),
+    );
+    let cv = file_of(&app, p.c, "application_attachment").await;
+    let avatar = file_of(&app, p.a, "avatar").await;
+    let read = "select id from files where id = $1";
+
+    // Private to the uploader until attached.
+    assert_eq!(rows_as(&app, &c, read, &[cv]).await, Some(1));
+    for stranger in [&a, &b, &Actor::Anonymous] {
+        assert_eq!(rows_as(&app, stranger, read, &[cv]).await, Some(0));
+    }
+    for stranger in [&b, &c, &Actor::Anonymous] {
+        assert_eq!(rows_as(&app, stranger, read, &[avatar]).await, Some(0));
+    }
+
+    // An application's attachment: its two sides, nobody else.
+    sqlx::query("update applications set attachment_file_ids = array[$2] where id = $1")
+        .bind(p.application)
+        .bind(cv)
+        .execute(&app.db.admin)
+        .await
+        .unwrap();
+    assert_eq!(rows_as(&app, &b, read, &[cv]).await, Some(1));
+    assert_eq!(rows_as(&app, &a, read, &[cv]).await, Some(0));
+
+    // An avatar: through a profile the reader can see.
+    sqlx::query("update users set avatar_file_id = $2 where id = $1")
+        .bind(p.a)
+        .bind(avatar)
+        .execute(&app.db.admin)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows_as(&app, &Actor::Anonymous, read, &[avatar]).await,
+        Some(1)
+    );
+    sqlx::query("update users set visibility = 'private' where id = $1")
+        .bind(p.a)
+        .execute(&app.db.admin)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows_as(&app, &Actor::Anonymous, read, &[avatar]).await,
+        Some(0)
+    );
+    assert_eq!(rows_as(&app, &b, read, &[avatar]).await, Some(0));
+    assert_eq!(rows_as(&app, &a, read, &[avatar]).await, Some(1));
+
+    // Seeing is not changing: only the uploader updates or deletes.
+    let ready = "update files set status = 'pending', completed_at = null where id = $1";
+    assert_eq!(rows_as(&app, &b, ready, &[cv]).await, Some(0));
+    assert_eq!(
+        rows_as(&app, &b, "delete from files where id = $1", &[cv]).await,
+        Some(0)
+    );
+    assert_eq!(
+        rows_as(
+            &app,
+            &b,
+            "update files set owner_id = $2 where id = $1",
+            &[cv, p.b]
+        )
+        .await,
+        None
+    );
+    // Nobody uploads in someone else's name, or inserts a file already ready.
+    assert_eq!(
+        rows_as(
+            &app,
+            &a,
+            "insert into files (owner_id, purpose, filename, content_type, size_bytes, object_key) \
+             values ($1, 'avatar', 'x.png', 'image/png', 1, 'files/' || gen_random_uuid())",
+            &[p.b]
+        )
+        .await,
+        None
+    );
+    assert_eq!(
+        rows_as(
+            &app,
+            &a,
+            "insert into files (owner_id, purpose, filename, content_type, size_bytes, object_key, \
+                                status, completed_at) \
+             values ($1, 'avatar', 'x.png', 'image/png', 1, 'files/' || gen_random_uuid(), \
+                     'ready', now())",
+            &[p.a]
+        )
+        .await,
+        None
+    );
+    assert_eq!(
+        rows_as(&app, &c, "delete from files where id = $1", &[cv]).await,
+        Some(1)
+    );
 }

@@ -79,7 +79,18 @@ async fn me_shows_the_plan_and_policy_and_a_null_avatar_clears_it() {
         json!({"accepted_version": null, "current_version": null})
     );
 
-    let file = uuid::Uuid::now_v7().to_string();
+    // One of Ada's ready avatar uploads (the files tests upload them for real).
+    let file: uuid::Uuid = sqlx::query_scalar(
+        "insert into files (owner_id, purpose, filename, content_type, size_bytes, object_key, \
+                            status, completed_at) \
+         values ($1::text::uuid, 'avatar', 'a.png', 'image/png', 10, \
+                 'files/' || gen_random_uuid(), 'ready', now()) returning id",
+    )
+    .bind(ada["user"]["id"].as_str().unwrap())
+    .fetch_one(&env.app.db.admin)
+    .await
+    .unwrap();
+    let file = file.to_string();
     let set: Value = patch(
         &env,
         access(&ada),
@@ -91,6 +102,12 @@ async fn me_shows_the_plan_and_policy_and_a_null_avatar_clears_it() {
     .await
     .unwrap();
     assert_eq!(set["avatar_file_id"], file.as_str());
+    assert!(
+        set["avatar_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/avatar?v={file}"))
+    );
     // Absent leaves it; null clears it.
     let kept: Value = patch(&env, access(&ada), "/v1/me", json!({"headline": "Hi"}))
         .await
@@ -109,6 +126,7 @@ async fn me_shows_the_plan_and_policy_and_a_null_avatar_clears_it() {
     .await
     .unwrap();
     assert_eq!(cleared["avatar_file_id"], Value::Null);
+    assert_eq!(cleared["avatar_url"], Value::Null);
 }
 
 #[tokio::test]

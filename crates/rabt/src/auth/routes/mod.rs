@@ -298,7 +298,7 @@ async fn pair(
     let roles = crate::auth::grants::grants_of(tx, user).await?.roles;
     let aal = u8::try_from(store::session_aal(tx, session).await?).unwrap_or(1);
     let access_token = state.tokens.issue(user, session, roles.clone(), aal)?;
-    let me = load_me(tx, user, roles).await?;
+    let me = load_me(tx, &state.settings.public_url, user, roles).await?;
     let (refresh_token, csrf_token, cookies) = if cookie {
         let csrf = crate::auth::tokens::random_token();
         let max_age = state.settings.auth.session_ttl.as_secs();

@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod jobs;
 pub mod projects;
+pub mod storage;
 
 use std::{
     net::SocketAddr,
@@ -277,6 +278,13 @@ pub fn test_settings(db: &TestDb, redis: bool, extra: &[(&'static str, String)])
         ("rate_limit_auth_per_minute", "100000".into()),
         ("rate_limit_write_per_minute", "100000".into()),
         ("rate_limit_read_per_minute", "100000".into()),
+        (
+            "storage_url",
+            format!(
+                "file://{}",
+                std::env::temp_dir().join("rabt-test-files").display()
+            ),
+        ),
         (
             "mail_dir",
             std::env::temp_dir()
