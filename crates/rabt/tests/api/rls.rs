@@ -866,6 +866,7 @@ async fn second_factors_are_the_owners_to_see_and_no_ones_to_read_or_write() {
         let err = query(&as_alice, sql).await.unwrap_err().to_string();
         assert!(err.contains("permission denied"), "{sql}: {err}");
     }
+}
 
 /// A ready file of `owner`'s.
 async fn file_of(app: &TestApp, owner: Uuid, purpose: &str) -> Uuid {
