@@ -170,6 +170,7 @@ const TOOLING_PREFIXES: &[&str] = &[
     "DEV_",
     "DATA_DIR",
     "KEEP_SERVICES",
+    "PRIVATE_SERVICES",
     "REDIS_PORT",
 ];
 
