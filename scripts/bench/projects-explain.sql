@@ -1,6 +1,6 @@
 -- EXPLAIN ANALYZE of the queries behind the three endpoints of
 -- scripts/bench-projects, as the anonymous request role. The statements are
--- those of crates/rabt/src/projects/store.rs, prepared with the same
+-- those of crates/rabt/src/projects/search/store.rs, prepared with the same
 -- parameters and types the server binds (`$1`–`$15` filters, `$16`/`$17`
 -- keyset, `$18` limit, `$19`/`$20` typo mode), and executed with custom plans
 -- so that the `$n is null or …` branches fold with their values.
@@ -269,7 +269,7 @@ select p.id, p.owner_id, p.title, p.summary, p.description, p.description_html, 
 from projects p where p.id = $1;
 
 -- The words of the searches below, each prefix asked for as the words it stands
--- for (projects/store.rs, expand_words), as the server does before searching.
+-- for (projects/search/store.rs, expand_words), as the server does before searching.
 execute expand_words('{dashboard}') \gset dashboard_
 execute expand_words('{website}') \gset website_
 execute expand_words('{kintsugi}') \gset kintsugi_

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 mod raw;
+mod storage;
 
 use raw::{RawSettings, extract, unknown_environment_settings};
 

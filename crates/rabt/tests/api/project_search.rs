@@ -476,7 +476,7 @@ async fn a_prefix_is_asked_for_as_the_published_words_it_stands_for() {
                 .await
                 .unwrap();
             let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
-            let query = rabt::projects::store::expand_words(&mut tx, &words)
+            let query = rabt::projects::search::store::expand_words(&mut tx, &words)
                 .await
                 .unwrap();
             tx.commit().await.unwrap();

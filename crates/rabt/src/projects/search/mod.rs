@@ -2,6 +2,8 @@
 //! keyset cursors, the typo-tolerant second try, and the query cache for
 //! anonymous callers.
 
+pub mod store;
+
 use std::collections::HashMap;
 
 use axum::{
@@ -15,10 +17,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{
-    model::{Project, ProjectStatus},
-    store::{self, Filters},
-};
+use self::store::Filters;
+use super::model::{Project, ProjectStatus};
 use crate::{
     auth::{MaybeAuthUser, permission},
     http::{
