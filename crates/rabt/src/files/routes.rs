@@ -107,7 +107,7 @@ pub async fn create_upload(
             files.upload_url_ttl,
         )
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(storage::unavailable)?;
     metrics::counter!("files_uploads_started_total", "purpose" => upload.purpose.as_str())
         .increment(1);
     let created = CreatedUpload {
@@ -170,7 +170,7 @@ pub async fn complete_upload(
         .storage
         .copy(&upload, &row.object_key)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(storage::unavailable)?;
     let mut tx = state.db.begin(&caller.actor()).await?;
     store::mark_ready(&mut tx, id, caller.id).await?;
     let row = store::find(&mut tx, id)
@@ -216,7 +216,7 @@ async fn own_file(state: &AppState, caller: &AuthUser, id: Uuid) -> Result<FileR
 /// UTF-8). A rejected upload is removed.
 async fn check_object(storage: &Storage, row: &FileRow) -> Result<Result<(), Rejection>, ApiError> {
     let key = storage::upload_key(row.id);
-    let Some(size) = storage.size(&key).await.map_err(ApiError::internal)? else {
+    let Some(size) = storage.size(&key).await.map_err(storage::unavailable)? else {
         return Ok(Err(Rejection::Missing));
     };
     let declared = u64::try_from(row.size_bytes).unwrap_or(0);
@@ -232,7 +232,7 @@ async fn check_object(storage: &Storage, row: &FileRow) -> Result<Result<(), Rej
             let head = storage
                 .first_bytes(&key, size.min(FileType::HEAD_BYTES))
                 .await
-                .map_err(ApiError::internal)?;
+                .map_err(storage::unavailable)?;
             file_type.matches_head(&head)
         };
         if fits {
@@ -242,16 +242,16 @@ async fn check_object(storage: &Storage, row: &FileRow) -> Result<Result<(), Rej
         }
     };
     if verdict.is_err() {
-        storage.delete(&key).await.map_err(ApiError::internal)?;
+        storage.delete(&key).await.map_err(storage::unavailable)?;
     }
     Ok(verdict)
 }
 
 async fn is_text(storage: &Storage, key: &str) -> Result<bool, ApiError> {
-    let mut chunks = storage.read(key).await.map_err(ApiError::internal)?;
+    let mut chunks = storage.read(key).await.map_err(storage::unavailable)?;
     let mut check = TextCheck::default();
     while let Some(chunk) = chunks.next().await {
-        if !check.feed(&chunk.map_err(ApiError::internal)?) {
+        if !check.feed(&chunk.map_err(storage::unavailable)?) {
             return Ok(false);
         }
     }
@@ -271,7 +271,7 @@ async fn view(state: &AppState, row: FileRow) -> Result<FileView, ApiError> {
                     state.settings.files.download_url_ttl,
                 )
                 .await
-                .map_err(ApiError::internal)?,
+                .map_err(storage::unavailable)?,
         ),
         _ => None,
     };
@@ -447,7 +447,7 @@ pub async fn local_download(
     if storage
         .size(&key)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(storage::unavailable)?
         .is_none()
     {
         return Err(ApiError::not_found());
@@ -455,9 +455,9 @@ pub async fn local_download(
     let chunks = storage
         .read(&key)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(storage::unavailable)?
         .map_err(std::io::Error::other);
-    let value = |v: &str| HeaderValue::from_str(v).map_err(ApiError::internal);
+    let value = |v: &str| HeaderValue::from_str(v).map_err(storage::unavailable);
     let remaining = (grant.expires - chrono::Utc::now().timestamp()).max(0);
     Ok((
         [

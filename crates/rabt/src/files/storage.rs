@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use futures::{StreamExt as _, stream::BoxStream};
 use hmac::{Hmac, Mac as _};
 use object_store::{
-    ObjectStore, ObjectStoreExt as _,
+    ClientOptions, ObjectStore, ObjectStoreExt as _,
     aws::{AmazonS3, AmazonS3Builder},
     local::LocalFileSystem,
     path::Path,
@@ -75,6 +75,20 @@ pub struct SignedRequest {
 
 /// The key of a ready file's object: written by rabt alone (copied from the
 /// upload once checked), so nothing replaces checked bytes.
+/// How long a connection to the S3 store may take to open.
+const STORE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long one request to the S3 store may take in all.
+const STORE_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The answer to a request whose storage call failed: 503 `unavailable`
+/// (logged with its cause), never a 500: the store is a service that can be
+/// down, like Postgres.
+pub fn unavailable(err: impl Into<anyhow::Error>) -> crate::http::ApiError {
+    let err = err.into();
+    tracing::error!(error = %err, "the file store failed");
+    crate::http::ApiError::unavailable("The file store did not answer; try again shortly.")
+}
+
 pub fn object_key(file: Uuid) -> String {
     format!("files/{file}")
 }
@@ -124,7 +138,14 @@ impl Storage {
             } => {
                 let mut builder = AmazonS3Builder::new()
                     .with_bucket_name(bucket)
-                    .with_region(region);
+                    .with_region(region)
+                    // A store that does not answer fails the request (503)
+                    // rather than holding it.
+                    .with_client_options(
+                        ClientOptions::new()
+                            .with_connect_timeout(STORE_CONNECT_TIMEOUT)
+                            .with_timeout(STORE_REQUEST_TIMEOUT),
+                    );
                 if let Some(endpoint) = endpoint {
                     builder = builder
                         .with_endpoint(endpoint.as_str().trim_end_matches('/'))

@@ -196,7 +196,7 @@ pub async fn get_avatar(
             ttl,
         )
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(files::storage::unavailable)?;
     let location = HeaderValue::from_str(url.as_str()).map_err(ApiError::internal)?;
     // Kept by the browser for half the signed URL's life, never by shared
     // caches: a private profile's avatar must not outlive its visibility there.
