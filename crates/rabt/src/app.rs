@@ -35,7 +35,7 @@ use crate::{
         request_id,
     },
     jobs::{JobRegistry, Worker},
-    notifications, ops, projects, roles,
+    messaging, notifications, ops, projects, realtime, roles,
     state::AppState,
     users,
 };
@@ -56,6 +56,7 @@ use crate::{
         (name = "roles", description = "Roles and permissions"),
         (name = "projects", description = "Projects, their search and status machine"),
         (name = "applications", description = "Applications to projects"),
+        (name = "messaging", description = "Conversations, messages and the realtime WebSocket"),
         (name = "notifications", description = "The notification inbox and preferences"),
         (name = "files", description = "Uploads through signed URLs, and downloads"),
     )
@@ -101,6 +102,7 @@ fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .merge(roles::routes::router())
                 .merge(projects::routes::router())
                 .merge(applications::routes::router())
+                .merge(messaging::routes::router())
                 .merge(notifications::routes::router())
                 .merge(files::routes::router())
                 .fallback(|| async { ApiError::not_found() })
@@ -108,6 +110,10 @@ fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                     Routes::Api,
                     rate_limit::enforce,
                 ))
+                .merge(realtime::router().layer(middleware::from_fn_with_state(
+                    Routes::Realtime,
+                    rate_limit::enforce,
+                )))
                 .merge(
                     auth::routes::router()
                         // Credentials and tokens are small: a tighter body limit.
@@ -254,13 +260,35 @@ impl Application {
             self.state.db.clone(),
             self.state.kv.clone(),
             self.state.session_checks.clone(),
+            {
+                let hub = self.state.realtime.clone();
+                move |user| hub.check_users(&[user])
+            },
             shutdown.clone(),
         ));
         let session_ends = tokio::spawn(crate::auth::sessions::follow_session_ends(
             self.state.db.clone(),
             self.state.session_checks.clone(),
+            {
+                let hub = self.state.realtime.clone();
+                move |session| hub.end_sessions(&[session])
+            },
             shutdown.clone(),
         ));
+        let realtime = tokio::spawn(crate::realtime::hub::follow(
+            self.state.db.clone(),
+            self.state.realtime.clone(),
+            shutdown.clone(),
+        ));
+        // Sockets live apart from the connections `serve` drains: at shutdown
+        // they are closed with "going away", so clients reconnect elsewhere.
+        let sockets = {
+            let (hub, shutdown) = (self.state.realtime.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                hub.close_all();
+            })
+        };
         let searches = tokio::spawn(crate::query_cache::follow_changes(
             self.state.db.clone(),
             self.state.query_cache.clone(),
@@ -286,6 +314,8 @@ impl Application {
         }
         grants.abort();
         session_ends.abort();
+        realtime.abort();
+        sockets.abort();
         searches.abort();
         self.state.db.close().await;
         Ok(())
@@ -322,9 +352,11 @@ pub fn job_registry(settings: &Settings) -> anyhow::Result<JobRegistry> {
     notifications::register(
         &mut registry,
         settings.frontend_url.clone(),
-        host,
+        host.clone(),
         settings.jobs.notification_retention_days,
     );
+    messaging::register(&mut registry, settings.frontend_url.clone(), host);
+    realtime::register(&mut registry, settings.realtime.retention);
     crate::http::idempotency::register(&mut registry);
     files::register(
         &mut registry,

@@ -7,12 +7,13 @@
 //!   pagination, rate limits;
 //! - [`db`] opens the row-level-security transaction every handler works in;
 //! - capabilities ([`auth`], [`users`], [`roles`], [`projects`],
-//!   [`applications`], [`notifications`], [`files`]) each keep `routes` (HTTP), `model`
+//!   [`applications`], [`messaging`], [`notifications`], [`files`]) each keep `routes` (HTTP), `model`
 //!   (validated types and rules) and `store` (SQL) in one folder, and use
 //!   each other's models and stores, never each other's routes;
 //! - small shared vocabularies: [`money`], [`skills`], [`search`];
 //! - [`jobs`] runs durable background work; [`kv`] holds short-lived shared
-//!   state in Redis or in memory, [`query_cache`] the answers of searches;
+//!   state in Redis or in memory, [`query_cache`] the answers of searches,
+//!   [`realtime`] the WebSocket and its per-user event log;
 //! - [`config`] and [`telemetry`] are read once at start.
 
 pub mod account;
@@ -28,11 +29,13 @@ pub mod files;
 pub mod http;
 pub mod jobs;
 pub mod kv;
+pub mod messaging;
 pub mod money;
 pub mod notifications;
 pub mod ops;
 pub mod projects;
 pub mod query_cache;
+pub mod realtime;
 pub mod roles;
 pub mod search;
 pub mod server;

@@ -17,6 +17,7 @@ use crate::{
     http::{pagination::Cursors, rate_limit::Limiter},
     kv::Kv,
     query_cache::QueryCache,
+    realtime::Hub,
     telemetry,
 };
 
@@ -44,6 +45,8 @@ pub struct AppState {
     pub session_checks: HeldChecks,
     /// Where file objects are, and how their URLs are signed.
     pub storage: Storage,
+    /// This instance's realtime sockets.
+    pub realtime: Hub,
 }
 
 /// Connects what the state holds.
@@ -63,6 +66,7 @@ pub async fn build(
     let storage = Storage::from_settings(&settings)?;
     Ok(AppState {
         storage,
+        realtime: Hub::default(),
         db,
         rate_limiter: Limiter::new(kv.clone()),
         session_checks: HeldChecks::default(),

@@ -38,16 +38,16 @@ static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 /// The process-wide metrics handle, installing the recorder on first use.
 /// `None` when another recorder was installed first (metrics are then dropped).
 pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
+    const BUCKETS: &[f64] = &[
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
     PROMETHEUS
         .get_or_init(|| {
             PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Suffix("duration_seconds".into()),
-                    &[
-                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                        10.0,
-                    ],
-                )
+                .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), BUCKETS)
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(Matcher::Suffix("lag_seconds".into()), BUCKETS)
+                })
                 .and_then(|builder| builder.install_recorder())
                 .map_err(|err| tracing::warn!(error = %err, "metrics recorder not installed"))
                 .ok()

@@ -72,8 +72,16 @@ where
         let state = AppState::from_ref(state);
         let token = crate::http::bearer(&parts.headers)
             .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized))?;
+        AuthUser::from_token(&state, token).await
+    }
+}
+
+impl AuthUser {
+    /// The caller an access token names, if it is valid and its session alive
+    /// (the realtime socket reads its token elsewhere than the header).
+    pub async fn from_token(state: &AppState, token: &str) -> Result<Self, ApiError> {
         let claims = state.tokens.verify(token)?;
-        let grants = sessions::check(&state, claims.sid, claims.sub)
+        let grants = sessions::check(state, claims.sid, claims.sub)
             .await?
             .ok_or_else(|| {
                 ApiError::new(ErrorCode::Unauthorized).with_detail("This session has ended.")

@@ -197,6 +197,7 @@ fn dead_for(state: &AppState) -> Duration {
 /// Marks sessions dead in the cache, after their revocation committed.
 pub async fn forget(state: &AppState, sessions: &[Uuid]) {
     state.session_checks.forget_sessions(sessions).await;
+    state.realtime.end_sessions(sessions);
     for session in sessions {
         if let Err(err) = state.kv.set(&key(*session), DEAD, dead_for(state)).await {
             tracing::error!(error = %err, session = %session,
@@ -240,8 +241,15 @@ async fn raise_version(kv: &Kv, user: Uuid, version: i64) {
 
 /// Follows `NOTIFY rabt_grants` (`"<user id> <version>"`, sent by the
 /// database with every change of grants, whoever made it) into the store,
-/// until `shutdown`.
-pub async fn follow_grant_changes(db: Db, kv: Kv, held: HeldChecks, shutdown: CancellationToken) {
+/// and calls `on_change` with the user (whose sockets recheck their
+/// session), until `shutdown`.
+pub async fn follow_grant_changes(
+    db: Db,
+    kv: Kv,
+    held: HeldChecks,
+    on_change: impl Fn(Uuid) + Clone,
+    shutdown: CancellationToken,
+) {
     crate::db::follow_channel(
         &db,
         "rabt_grants",
@@ -250,6 +258,7 @@ pub async fn follow_grant_changes(db: Db, kv: Kv, held: HeldChecks, shutdown: Ca
         |payload| {
             let kv = kv.clone();
             let held = held.clone();
+            let on_change = on_change.clone();
             async move {
                 let parsed = payload
                     .split_once(' ')
@@ -258,6 +267,7 @@ pub async fn follow_grant_changes(db: Db, kv: Kv, held: HeldChecks, shutdown: Ca
                     Some((user, version)) => {
                         held.forget_users(&[user]);
                         raise_version(&kv, user, version).await;
+                        on_change(user);
                     }
                     None => tracing::warn!("unreadable rabt_grants notification"),
                 }
@@ -268,10 +278,15 @@ pub async fn follow_grant_changes(db: Db, kv: Kv, held: HeldChecks, shutdown: Ca
 }
 
 /// Follows `NOTIFY rabt_sessions` (a session id, sent by the database when a
-/// session ends, whoever ended it) into this instance's [`HeldChecks`], until
-/// `shutdown`. Each time it starts listening it drops everything held, since
+/// session ends, whoever ended it) into this instance's [`HeldChecks`], and
+/// calls `on_end` with the session (whose sockets close), until `shutdown`. Each time it starts listening it drops everything held, since
 /// an end may have been missed while it was not.
-pub async fn follow_session_ends(db: Db, held: HeldChecks, shutdown: CancellationToken) {
+pub async fn follow_session_ends(
+    db: Db,
+    held: HeldChecks,
+    on_end: impl Fn(Uuid) + Clone,
+    shutdown: CancellationToken,
+) {
     crate::db::follow_channel_from(
         &db,
         "rabt_sessions",
@@ -283,9 +298,13 @@ pub async fn follow_session_ends(db: Db, held: HeldChecks, shutdown: Cancellatio
         },
         |payload| {
             let held = held.clone();
+            let on_end = on_end.clone();
             async move {
                 match payload.parse::<Uuid>() {
-                    Ok(session) => held.forget_sessions(&[session]).await,
+                    Ok(session) => {
+                        held.forget_sessions(&[session]).await;
+                        on_end(session);
+                    }
                     Err(_) => {
                         tracing::warn!("unreadable rabt_sessions notification");
                         held.0.invalidate_all();

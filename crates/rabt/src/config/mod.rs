@@ -165,6 +165,7 @@ pub struct Settings {
     pub bootstrap_admin_email: Option<String>,
     /// How many open projects the `free` plan allows at once.
     pub plan_free_open_projects: u32,
+    pub realtime: RealtimeSettings,
     /// How long an anonymous search's answer is kept (`None`: not cached).
     pub search_cache: Option<Duration>,
     /// Facets of a project search are counted exactly while at most this many
@@ -283,6 +284,19 @@ pub struct FileSettings {
     pub download_url_ttl: Duration,
     /// How long a file no longer attached to anything is kept before removal.
     pub detached_grace: Duration,
+}
+
+/// Realtime sockets and the email that follows an unread message.
+#[derive(Debug, Clone)]
+pub struct RealtimeSettings {
+    /// How long the per-user event log is kept for replays (`?since=`).
+    pub retention: Duration,
+    /// Events queued for one socket before it counts as too slow and is closed.
+    pub queue: usize,
+    /// Frames a socket may send per minute (a burst of a tenth of it).
+    pub frames_per_minute: u32,
+    /// How long a message stays unread before its recipient is emailed.
+    pub message_email_delay: Duration,
 }
 
 /// How the durable job runner behaves.

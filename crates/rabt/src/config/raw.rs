@@ -12,7 +12,8 @@ use url::Url;
 
 use super::{
     AuthSettings, ConfigError, EmailSettings, EncryptionKey, Environment, FILE_TYPES, FileSettings,
-    JobSettings, LogFormat, OAuthClient, OAuthSettings, RateLimits, Settings, TlsFiles,
+    JobSettings, LogFormat, OAuthClient, OAuthSettings, RateLimits, RealtimeSettings, Settings,
+    TlsFiles,
     storage::{storage_location, upload_limits},
 };
 
@@ -60,6 +61,10 @@ pub(super) struct RawSettings {
     oauth_redirect_allowlist: Option<String>,
     bootstrap_admin_email: Option<String>,
     plan_free_open_projects: u32,
+    realtime_retention_hours: u32,
+    realtime_queue: usize,
+    realtime_frames_per_minute: u32,
+    message_email_delay_secs: u64,
     search_cache_secs: u64,
     search_facets_exact_up_to: u32,
     rate_limit_auth_per_minute: u32,
@@ -132,6 +137,10 @@ impl Default for RawSettings {
             oauth_redirect_allowlist: None,
             bootstrap_admin_email: None,
             plan_free_open_projects: 3,
+            realtime_retention_hours: 24,
+            realtime_queue: 256,
+            realtime_frames_per_minute: 120,
+            message_email_delay_secs: 120,
             search_cache_secs: 300,
             search_facets_exact_up_to: 10_000,
             rate_limit_auth_per_minute: RateLimits::default().auth,
@@ -361,6 +370,27 @@ impl RawSettings {
                 "must be 1..=36500",
             ));
         }
+        if !(1..=720).contains(&self.realtime_retention_hours) {
+            return Err(ConfigError::new(
+                "realtime_retention_hours",
+                "must be 1..=720",
+            ));
+        }
+        if !(16..=65_536).contains(&self.realtime_queue) {
+            return Err(ConfigError::new("realtime_queue", "must be 16..=65536"));
+        }
+        if !(1..=100_000).contains(&self.realtime_frames_per_minute) {
+            return Err(ConfigError::new(
+                "realtime_frames_per_minute",
+                "must be 1..=100000",
+            ));
+        }
+        if self.message_email_delay_secs > 86_400 {
+            return Err(ConfigError::new(
+                "message_email_delay_secs",
+                "must be 0..=86400",
+            ));
+        }
         if self.plan_free_open_projects > 1_000_000 {
             return Err(ConfigError::new(
                 "plan_free_open_projects",
@@ -555,6 +585,12 @@ impl RawSettings {
             files,
             bootstrap_admin_email: self.bootstrap_admin_email.filter(|e| !e.trim().is_empty()),
             plan_free_open_projects: self.plan_free_open_projects,
+            realtime: RealtimeSettings {
+                retention: Duration::from_secs(u64::from(self.realtime_retention_hours) * 3600),
+                queue: self.realtime_queue,
+                frames_per_minute: self.realtime_frames_per_minute,
+                message_email_delay: Duration::from_secs(self.message_email_delay_secs),
+            },
             search_cache: (self.search_cache_secs > 0)
                 .then(|| Duration::from_secs(self.search_cache_secs)),
             search_facets_exact_up_to: self.search_facets_exact_up_to,

@@ -40,6 +40,8 @@ pub enum Template {
     MfaEnabled,
     MfaDisabled,
     RecoveryCodeUsed,
+    UnreadMessages,
+    UnreadDigest,
 }
 
 impl Template {
@@ -53,6 +55,8 @@ impl Template {
             Self::MfaEnabled => "mfa_enabled",
             Self::MfaDisabled => "mfa_disabled",
             Self::RecoveryCodeUsed => "recovery_code_used",
+            Self::UnreadMessages => "unread_messages",
+            Self::UnreadDigest => "unread_digest",
         }
     }
 
@@ -79,10 +83,12 @@ impl Template {
             Self::MfaEnabled => files!("mfa_enabled"),
             Self::MfaDisabled => files!("mfa_disabled"),
             Self::RecoveryCodeUsed => files!("recovery_code_used"),
+            Self::UnreadMessages => files!("unread_messages"),
+            Self::UnreadDigest => files!("unread_digest"),
         }
     }
 
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 10] = [
         Self::VerifyEmail,
         Self::SignupAttempt,
         Self::PasswordReset,
@@ -91,6 +97,8 @@ impl Template {
         Self::MfaEnabled,
         Self::MfaDisabled,
         Self::RecoveryCodeUsed,
+        Self::UnreadMessages,
+        Self::UnreadDigest,
     ];
 }
 
@@ -332,6 +340,11 @@ mod tests {
                 "event": "shortlisted",
                 "project_title": "<b>Site</b>",
                 "codes_left": 9,
+                "unread": 2,
+                "senders": ["Ada", "<i>Bob</i>"],
+                "total": 3,
+                "conversations": [{"name": "<i>Bob</i>", "unread": 3,
+                                   "link": "https://app.rabt.test/messages/1"}],
             });
             let rendered = templates.render(template, &vars).unwrap();
             assert!(!rendered.subject.is_empty());

@@ -31,6 +31,8 @@ pub enum ErrorCode {
     MfaRequired,
     NotFound,
     MethodNotAllowed,
+    /// A plain request to an endpoint that speaks WebSocket (426).
+    UpgradeRequired,
     Conflict,
     InvalidTransition,
     AlreadyApplied,
@@ -63,6 +65,7 @@ impl ErrorCode {
             Self::MfaRequired => "mfa_required",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::UpgradeRequired => "upgrade_required",
             Self::Conflict => "conflict",
             Self::InvalidTransition => "invalid_transition",
             Self::AlreadyApplied => "already_applied",
@@ -95,6 +98,7 @@ impl ErrorCode {
             | Self::MfaRequired => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             Self::Conflict
             | Self::InvalidTransition
             | Self::AlreadyApplied
@@ -126,6 +130,7 @@ impl ErrorCode {
             Self::MfaRequired => "Two-factor sign-in required",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
+            Self::UpgradeRequired => "Upgrade required",
             Self::Conflict => "Conflict",
             Self::InvalidTransition => "Invalid transition",
             Self::AlreadyApplied => "Already applied",

@@ -756,3 +756,63 @@ async fn stale_pending_uploads_and_detached_files_are_swept_with_their_objects()
     }
     assert!(stored(&app, format!("files/{second}")).await);
 }
+
+#[tokio::test]
+async fn message_attachments_are_the_senders_ready_files_and_participants_see_them() {
+    let app = spawn_files(Backend::Local, vec![]).await;
+    let alice = crate::helpers::messaging::user(&app.env, "alice@rabt.test").await;
+    let bob = crate::helpers::messaging::user(&app.env, "bob@rabt.test").await;
+    let carol = crate::helpers::messaging::user(&app.env, "carol@rabt.test").await;
+    let conversation = crate::helpers::messaging::conversation(&app.env, &alice, &[&bob]).await;
+    let pdf = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n";
+    let file = ready_file(
+        &app,
+        &alice.token,
+        "message_attachment",
+        "plan.pdf",
+        "application/pdf",
+        pdf,
+    )
+    .await;
+    let bobs = ready_file(
+        &app,
+        &bob.token,
+        "message_attachment",
+        "b.pdf",
+        "application/pdf",
+        pdf,
+    )
+    .await;
+    assert_eq!(file_as(&app, &bob.token, &file).await.status(), 404);
+
+    let send = |body: Value| {
+        let (app, token, path) = (
+            &app,
+            alice.token.clone(),
+            format!("/v1/conversations/{conversation}/messages"),
+        );
+        async move { app.env.app.post_json_as(&token, &path, &body).await }
+    };
+    let refused = send(json!({"body": "not mine", "attachment_file_ids": [bobs]})).await;
+    assert_eq!(
+        problem(refused).await["errors"][0]["field"],
+        "attachment_file_ids"
+    );
+    let sent = send(json!({"body": "the plan", "attachment_file_ids": [file]})).await;
+    assert_eq!(sent.status(), 201);
+    assert_eq!(
+        sent.json::<Value>().await.unwrap()["attachment_file_ids"],
+        json!([file])
+    );
+
+    assert_eq!(
+        file_as(&app, &bob.token, &file).await.status(),
+        200,
+        "a participant sees it"
+    );
+    assert_eq!(
+        file_as(&app, &carol.token, &file).await.status(),
+        404,
+        "an outsider does not"
+    );
+}

@@ -985,3 +985,121 @@ async fn files_are_seen_by_their_uploader_and_through_what_they_are_attached_to(
         Some(1)
     );
 }
+
+/// Counts the rows of `table` that `actor` can read.
+async fn visible_rows(app: &TestApp, actor: &Actor, table: &str) -> i64 {
+    let mut tx = app.app_db().begin(actor).await.unwrap();
+    let count = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("select count(*) from {table}")))
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    count
+}
+
+#[tokio::test]
+async fn only_participants_read_a_conversation_and_only_authors_change_messages() {
+    let app = spawn_app().await;
+    let alice = app.insert_user("alice@rabt.test", "Alice", "private").await;
+    let bob = app.insert_user("bob@rabt.test", "Bob", "private").await;
+    let carol = app.insert_user("carol@rabt.test", "Carol", "public").await;
+    let (as_alice, as_bob, as_carol) = (
+        TestApp::as_user(alice),
+        TestApp::as_user(bob),
+        TestApp::as_user(carol),
+    );
+
+    let mut tx = app.app_db().begin(&as_alice).await.unwrap();
+    let conversation: Uuid =
+        sqlx::query_scalar("select conversation_id from start_conversation($1, null, null)")
+            .bind(vec![bob])
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    let message: Uuid = sqlx::query_scalar(
+        "insert into messages (conversation_id, author_id, body) values ($1, $2, 'hi') \
+         returning id",
+    )
+    .bind(conversation)
+    .bind(alice)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    for table in ["conversations", "conversation_participants", "messages"] {
+        assert_eq!(
+            visible_rows(&app, &as_bob, table).await,
+            if table == "conversation_participants" {
+                2
+            } else {
+                1
+            },
+            "{table}"
+        );
+        assert_eq!(visible_rows(&app, &as_carol, table).await, 0, "{table}");
+    }
+    // Each reads only their own events: one `message.created` each.
+    assert_eq!(visible_rows(&app, &as_alice, "realtime_events").await, 1);
+    assert_eq!(visible_rows(&app, &as_bob, "realtime_events").await, 1);
+    assert_eq!(visible_rows(&app, &as_carol, "realtime_events").await, 0);
+    assert_eq!(visible_rows(&app, &as_carol, "realtime_counters").await, 0);
+
+    // Carol cannot write into the conversation, nor join it, nor forge events.
+    let mut tx = app.app_db().begin(&as_carol).await.unwrap();
+    let intrusion = sqlx::query(
+        "insert into messages (conversation_id, author_id, body) values ($1, $2, 'hello')",
+    )
+    .bind(conversation)
+    .bind(carol)
+    .execute(&mut *tx)
+    .await;
+    assert!(intrusion.is_err(), "an outsider cannot post");
+    drop(tx);
+    for attempt in [
+        "insert into conversation_participants (conversation_id, user_id) values ($1, $2)",
+        "insert into realtime_events (user_id, seq, frame) values ($2, 99, '{}')",
+        "select public.realtime_emit(array[$2], '{}') where $1 is not null",
+    ] {
+        let mut tx = app.app_db().begin(&as_carol).await.unwrap();
+        let refused = sqlx::query(attempt)
+            .bind(conversation)
+            .bind(carol)
+            .execute(&mut *tx)
+            .await;
+        assert!(refused.is_err(), "{attempt}");
+    }
+
+    // Bob takes part, but the message is Alice's: he cannot edit or delete it.
+    let mut tx = app.app_db().begin(&as_bob).await.unwrap();
+    let edited = sqlx::query("update messages set body = 'pwned' where id = $1")
+        .bind(message)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(edited.rows_affected(), 0);
+    let removed = sqlx::query("delete from messages where id = $1")
+        .bind(message)
+        .execute(&mut *tx)
+        .await;
+    assert!(
+        removed.is_err(),
+        "messages are never deleted, only tombstoned"
+    );
+    drop(tx);
+    // Alice can, and an edit cannot move the message elsewhere.
+    let mut tx = app.app_db().begin(&as_alice).await.unwrap();
+    let moved =
+        sqlx::query("update messages set conversation_id = gen_random_uuid() where id = $1")
+            .bind(message)
+            .execute(&mut *tx)
+            .await;
+    assert!(moved.is_err(), "only body, files and deletion are writable");
+    drop(tx);
+    let body: String = sqlx::query_scalar("select body from messages where id = $1")
+        .bind(message)
+        .fetch_one(&app.db.admin)
+        .await
+        .unwrap();
+    assert_eq!(body, "hi");
+}

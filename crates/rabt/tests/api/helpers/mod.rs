@@ -8,11 +8,13 @@
 //!
 //! Setup that tests of several capabilities share lives here too, never in a
 //! test module: [`auth`] (an app with mail, signed-in users), [`projects`]
-//! (projects and applications made through the API) and [`jobs`] (job kinds
-//! of the tests).
+//! (projects and applications made through the API), [`messaging`]
+//! (conversations and a WebSocket client) and [`jobs`] (job kinds of the
+//! tests).
 
 pub mod auth;
 pub mod jobs;
+pub mod messaging;
 pub mod projects;
 pub mod storage;
 
