@@ -20,9 +20,10 @@ create table public.conversations (
     project_id      uuid references public.projects (id) on delete set null,
     created_by      uuid references public.users (id) on delete set null,
     -- A direct conversation's pair, lower id first: unique, so two parallel
-    -- requests for the same pair make one row.
-    direct_low      uuid references public.users (id) on delete cascade,
-    direct_high     uuid references public.users (id) on delete cascade,
+    -- requests for the same pair make one row. An erased account leaves a
+    -- null here, and the conversation (the other person's messages) stays.
+    direct_low      uuid references public.users (id) on delete set null,
+    direct_high     uuid references public.users (id) on delete set null,
     message_count   bigint not null default 0,
     last_message_id uuid,
     last_activity_at timestamptz not null default now(),
@@ -30,8 +31,9 @@ create table public.conversations (
     constraint conversations_kind_check check (kind in ('direct', 'group')),
     constraint conversations_title_length check (char_length(title) between 1 and 120),
     constraint conversations_direct_pair check (
-        (kind = 'direct') = (direct_low is not null and direct_high is not null)
-        and (direct_low is null or direct_low < direct_high))
+        (kind = 'group' and direct_low is null and direct_high is null)
+        or (kind = 'direct' and (direct_low is null or direct_high is null
+                                 or direct_low < direct_high)))
 );
 create unique index conversations_direct_pair_key on public.conversations (direct_low, direct_high)
     where kind = 'direct';
@@ -361,7 +363,8 @@ begin
     end if;
     new.id := old.id;
     new.conversation_id := old.conversation_id;
-    new.author_id := old.author_id;
+    -- Only an erased account's foreign key empties the author.
+    new.author_id := case when new.author_id is null then null else old.author_id end;
     new.position := old.position;
     new.client_message_id := old.client_message_id;
     new.created_at := old.created_at;
@@ -414,7 +417,9 @@ revoke all on function public.message_after_update() from public;
 
 create trigger messages_after_update after update on public.messages
     for each row
-    when (old.* is distinct from new.*)
+    when (old.body is distinct from new.body
+          or old.attachment_file_ids is distinct from new.attachment_file_ids
+          or old.deleted_at is distinct from new.deleted_at)
     execute function public.message_after_update();
 
 -- Read markers ------------------------------------------------------------------------

@@ -143,6 +143,18 @@ def main() -> None:
     projects_cursor = page.get("next_cursor") or ""
     _, page = call(base, "GET", "/v1/me/applications?limit=1", None, token_a)
     applications_cursor = page.get("next_cursor") or ""
+    # A talks with B: a conversation with a few messages, for the messaging
+    # routes' ids and cursors.
+    _, conversation = call(base, "POST", "/v1/conversations", {"participant_ids": [user_b]}, token_a)
+    conversation_id = conversation["id"]
+    message_ids = []
+    for text in ("Hello Bob", "About your market app", "Are you free on Monday?"):
+        _, message = call(
+            base, "POST", f"/v1/conversations/{conversation_id}/messages", {"body": text}, token_a
+        )
+        message_ids.append(message["id"])
+    _, page = call(base, "GET", f"/v1/conversations/{conversation_id}/messages?limit=1", None, token_a)
+    messages_cursor = page.get("next_cursor") or ""
     notifications_cursor = ""
     # A is told of B's two applications by a background job.
     deadline = time.time() + 30
@@ -165,6 +177,9 @@ def main() -> None:
         "RABT_SCAN_PROJECTS_CURSOR": projects_cursor,
         "RABT_SCAN_APPLICATIONS_CURSOR": applications_cursor,
         "RABT_SCAN_NOTIFICATIONS_CURSOR": notifications_cursor,
+        "RABT_SCAN_CONVERSATION_ID": conversation_id,
+        "RABT_SCAN_MESSAGE_ID": message_ids[-1],
+        "RABT_SCAN_MESSAGES_CURSOR": messages_cursor,
         "RABT_SCAN_EMAIL": email_a,
         "RABT_SCAN_PASSWORD": PASSWORD,
     }

@@ -427,3 +427,39 @@ async fn a_digest_gathers_unread_conversations_once_a_day() {
     assert!(text.contains(&format!("/messages/{with_alice}")), "{text}");
     assert!(text.contains(&format!("/messages/{with_carol}")), "{text}");
 }
+
+#[tokio::test]
+async fn an_erased_account_leaves_the_conversation_to_the_others() {
+    let env = spawn(vec![]).await;
+    let alice = user(&env, "alice@rabt.test").await;
+    let bob = user(&env, "bob@rabt.test").await;
+    let id = conversation(&env, &alice, &[&bob]).await;
+    say(&env, &alice, &id, "hello").await;
+    say(&env, &bob, &id, "hi alice").await;
+
+    sqlx::query("delete from users where id = $1::uuid")
+        .bind(&bob.id)
+        .execute(&env.app.db.admin)
+        .await
+        .unwrap();
+    let page: Value = env
+        .app
+        .get_as(&alice.token, &format!("/v1/conversations/{id}/messages"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bodies(&page), vec![json!("hi alice"), json!("hello")]);
+    assert!(
+        page["items"][0]["author_id"].is_null(),
+        "the erased author is gone"
+    );
+    let listed: Value = env
+        .app
+        .get_as(&alice.token, &format!("/v1/conversations/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["participants"].as_array().unwrap().len(), 1);
+}
