@@ -293,6 +293,30 @@ grant execute on function public.start_conversation(uuid[], uuid, text) to rabt_
 
 -- Messages: order, counts and events ----------------------------------------------------
 
+-- A message carries only its author's own ready message attachments: those
+-- among `files` that are not in `kept` (already on the message) are checked.
+-- The server checks the same and names the field; this holds for any SQL.
+create function public.message_check_attachments(author uuid, files uuid[], kept uuid[])
+    returns void
+    language plpgsql
+    stable
+    security definer
+    set search_path = ''
+as $$
+begin
+    if exists (select 1 from unnest(files) f
+               where not (f = any(coalesce(kept, '{}')))
+                 and not exists (select 1 from public.files x
+                                 where x.id = f and x.owner_id = author
+                                   and x.status = 'ready'
+                                   and x.purpose = 'message_attachment')) then
+        raise exception 'attachments are the author''s own ready files'
+            using errcode = 'check_violation', constraint = 'messages_attachments_own';
+    end if;
+end
+$$;
+revoke all on function public.message_check_attachments(uuid, uuid[], uuid[]) from public;
+
 -- Before a message is stored: its author takes part, and it gets the next
 -- position of its conversation under the conversation's row lock (so
 -- parallel sends are ordered by commit).
@@ -307,6 +331,7 @@ begin
         raise exception 'the author does not take part in the conversation'
             using errcode = 'insufficient_privilege';
     end if;
+    perform public.message_check_attachments(new.author_id, new.attachment_file_ids, null);
     update public.conversations c
     set message_count = c.message_count + 1, last_activity_at = now()
     where c.id = new.conversation_id
@@ -354,17 +379,24 @@ create trigger messages_after_insert after insert on public.messages
 -- it for good.
 create function public.message_before_update() returns trigger
     language plpgsql
+    security definer
     set search_path = ''
 as $$
 begin
+    -- An erased account's foreign key empties the author, and nothing else
+    -- changes (a tombstone included).
+    if new.author_id is null and old.author_id is not null then
+        new := old;
+        new.author_id := null;
+        return new;
+    end if;
     if old.deleted_at is not null then
         raise exception 'a deleted message does not change'
             using errcode = 'check_violation', constraint = 'messages_deleted_final';
     end if;
     new.id := old.id;
     new.conversation_id := old.conversation_id;
-    -- Only an erased account's foreign key empties the author.
-    new.author_id := case when new.author_id is null then null else old.author_id end;
+    new.author_id := old.author_id;
     new.position := old.position;
     new.client_message_id := old.client_message_id;
     new.created_at := old.created_at;
@@ -373,7 +405,11 @@ begin
         new.body := null;
         new.attachment_file_ids := '{}';
         new.edited_at := old.edited_at;
-    elsif new.body is distinct from old.body
+        return new;
+    end if;
+    perform public.message_check_attachments(new.author_id, new.attachment_file_ids,
+                                             old.attachment_file_ids);
+    if new.body is distinct from old.body
           or new.attachment_file_ids is distinct from old.attachment_file_ids then
         new.edited_at := now();
     else
@@ -382,6 +418,8 @@ begin
     return new;
 end
 $$;
+
+revoke all on function public.message_before_update() from public;
 
 create trigger messages_before_update before update on public.messages
     for each row execute function public.message_before_update();
@@ -446,14 +484,24 @@ begin
         where p.conversation_id = conversation and p.user_id = me) then
         return false;
     end if;
-    update public.conversation_participants p
-    set last_read_position = target, last_read_message_id = message,
-        unread_count = (select count(*) from public.messages m
-                        where m.conversation_id = conversation and m.position > target
-                          and m.author_id is distinct from me and m.deleted_at is null)
+    -- The caller's row first: a send or a deletion that already counted
+    -- itself in it commits before the count below, which (a statement of its
+    -- own, so a snapshot of its own) then sees it.
+    perform 1 from public.conversation_participants p
     where p.conversation_id = conversation and p.user_id = me
-      and p.last_read_position < target;
+      and p.last_read_position < target
+    for update;
     moved := found;
+    if moved then
+        update public.conversation_participants p
+        set last_read_position = target, last_read_message_id = message,
+            unread_count = (select count(*) from public.messages m
+                            where m.conversation_id = conversation and m.position > target
+                              and m.author_id is distinct from me and m.deleted_at is null)
+        where p.conversation_id = conversation and p.user_id = me
+          and p.last_read_position < target;
+        moved := found;
+    end if;
     if moved then
         select array_agg(p.user_id) into recipients
         from public.conversation_participants p where p.conversation_id = conversation;

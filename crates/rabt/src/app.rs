@@ -271,7 +271,10 @@ impl Application {
             self.state.session_checks.clone(),
             {
                 let hub = self.state.realtime.clone();
-                move |session| hub.end_sessions(&[session])
+                move |session| match session {
+                    Some(session) => hub.end_sessions(&[session]),
+                    None => hub.check_all(),
+                }
             },
             shutdown.clone(),
         ));

@@ -279,12 +279,14 @@ pub async fn follow_grant_changes(
 
 /// Follows `NOTIFY rabt_sessions` (a session id, sent by the database when a
 /// session ends, whoever ended it) into this instance's [`HeldChecks`], and
-/// calls `on_end` with the session (whose sockets close), until `shutdown`. Each time it starts listening it drops everything held, since
-/// an end may have been missed while it was not.
+/// calls `on_end` with the session (whose sockets close), until `shutdown`.
+/// Each time it starts listening it drops everything held and calls `on_end`
+/// with `None` (every socket checks its session), since an end may have been
+/// missed while it was not.
 pub async fn follow_session_ends(
     db: Db,
     held: HeldChecks,
-    on_end: impl Fn(Uuid) + Clone,
+    on_end: impl Fn(Option<Uuid>) + Clone,
     shutdown: CancellationToken,
 ) {
     crate::db::follow_channel_from(
@@ -294,6 +296,7 @@ pub async fn follow_session_ends(
         &shutdown,
         || {
             held.0.invalidate_all();
+            on_end(None);
             async {}
         },
         |payload| {
@@ -303,11 +306,12 @@ pub async fn follow_session_ends(
                 match payload.parse::<Uuid>() {
                     Ok(session) => {
                         held.forget_sessions(&[session]).await;
-                        on_end(session);
+                        on_end(Some(session));
                     }
                     Err(_) => {
                         tracing::warn!("unreadable rabt_sessions notification");
                         held.0.invalidate_all();
+                        on_end(None);
                     }
                 }
             }

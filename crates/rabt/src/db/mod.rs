@@ -372,6 +372,26 @@ pub async fn follow_channel_from<L, LFut, F, Fut>(
     channel: &str,
     what: &str,
     shutdown: &CancellationToken,
+    on_listening: L,
+    on_notify: F,
+) where
+    L: FnMut() -> LFut,
+    LFut: std::future::Future<Output = ()>,
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    follow_channel_within(db, channel, what, shutdown, None, on_listening, on_notify).await;
+}
+
+/// [`follow_channel_from`] for a channel that someone notifies at least every
+/// `heard_within` (a heartbeat): a listener that hears nothing for that long
+/// counts as lost (a half-open connection never says so) and listens again.
+pub async fn follow_channel_within<L, LFut, F, Fut>(
+    db: &Db,
+    channel: &str,
+    what: &str,
+    shutdown: &CancellationToken,
+    heard_within: Option<Duration>,
     mut on_listening: L,
     mut on_notify: F,
 ) where
@@ -388,7 +408,18 @@ pub async fn follow_channel_from<L, LFut, F, Fut>(
             // `try_recv` answers `None` when the connection was lost. `recv`
             // would reconnect by itself and hide the gap, in which
             // notifications were lost: a new listener calls `on_listening`.
-            while let Some(notification) = listener.try_recv().await? {
+            loop {
+                let next = match heard_within {
+                    Some(limit) => match tokio::time::timeout(limit, listener.try_recv()).await {
+                        Ok(next) => next?,
+                        Err(_) => {
+                            tracing::warn!("{what} heard nothing for {limit:?}");
+                            return Ok(());
+                        }
+                    },
+                    None => listener.try_recv().await?,
+                };
+                let Some(notification) = next else { break };
                 on_notify(notification.payload().to_owned()).await;
             }
             Ok::<(), sqlx::Error>(())

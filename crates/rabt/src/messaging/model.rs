@@ -146,11 +146,9 @@ impl NewMessage {
         if let Some(error) = body_error(&self.body) {
             errors.push(error);
         }
-        if self
-            .client_message_id
-            .as_ref()
-            .is_some_and(|c| c.is_empty() || c.chars().count() > MAX_CLIENT_ID_CHARS)
-        {
+        if self.client_message_id.as_ref().is_some_and(|c| {
+            c.is_empty() || c.chars().count() > MAX_CLIENT_ID_CHARS || c.contains('\0')
+        }) {
             errors.push(FieldError::new(
                 "client_message_id",
                 "invalid",
@@ -212,6 +210,12 @@ fn body_error(body: &str) -> Option<FieldError> {
             "too_short",
             "A message needs text.",
         ))
+    } else if body.contains('\0') {
+        Some(FieldError::new(
+            "body",
+            "invalid",
+            "Text without NUL characters.",
+        ))
     } else if chars > MAX_BODY_CHARS {
         Some(FieldError::new(
             "body",
@@ -250,6 +254,7 @@ mod tests {
         assert!(message("  \n ").validate().is_err());
         assert!(message(&"é".repeat(MAX_BODY_CHARS)).validate().is_ok());
         assert!(message(&"é".repeat(MAX_BODY_CHARS + 1)).validate().is_err());
+        assert!(message("a\0b").validate().is_err());
     }
 
     #[test]

@@ -28,6 +28,7 @@ use crate::{
         openapi::{Conflict, Forbidden, NotFound, Validation},
         pagination::{self, Page},
     },
+    projects,
     state::AppState,
 };
 
@@ -122,6 +123,16 @@ pub async fn start_conversation(
     let mut tx = state.db.begin(&actor).await?;
     if let Some(saved) = idem.claim(&mut tx).await? {
         return Ok(saved);
+    }
+    // A project the caller can see (its policy decides), or none.
+    if let Some(project) = request.project_id
+        && projects::store::find(&mut tx, project).await?.is_none()
+    {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "project_id",
+            "not_found",
+            "No project you can see has this id.",
+        )]));
     }
     let (id, created) = store::start(
         &mut tx,

@@ -145,6 +145,15 @@ pub async fn send(
     author: Uuid,
     message: &NewMessage,
 ) -> Result<(Message, bool), sqlx::Error> {
+    // A repeated send finds its first message before inserting, so it moves
+    // nothing (the insert trigger would count it and touch the conversation
+    // even when the insert then does nothing). Two repeats at once fall to
+    // the unique index below.
+    if let Some(client_id) = &message.client_message_id
+        && let Some(first) = sent_before(&mut *conn, conversation, author, client_id).await?
+    {
+        return Ok((first, false));
+    }
     let stored = sqlx::query_as!(
         Message,
         r#"insert into public.messages (conversation_id, author_id, body, client_message_id,
@@ -165,7 +174,21 @@ pub async fn send(
     if let Some(stored) = stored {
         return Ok((stored, true));
     }
-    let first = sqlx::query_as!(
+    let client_id = message.client_message_id.as_deref().unwrap_or_default();
+    let first = sent_before(conn, conversation, author, client_id)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    Ok((first, false))
+}
+
+/// The message `author` sent in `conversation` with `client_id`, if any.
+async fn sent_before(
+    conn: &mut PgConnection,
+    conversation: Uuid,
+    author: Uuid,
+    client_id: &str,
+) -> Result<Option<Message>, sqlx::Error> {
+    sqlx::query_as!(
         Message,
         r#"select id, conversation_id, author_id, body, client_message_id, attachment_file_ids,
                   created_at, edited_at, deleted_at is not null as "deleted!"
@@ -173,11 +196,10 @@ pub async fn send(
            where conversation_id = $1 and author_id = $2 and client_message_id = $3"#,
         conversation,
         author,
-        message.client_message_id,
+        client_id,
     )
-    .fetch_one(conn)
-    .await?;
-    Ok((first, false))
+    .fetch_optional(conn)
+    .await
 }
 
 /// The position of `message` in `conversation`, if it is one of its messages.

@@ -13,8 +13,9 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex, RwLock,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicI64, AtomicU64, Ordering},
     },
+    time::Duration,
 };
 
 use serde::Deserialize;
@@ -22,7 +23,15 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::db::Db;
+use super::store;
+use crate::db::{Actor, Db};
+
+/// How often each instance announces itself on `rabt_realtime`, and checks
+/// that its sockets are not behind the log.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+/// A listener that hears nothing (not even a heartbeat) for this long is
+/// taken for lost and listens again.
+const HEARD_WITHIN: Duration = Duration::from_secs(30);
 
 /// What a socket is told.
 #[derive(Debug, Clone)]
@@ -63,7 +72,10 @@ impl Close {
 #[derive(Debug)]
 struct Entry {
     id: u64,
+    user: Uuid,
     session: Uuid,
+    /// The seq of the last event the socket sent.
+    last_sent: AtomicI64,
     queue: mpsc::Sender<Delivery>,
     closing: CancellationToken,
     reason: Mutex<Option<Close>>,
@@ -119,6 +131,22 @@ impl Registration {
     pub fn reason(&self) -> Option<Close> {
         self.entry.reason.lock().ok().and_then(|slot| *slot)
     }
+
+    /// Where the socket records the seq of the last event it sent.
+    pub fn position(&self) -> Position {
+        Position(self.entry.clone())
+    }
+}
+
+/// A socket's record of the last event it sent, which the hub reads to tell
+/// whether it is behind the log.
+#[derive(Debug, Clone)]
+pub struct Position(Arc<Entry>);
+
+impl Position {
+    pub fn set(&self, seq: i64) {
+        self.0.last_sent.store(seq, Ordering::Relaxed);
+    }
 }
 
 impl Drop for Registration {
@@ -142,7 +170,9 @@ impl Hub {
         let (queue, deliveries) = mpsc::channel(capacity);
         let entry = Arc::new(Entry {
             id: self.0.next_id.fetch_add(1, Ordering::Relaxed),
+            user,
             session,
+            last_sent: AtomicI64::new(i64::MAX),
             queue,
             closing: CancellationToken::new(),
             reason: Mutex::new(None),
@@ -211,10 +241,42 @@ impl Hub {
         }
     }
 
-    /// Makes every socket read what it may have missed, and check its session.
-    fn catch_up_all(&self) {
+    /// Makes the sockets that are behind the log read what they missed: one
+    /// query for the latest seq of every user with a socket here, then a
+    /// wake-up for each socket below it. What a lost announcement (or a lost
+    /// listener) delayed is delivered from here.
+    pub async fn wake_behind(&self, db: &Db) {
+        let sockets = self.every_socket();
+        if sockets.is_empty() {
+            return;
+        }
+        let mut users: Vec<Uuid> = sockets.iter().map(|s| s.user).collect();
+        users.sort_unstable();
+        users.dedup();
+        let latest = async {
+            let mut conn = db.read(&Actor::Service).await?;
+            store::latest(&mut conn, &users).await
+        };
+        let latest: HashMap<Uuid, i64> = match latest.await {
+            Ok(latest) => latest.into_iter().collect(),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not check the realtime sockets' positions");
+                return;
+            }
+        };
+        for socket in sockets {
+            if let Some(&seq) = latest.get(&socket.user)
+                && socket.last_sent.load(Ordering::Relaxed) < seq
+            {
+                socket.deliver(Delivery::CatchUp { seq: Some(seq) });
+            }
+        }
+    }
+
+    /// Makes every socket check its session (a session end may have been
+    /// missed).
+    pub fn check_all(&self) {
         for socket in self.every_socket() {
-            socket.deliver(Delivery::CatchUp { seq: None });
             socket.deliver(Delivery::CheckSession);
         }
     }
@@ -247,10 +309,8 @@ impl Hub {
                     self.deliver(user, &Delivery::Ephemeral(frame.clone()));
                 }
             }
-            Err(err) => {
-                tracing::warn!(error = %err, "unreadable rabt_realtime notification");
-                self.catch_up_all();
-            }
+            Ok(Announcement::Heartbeat { .. }) => {}
+            Err(err) => tracing::warn!(error = %err, "unreadable rabt_realtime notification"),
         }
     }
 }
@@ -287,26 +347,49 @@ enum Announcement {
         to: Vec<Uuid>,
         e: serde_json::Map<String, serde_json::Value>,
     },
+    /// An instance's heartbeat: proof that the listener still hears.
+    Heartbeat {
+        #[allow(dead_code)]
+        hb: Uuid,
+    },
 }
 
-/// Follows `NOTIFY rabt_realtime` into `hub` until `shutdown`. Each time it
-/// (re)starts listening, every socket reads what it may have missed.
+/// Follows `NOTIFY rabt_realtime` into `hub` until `shutdown`. Every
+/// [`HEARTBEAT_EVERY`] it announces this instance (so a listener that hears
+/// nothing for [`HEARD_WITHIN`] knows its connection is gone, and listens
+/// again) and wakes the sockets that are behind the log; so does every
+/// (re)start of the listener, since announcements may have been missed.
 pub async fn follow(db: Db, hub: Hub, shutdown: CancellationToken) {
-    crate::db::follow_channel_from(
+    let beat = {
+        let (db, hub, shutdown) = (db.clone(), hub.clone(), shutdown.clone());
+        async move {
+            let instance = Uuid::now_v7();
+            let mut every = tokio::time::interval(HEARTBEAT_EVERY);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {}
+                    () = shutdown.cancelled() => return,
+                }
+                if let Err(err) = store::heartbeat(&db, instance).await {
+                    tracing::warn!(error = %err, "could not announce the realtime heartbeat");
+                }
+                hub.wake_behind(&db).await;
+            }
+        }
+    };
+    let listen = crate::db::follow_channel_within(
         &db,
         "rabt_realtime",
         "the realtime listener",
         &shutdown,
-        || {
-            hub.catch_up_all();
-            async {}
-        },
+        Some(HEARD_WITHIN),
+        || hub.wake_behind(&db),
         |payload| {
             hub.dispatch(&payload);
             async {}
         },
-    )
-    .await;
+    );
+    tokio::join!(beat, listen);
 }
 
 #[cfg(test)]

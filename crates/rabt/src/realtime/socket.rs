@@ -26,7 +26,7 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::{
-    hub::{Close, Delivery, Registration},
+    hub::{Close, Delivery, Position, Registration},
     store,
 };
 use crate::{
@@ -36,8 +36,9 @@ use crate::{
     state::AppState,
 };
 
-/// The largest frame a client may send.
-pub const MAX_FRAME_BYTES: usize = 16 * 1024;
+/// The largest frame a client may send (a message of 5,000 four-byte
+/// characters fits).
+pub const MAX_FRAME_BYTES: usize = 32 * 1024;
 /// Events read from the log per query when catching up.
 const REPLAY_PAGE: i64 = 500;
 /// How often the server pings, and how long a silent client is kept.
@@ -81,7 +82,7 @@ pub struct RealtimeParams {
 /// codes: 1001 going away (shutdown) and 4008 too slow (reconnect with
 /// `since`), 4001 session ended, 4009 `resync_required` (reload by REST,
 /// then reconnect without `since`), 1008 too many frames, 1009 frame over
-/// 16 KiB.
+/// 32 KiB.
 #[utoipa::path(get, path = "/realtime", tag = "messaging",
     params(RealtimeParams), security(("bearer" = [])),
     responses(
@@ -215,6 +216,8 @@ struct Connection {
     socket: WebSocket,
     /// The seq of the last logged event sent (or known to the client).
     last_sent: i64,
+    /// Where the hub reads `last_sent`; set once the socket is registered.
+    position: Option<Position>,
 }
 
 impl Connection {
@@ -224,6 +227,15 @@ impl Connection {
             caller,
             socket,
             last_sent: 0,
+            position: None,
+        }
+    }
+
+    /// Records that the client has every event up to `seq`.
+    fn mark(&mut self, seq: i64) {
+        self.last_sent = seq;
+        if let Some(position) = &self.position {
+            position.set(seq);
         }
     }
 
@@ -234,6 +246,7 @@ impl Connection {
             self.caller.session_id,
             self.state.settings.realtime.queue,
         );
+        self.position = Some(registration.position());
         let ended = match self.start(since).await {
             Ok(None) => self.serve(&mut registration).await,
             Ok(Some(ended)) => ended,
@@ -259,24 +272,29 @@ impl Connection {
             store::bounds(&mut conn, self.caller.id).await?
         };
         let Some(since) = since else {
-            self.last_sent = latest;
+            self.mark(latest);
             return Ok(None);
         };
         let kept = since == latest || (since < latest && oldest.is_some_and(|o| o <= since + 1));
         if !kept {
-            self.last_sent = latest;
-            let frame = self.error_frame(
-                "resync_required",
-                "Events after this seq are no longer kept: reload by REST, then reconnect \
-                 without since.",
-                None,
-            );
-            let _ = self.send_text(frame).await;
-            return Ok(Some(Ended::Close(4009, "resync required")));
+            self.mark(latest);
+            return Ok(Some(self.resync().await));
         }
-        self.last_sent = since;
+        self.mark(since);
         metrics::counter!("rabt_realtime_replays_total").increment(1);
         self.catch_up().await
+    }
+
+    /// Tells the client that what it missed is no longer kept, and closes.
+    async fn resync(&mut self) -> Ended {
+        let frame = self.error_frame(
+            "resync_required",
+            "Events after this seq are no longer kept: reload by REST, then reconnect \
+             without since.",
+            None,
+        );
+        let _ = self.send_text(frame).await;
+        Ended::Close(4009, "resync required")
     }
 
     /// Sends the logged events after `last_sent`, in order.
@@ -287,11 +305,19 @@ impl Connection {
                 store::after(&mut conn, self.caller.id, self.last_sent, REPLAY_PAGE).await?
             };
             let full = page.len() == usize::try_from(REPLAY_PAGE).unwrap_or(usize::MAX);
+            // Seqs have no holes but those pruning leaves: one here means the
+            // client would miss events.
+            if page
+                .first()
+                .is_some_and(|(seq, _)| *seq != self.last_sent + 1)
+            {
+                return Ok(Some(self.resync().await));
+            }
             for (seq, frame) in page {
                 if let Some(ended) = self.send_text(frame).await {
                     return Ok(Some(ended));
                 }
-                self.last_sent = seq;
+                self.mark(seq);
             }
             if !full {
                 return Ok(None);
@@ -346,7 +372,7 @@ impl Connection {
             Delivery::Event { seq, frame } if seq == self.last_sent + 1 => {
                 let ended = self.send_text(frame.to_string()).await;
                 if ended.is_none() {
-                    self.last_sent = seq;
+                    self.mark(seq);
                     metrics::counter!("rabt_realtime_events_delivered_total").increment(1);
                 }
                 ended
@@ -355,8 +381,9 @@ impl Connection {
             Delivery::Event { .. } | Delivery::CatchUp { .. } => match self.catch_up().await {
                 Ok(ended) => ended,
                 Err(err) => {
+                    // The hub's next check of positions wakes the socket again.
                     tracing::warn!(error = %err, "realtime socket could not read the log");
-                    Some(Ended::Close(1011, "try again"))
+                    None
                 }
             },
             Delivery::Ephemeral(frame) => {
@@ -378,16 +405,12 @@ impl Connection {
     }
 
     async fn receive(&mut self, frame: Frame, flood: &mut Flood) -> Option<Ended> {
-        let text = match frame {
-            Frame::Text(text) => text,
-            Frame::Binary(_) => {
-                return self
-                    .send_error("invalid_frame", "Frames are JSON text.", None)
-                    .await;
-            }
+        match frame {
             Frame::Close(_) => return Some(Ended::Gone),
-            Frame::Ping(_) | Frame::Pong(_) => return None,
-        };
+            // The answers to the server's own pings.
+            Frame::Pong(_) => return None,
+            Frame::Text(_) | Frame::Binary(_) | Frame::Ping(_) => {}
+        }
         if !flood.take() {
             if flood.refused > 20 {
                 return Some(Ended::Close(1008, "too many frames"));
@@ -396,6 +419,15 @@ impl Connection {
                 .send_error("rate_limited", "Too many frames; slow down.", None)
                 .await;
         }
+        let text = match frame {
+            Frame::Text(text) => text,
+            Frame::Binary(_) => {
+                return self
+                    .send_error("invalid_frame", "Frames are JSON text.", None)
+                    .await;
+            }
+            _ => return None,
+        };
         let frame = match serde_json::from_str::<ClientFrame>(&text) {
             Ok(frame) => frame,
             Err(err) => {
@@ -531,7 +563,7 @@ async fn typing(state: &AppState, caller: &AuthUser, conversation: Uuid) -> Resu
 fn closed_by_error(err: &axum::Error) -> Ended {
     let text = err.to_string();
     if text.contains("too long") || text.contains("too big") || text.contains("Space limit") {
-        Ended::Close(1009, "frame over 16 KiB")
+        Ended::Close(1009, "frame over 32 KiB")
     } else {
         Ended::Gone
     }

@@ -3,6 +3,8 @@
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::db::{Actor, Db};
+
 /// The user's latest seq (0 before their first event) and the oldest seq
 /// still kept (`None` when nothing is).
 pub async fn bounds(
@@ -65,6 +67,32 @@ pub async fn announce_typing(
     .fetch_optional(conn)
     .await
     .map(|sent| sent.unwrap_or(false))
+}
+
+/// The latest seq of each of `users` who has one.
+pub async fn latest(
+    conn: &mut PgConnection,
+    users: &[Uuid],
+) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "select user_id, seq from public.realtime_counters where user_id = any($1)",
+        users,
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.user_id, r.seq)).collect())
+}
+
+/// Announces that instance `instance` is alive on `rabt_realtime`.
+pub async fn heartbeat(db: &Db, instance: Uuid) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin(&Actor::Service).await?;
+    sqlx::query!(
+        "select pg_catalog.pg_notify('rabt_realtime', jsonb_build_object('hb', $1::uuid)::text)",
+        instance,
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
 }
 
 /// Deletes events older than `hours` hours; returns how many.

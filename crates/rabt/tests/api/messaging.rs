@@ -436,6 +436,9 @@ async fn an_erased_account_leaves_the_conversation_to_the_others() {
     let id = conversation(&env, &alice, &[&bob]).await;
     say(&env, &alice, &id, "hello").await;
     say(&env, &bob, &id, "hi alice").await;
+    let regret = say(&env, &bob, &id, "oops").await;
+    let path = format!("/v1/messages/{}", regret["id"].as_str().unwrap());
+    assert_eq!(env.app.delete_as(&bob.token, &path).await.status(), 204);
 
     sqlx::query("delete from users where id = $1::uuid")
         .bind(&bob.id)
@@ -449,7 +452,11 @@ async fn an_erased_account_leaves_the_conversation_to_the_others() {
         .json()
         .await
         .unwrap();
-    assert_eq!(bodies(&page), vec![json!("hi alice"), json!("hello")]);
+    assert_eq!(
+        bodies(&page),
+        vec![Value::Null, json!("hi alice"), json!("hello")]
+    );
+    assert_eq!(page["items"][0]["deleted"], true, "a tombstone stays one");
     assert!(
         page["items"][0]["author_id"].is_null(),
         "the erased author is gone"

@@ -161,6 +161,17 @@ async fn a_since_older_than_the_log_asks_for_a_resync() {
         expect(&mut b, "message.created").await["message"]["body"],
         "newer"
     );
+
+    // A hole inside the log (pruning by time) is no replay either.
+    say(&env, &alice, &id, "third").await;
+    say(&env, &alice, &id, "fourth").await;
+    sqlx::query("delete from realtime_events where seq = 3")
+        .execute(&env.app.db.admin)
+        .await
+        .unwrap();
+    let mut b = connect(env.app.address, &bob.token, "since=2").await;
+    assert_eq!(expect(&mut b, "error").await["code"], "resync_required");
+    assert_eq!(b.close_code().await, Some(4009));
 }
 
 #[tokio::test]
@@ -288,7 +299,7 @@ async fn bad_frames_get_errors_and_a_flood_is_closed() {
 
     // An oversized frame closes with 1009.
     let mut a = connect(env.app.address, &alice.token, "").await;
-    a.send_text(&"x".repeat(20 * 1024)).await;
+    a.send_text(&"x".repeat(40 * 1024)).await;
     assert_eq!(a.close_code().await, Some(1009));
 }
 

@@ -1070,6 +1070,22 @@ async fn only_participants_read_a_conversation_and_only_authors_change_messages(
         assert!(refused.is_err(), "{attempt}");
     }
 
+    // Alice cannot attach a file that is not her own ready attachment.
+    let mut tx = app.app_db().begin(&as_alice).await.unwrap();
+    let foreign = sqlx::query(
+        "insert into messages (conversation_id, author_id, body, attachment_file_ids) \
+         values ($1, $2, 'see this', array[gen_random_uuid()])",
+    )
+    .bind(conversation)
+    .bind(alice)
+    .execute(&mut *tx)
+    .await;
+    assert!(
+        foreign.is_err(),
+        "attachments are checked by the database too"
+    );
+    drop(tx);
+
     // Bob takes part, but the message is Alice's: he cannot edit or delete it.
     let mut tx = app.app_db().begin(&as_bob).await.unwrap();
     let edited = sqlx::query("update messages set body = 'pwned' where id = $1")
