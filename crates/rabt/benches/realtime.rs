@@ -124,11 +124,18 @@ async fn main() {
     let latencies: Arc<Vec<Mutex<Vec<f64>>>> =
         Arc::new(urls.iter().map(|_| Mutex::new(Vec::new())).collect());
     let received = Arc::new(AtomicU64::new(0));
+    let rss_before = if pid.is_empty() { 0 } else { rss_kib(&pid) };
+    let mut on_first = 0_u64;
     let opened = Instant::now();
     let mut open = Vec::new();
     for i in 0..sockets_wanted as usize {
         let (_, token) = &users[i % users.len()];
+        // Each user's sockets alternate between the instances, so both see
+        // every conversation.
         let instance = (i / users.len()) % urls.len();
+        if instance == 0 {
+            on_first += 1;
+        }
         let ws_url = format!("{}/v1/realtime", urls[instance].replacen("http", "ws", 1));
         let mut request = ws_url.into_client_request().unwrap();
         request.headers_mut().insert(
@@ -173,10 +180,11 @@ async fn main() {
     if !pid.is_empty() {
         let kib = rss_kib(&pid);
         println!(
-            "realtime: first instance RSS with its {} sockets: {:.1} MiB ({:.1} KiB per socket)",
-            sockets_wanted.div_ceil(urls.len() as u64),
+            "realtime: first instance RSS: {:.1} MiB before, {:.1} MiB with its {on_first} \
+             sockets ({:.1} KiB more per socket)",
+            rss_before as f64 / 1024.0,
             kib as f64 / 1024.0,
-            kib as f64 / (sockets_wanted as f64 / urls.len() as f64)
+            kib.saturating_sub(rss_before) as f64 / on_first.max(1) as f64
         );
     }
 

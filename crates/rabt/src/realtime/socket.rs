@@ -39,6 +39,9 @@ use crate::{
 /// The largest frame a client may send (a message of 5,000 four-byte
 /// characters fits).
 pub const MAX_FRAME_BYTES: usize = 32 * 1024;
+/// What a socket reads at once, and the most it keeps of unsent output.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+const MAX_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 /// Events read from the log per query when catching up.
 const REPLAY_PAGE: i64 = 500;
 /// How often the server pings, and how long a silent client is kept.
@@ -126,6 +129,11 @@ pub async fn realtime(
     Ok(upgrade
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
+        // Frames are small and each send is flushed: the 128 KiB default
+        // read buffer would be most of a socket's memory.
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| async move {
             Connection::new(state, caller, socket).run(since).await;
         }))

@@ -393,3 +393,124 @@ async fn a_shutdown_closes_sockets_with_going_away() {
     env.app.stop().await;
     assert_eq!(b.close_code().await, Some(1001));
 }
+
+/// A Redis server of this test's own, which it can stop and start again on
+/// the same port.
+struct OwnRedis {
+    port: u16,
+    process: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> Self {
+        let mut own = Self {
+            port,
+            process: None,
+        };
+        own.resume();
+        own
+    }
+
+    fn resume(&mut self) {
+        let process = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs (scripts/test installs it)");
+        self.process = Some(process);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill().ok();
+            process.wait().ok();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn redis_answers(port: u16) -> bool {
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn killing_redis_mid_conversation_loses_nothing() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut redis = OwnRedis::start(port);
+    crate::helpers::wait_until(PATIENCE, "Redis answers", async || {
+        redis_answers(port).await
+    })
+    .await;
+    let env = spawn(vec![("redis_url", format!("redis://127.0.0.1:{port}"))]).await;
+    let (alice, bob, id) = two_people(&env).await;
+    let mut b = connect(env.app.address, &bob.token, "").await;
+    b.pong().await;
+    say(&env, &alice, &id, "before").await;
+    assert_eq!(
+        expect(&mut b, "message.created").await["message"]["body"],
+        "before"
+    );
+
+    redis.kill();
+    let during = say(&env, &alice, &id, "while Redis is down").await;
+    assert_eq!(
+        expect(&mut b, "message.created").await["message"]["id"],
+        during["id"]
+    );
+
+    redis.resume();
+    crate::helpers::wait_until(PATIENCE, "Redis answers again", async || {
+        redis_answers(port).await
+    })
+    .await;
+    say(&env, &alice, &id, "after").await;
+    assert_eq!(
+        expect(&mut b, "message.created").await["message"]["body"],
+        "after"
+    );
+}
+
+#[tokio::test]
+async fn housekeeping_prunes_events_older_than_the_retention() {
+    let env = spawn(vec![("realtime_retention_hours", "24".into())]).await;
+    let (alice, bob, id) = two_people(&env).await;
+    say(&env, &alice, &id, "old").await;
+    say(&env, &alice, &id, "new").await;
+    // Alice's and Bob's events of the first message are a day and more old.
+    sqlx::query(
+        "update realtime_events set created_at = now() - interval '25 hours' where seq = 1",
+    )
+    .execute(&env.app.db.admin)
+    .await
+    .unwrap();
+    let worker = rabt::jobs::Worker::new(
+        env.app.state.db.clone(),
+        rabt::app::job_registry(&env.app.state.settings).unwrap(),
+        env.app.state.settings.jobs.clone(),
+    );
+    assert_eq!(
+        worker.housekeep().await.unwrap().removed("realtime events"),
+        2
+    );
+    let left: i64 = sqlx::query_scalar("select count(*) from realtime_events")
+        .fetch_one(&env.app.db.admin)
+        .await
+        .unwrap();
+    assert_eq!(left, 2);
+
+    let mut b = connect(env.app.address, &bob.token, "").await;
+    b.pong().await;
+    let metrics = env.app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("rabt_realtime_sockets"), "{metrics}");
+}

@@ -1044,6 +1044,13 @@ async fn only_participants_read_a_conversation_and_only_authors_change_messages(
     assert_eq!(visible_rows(&app, &as_bob, "realtime_events").await, 1);
     assert_eq!(visible_rows(&app, &as_carol, "realtime_events").await, 0);
     assert_eq!(visible_rows(&app, &as_carol, "realtime_counters").await, 0);
+    for table in ["message_email_pending", "message_digests"] {
+        let mut tx = app.app_db().begin(&as_bob).await.unwrap();
+        let read = sqlx::query(sqlx::AssertSqlSafe(format!("select * from {table}")))
+            .execute(&mut *tx)
+            .await;
+        assert!(read.is_err(), "{table} is the service's alone");
+    }
 
     // Carol cannot write into the conversation, nor join it, nor forge events.
     let mut tx = app.app_db().begin(&as_carol).await.unwrap();
