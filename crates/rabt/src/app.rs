@@ -179,6 +179,10 @@ pub fn with_edge(api: Router<AppState>, state: AppState) -> Router {
             axum::http::header::COOKIE,
         ]))
         .layer(middleware::from_fn(request_id::middleware))
+        .layer(middleware::from_fn_with_state(
+            state.draining.clone(),
+            crate::server::close_when_draining,
+        ))
 }
 
 /// A built, bound application, ready to serve.
@@ -250,7 +254,30 @@ impl Application {
     /// Serves until `shutdown` fires, then stops taking connections, lets open
     /// requests and running jobs finish (within `RABT_SHUTDOWN_TIMEOUT_SECS`),
     /// and returns.
+    /// Serves until `shutdown` fires, then drains: readiness fails at once,
+    /// requests are still served for `RABT_SHUTDOWN_DRAIN_SECS` (HTTP/1.1
+    /// answers say `Connection: close`), then the listener closes, idle
+    /// connections are closed, and open requests and running jobs get
+    /// `RABT_SHUTDOWN_TIMEOUT_SECS` to finish.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let shutdown = {
+            let stop = CancellationToken::new();
+            let (draining, drain) = (
+                self.state.draining.clone(),
+                self.state.settings.shutdown_drain,
+            );
+            let (signal, stop_after) = (shutdown, stop.clone());
+            tokio::spawn(async move {
+                signal.cancelled().await;
+                draining.start();
+                if !drain.is_zero() {
+                    tracing::info!(drain_secs = drain.as_secs(), "draining: readiness is off");
+                    tokio::time::sleep(drain).await;
+                }
+                stop_after.cancel();
+            });
+            stop
+        };
         let grace = self.state.settings.shutdown_timeout;
         let worker = self.worker.map(|worker| {
             let shutdown = shutdown.clone();

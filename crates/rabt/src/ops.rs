@@ -47,6 +47,9 @@ pub async fn live() -> Json<Health> {
             content_type = "application/problem+json"),
     ))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
+    if state.draining.is_draining() {
+        return Err(ApiError::unavailable("Not ready: shutting down."));
+    }
     let (database, redis) = tokio::join!(state.db.ping(), state.kv.ping());
     let redis_state = match (state.kv.backend_name(), redis) {
         ("memory", _) => "memory",

@@ -87,6 +87,41 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// Whether this process is draining: shutting down, readiness failing, yet
+/// still serving (see [`crate::app::Application::run_until_stopped`]).
+#[derive(Clone, Debug, Default)]
+pub struct Draining(Arc<std::sync::atomic::AtomicBool>);
+
+impl Draining {
+    pub fn start(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// While draining, HTTP/1.1 responses say `Connection: close`, so clients
+/// do not reuse a connection the server is about to close (and see no reset
+/// when it does); they connect again, and a load balancer sends them
+/// elsewhere.
+pub async fn close_when_draining(
+    axum::extract::State(draining): axum::extract::State<Draining>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let http1 = request.version() <= axum::http::Version::HTTP_11;
+    let mut response = next.run(request).await;
+    if http1 && draining.is_draining() {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
 /// Serves `router` on `listener` until `shutdown` fires; then stops accepting,
 /// lets open requests finish within `grace`, and returns.
 pub async fn serve(

@@ -47,6 +47,8 @@ pub struct AppState {
     pub storage: Storage,
     /// This instance's realtime sockets.
     pub realtime: Hub,
+    /// Set when a shutdown starts: readiness fails while requests are served.
+    pub draining: crate::server::Draining,
 }
 
 /// Connects what the state holds.
@@ -67,6 +69,7 @@ pub async fn build(
     Ok(AppState {
         storage,
         realtime: Hub::default(),
+        draining: crate::server::Draining::default(),
         db,
         rate_limiter: Limiter::new(kv.clone()),
         session_checks: HeldChecks::default(),

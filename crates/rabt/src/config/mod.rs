@@ -155,6 +155,9 @@ pub struct Settings {
     pub body_limit_bytes: usize,
     pub request_timeout: Duration,
     pub shutdown_timeout: Duration,
+    /// After SIGTERM: how long readiness fails while requests are still
+    /// served, so that load balancers stop sending before the listener closes.
+    pub shutdown_drain: Duration,
     pub log_format: LogFormat,
     pub jobs: JobSettings,
     pub auth: AuthSettings,

@@ -38,6 +38,7 @@ pub(super) struct RawSettings {
     body_limit_bytes: usize,
     request_timeout_secs: u64,
     shutdown_timeout_secs: u64,
+    shutdown_drain_secs: u64,
     log_format: LogFormat,
     job_workers: usize,
     job_lease_secs: u64,
@@ -114,6 +115,7 @@ impl Default for RawSettings {
             body_limit_bytes: 1024 * 1024,
             request_timeout_secs: 30,
             shutdown_timeout_secs: 30,
+            shutdown_drain_secs: 5,
             log_format: LogFormat::Json,
             job_workers: 4,
             job_lease_secs: 60,
@@ -370,6 +372,9 @@ impl RawSettings {
                 "must be 1..=36500",
             ));
         }
+        if self.shutdown_drain_secs > 300 {
+            return Err(ConfigError::new("shutdown_drain_secs", "must be 0..=300"));
+        }
         if !(1..=720).contains(&self.realtime_retention_hours) {
             return Err(ConfigError::new(
                 "realtime_retention_hours",
@@ -563,6 +568,7 @@ impl RawSettings {
             body_limit_bytes: self.body_limit_bytes,
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+            shutdown_drain: Duration::from_secs(self.shutdown_drain_secs),
             log_format: self.log_format,
             jobs: JobSettings {
                 workers: self.job_workers,

@@ -90,6 +90,7 @@ async fn serve_migrates_answers_and_stops_cleanly_on_sigterm() {
         .env("DATABASE_URL", crate::helpers::url_for(&empty))
         .env("REDIS_URL", redis_url())
         .env("RABT_BIND", format!("127.0.0.1:{port}"))
+        .env("RABT_SHUTDOWN_DRAIN_SECS", "2")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -112,6 +113,19 @@ async fn serve_migrates_answers_and_stops_cleanly_on_sigterm() {
         .status()
         .unwrap();
     assert!(status.success());
+    // Draining: readiness fails at once, requests are still answered, and
+    // HTTP/1.1 clients are told not to reuse their connection.
+    wait_until(Duration::from_secs(5), "readiness to fail", async || {
+        reqwest::get(&ready)
+            .await
+            .is_ok_and(|response| response.status() == 503)
+    })
+    .await;
+    let live = reqwest::get(format!("http://127.0.0.1:{port}/health/live"))
+        .await
+        .expect("still served while draining");
+    assert_eq!(live.status(), 200);
+    assert_eq!(live.headers()["connection"], "close");
     let output = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
         .unwrap()

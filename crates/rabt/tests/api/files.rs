@@ -293,8 +293,10 @@ async fn expired_urls_are_refused(backend: Backend) {
     let app = spawn_files(
         backend,
         vec![
-            ("files_upload_url_ttl_secs", "1".into()),
-            ("files_download_url_ttl_secs", "1".into()),
+            // Signatures carry whole seconds: 2 s leaves the in-time
+            // requests at least one, however loaded the machine.
+            ("files_upload_url_ttl_secs", "2".into()),
+            ("files_download_url_ttl_secs", "2".into()),
         ],
     )
     .await;
@@ -307,7 +309,7 @@ async fn expired_urls_are_refused(backend: Backend) {
     let file: Value = file_as(&app, access(&ada), id).await.json().await.unwrap();
 
     // Expiry is a matter of the clock: wait past it.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     assert_eq!(put(&app, &late, PNG).await.status(), 403);
     let download = app
         .env

@@ -273,6 +273,8 @@ pub fn test_settings(db: &TestDb, redis: bool, extra: &[(&'static str, String)])
             format!("test:{}:", Uuid::new_v4().simple()),
         ),
         ("job_poll_interval_ms", "50".into()),
+        // Stopping a test's app need not wait for load balancers.
+        ("shutdown_drain_secs", "0".into()),
         ("database_max_connections", "8".into()),
         ("frontend_url", "https://app.rabt.test".into()),
         ("jwt_secret", TEST_JWT_SECRET.into()),
