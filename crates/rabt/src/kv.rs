@@ -130,6 +130,8 @@ enum Backend {
         conn: ConnectionManager,
         gcra: Arc<redis::Script>,
         raise: Arc<redis::Script>,
+        /// The bound of every call (`RABT_REDIS_TIMEOUT_MS`).
+        timeout: Duration,
     },
     Memory(Arc<Memory>),
 }
@@ -186,9 +188,11 @@ impl Kv {
         };
         let client = redis::Client::open(url.expose_secret())
             .context("REDIS_URL is not a valid Redis URL")?;
+        // Every call is bounded: a stalled Redis delays a request by this
+        // much, then the caller goes on without it (each use says how).
         let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_connection_timeout(Some(settings.redis_timeout.max(Duration::from_secs(1))))
+            .set_response_timeout(Some(settings.redis_timeout))
             .set_number_of_retries(3);
         let conn = tokio::time::timeout(
             Duration::from_secs(10),
@@ -202,6 +206,7 @@ impl Kv {
                 conn,
                 gcra: Arc::new(redis::Script::new(GCRA_SCRIPT)),
                 raise: Arc::new(redis::Script::new(RAISE_SCRIPT)),
+                timeout: settings.redis_timeout,
             },
             prefix,
         })
@@ -432,14 +437,11 @@ impl Kv {
     /// Whether the store answers, for readiness.
     pub async fn ping(&self) -> bool {
         match &self.backend {
-            Backend::Redis { conn, .. } => {
+            Backend::Redis { conn, timeout, .. } => {
                 let mut conn = conn.clone();
                 let command = redis::cmd("PING");
                 let ping = command.query_async::<String>(&mut conn);
-                matches!(
-                    tokio::time::timeout(Duration::from_secs(2), ping).await,
-                    Ok(Ok(_))
-                )
+                matches!(tokio::time::timeout(*timeout, ping).await, Ok(Ok(_)))
             }
             Backend::Memory(_) => true,
         }

@@ -143,6 +143,8 @@ pub struct Settings {
     pub database_max_connections: u32,
     pub redis_url: Option<SecretString>,
     pub redis_key_prefix: String,
+    /// The longest a Redis call may take before the caller goes on without it.
+    pub redis_timeout: Duration,
     pub bind: SocketAddr,
     pub public_url: Url,
     pub frontend_url: Url,

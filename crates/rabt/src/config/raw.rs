@@ -27,6 +27,7 @@ pub(super) struct RawSettings {
     database_max_connections: u32,
     redis_url: Option<String>,
     redis_key_prefix: String,
+    redis_timeout_ms: u64,
     bind: String,
     public_url: String,
     frontend_url: String,
@@ -104,6 +105,7 @@ impl Default for RawSettings {
             database_max_connections: 20,
             redis_url: None,
             redis_key_prefix: "rabt:".into(),
+            redis_timeout_ms: 250,
             bind: "127.0.0.1:8080".into(),
             public_url: "http://127.0.0.1:8080".into(),
             frontend_url: "http://localhost:3000".into(),
@@ -499,6 +501,9 @@ impl RawSettings {
                 .map(|u| parse_http_url("oauth_redirect_allowlist", u))
                 .collect::<Result<_, _>>()?,
         };
+        if !(10..=10_000).contains(&self.redis_timeout_ms) {
+            return Err(ConfigError::new("redis_timeout_ms", "must be 10..=10000"));
+        }
         if self.redis_key_prefix.len() > 64 {
             return Err(ConfigError::new(
                 "redis_key_prefix",
@@ -557,6 +562,7 @@ impl RawSettings {
             database_max_connections: self.database_max_connections,
             redis_url,
             redis_key_prefix: self.redis_key_prefix,
+            redis_timeout: Duration::from_millis(self.redis_timeout_ms),
             bind,
             public_url,
             frontend_url,

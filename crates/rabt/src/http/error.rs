@@ -270,8 +270,12 @@ impl ApiError {
         Self::new(ErrorCode::NotFound)
     }
 
+    /// 503 `unavailable`, with `Retry-After: 1`: a dependency is away or
+    /// busy, and the client may try again shortly.
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        Self::new(ErrorCode::Unavailable).with_detail(detail)
+        let mut err = Self::new(ErrorCode::Unavailable).with_detail(detail);
+        err.retry_after_secs = Some(1);
+        err
     }
 
     pub fn rate_limited(retry_after_secs: u64) -> Self {
@@ -409,6 +413,25 @@ fn unmapped_violation(err: &sqlx::Error) -> Option<ApiError> {
     Some(mapped)
 }
 
+/// Whether `err` says Postgres is away (the connection broke, the server is
+/// shutting down or not yet accepting, or no connection could be had) rather
+/// than that the statement was wrong: the client gets 503, not 500.
+fn database_unreachable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 57P01..57P03: admin or crash shutdown,
+            // cannot connect now; 53300: too many connections.
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         if let Some(mapped) = unmapped_violation(&err) {
@@ -417,8 +440,12 @@ impl From<sqlx::Error> for ApiError {
         match err {
             sqlx::Error::RowNotFound => Self::not_found(),
             sqlx::Error::PoolTimedOut => {
-                tracing::error!("database pool exhausted");
+                tracing::warn!("database pool exhausted");
                 Self::unavailable("The database is busy; try again shortly.")
+            }
+            other if database_unreachable(&other) => {
+                tracing::warn!(error = %other, "database unavailable");
+                Self::unavailable("The database cannot be reached; try again shortly.")
             }
             other => Self::internal(other),
         }

@@ -7,6 +7,7 @@ mod auth;
 mod binary;
 mod db;
 mod edge;
+mod faults;
 mod files;
 mod health;
 mod helpers;

@@ -12,6 +12,7 @@ use crate::helpers::{
     auth::{AuthApp, spawn},
     messaging::{Received, Socket, User, connect, conversation, say, try_connect, user},
     projects,
+    redis::OwnRedis,
 };
 
 /// The next frame, which must be of `kind`.
@@ -394,65 +395,10 @@ async fn a_shutdown_closes_sockets_with_going_away() {
     assert_eq!(b.close_code().await, Some(1001));
 }
 
-/// A Redis server of this test's own, which it can stop and start again on
-/// the same port.
-struct OwnRedis {
-    port: u16,
-    process: Option<std::process::Child>,
-}
-
-impl OwnRedis {
-    fn start(port: u16) -> Self {
-        let mut own = Self {
-            port,
-            process: None,
-        };
-        own.resume();
-        own
-    }
-
-    fn resume(&mut self) {
-        let process = std::process::Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server runs (scripts/test installs it)");
-        self.process = Some(process);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            process.kill().ok();
-            process.wait().ok();
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-async fn redis_answers(port: u16) -> bool {
-    tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_ok()
-}
-
 #[tokio::test]
 async fn killing_redis_mid_conversation_loses_nothing() {
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let mut redis = OwnRedis::start(port);
-    crate::helpers::wait_until(PATIENCE, "Redis answers", async || {
-        redis_answers(port).await
-    })
-    .await;
-    let env = spawn(vec![("redis_url", format!("redis://127.0.0.1:{port}"))]).await;
+    let mut redis = OwnRedis::start().await;
+    let env = spawn(vec![("redis_url", redis.url())]).await;
     let (alice, bob, id) = two_people(&env).await;
     let mut b = connect(env.app.address, &bob.token, "").await;
     b.pong().await;
@@ -469,11 +415,7 @@ async fn killing_redis_mid_conversation_loses_nothing() {
         during["id"]
     );
 
-    redis.resume();
-    crate::helpers::wait_until(PATIENCE, "Redis answers again", async || {
-        redis_answers(port).await
-    })
-    .await;
+    redis.resume().await;
     say(&env, &alice, &id, "after").await;
     assert_eq!(
         expect(&mut b, "message.created").await["message"]["body"],

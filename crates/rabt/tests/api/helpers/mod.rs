@@ -16,6 +16,7 @@ pub mod auth;
 pub mod jobs;
 pub mod messaging;
 pub mod projects;
+pub mod redis;
 pub mod storage;
 
 use std::{
