@@ -24,7 +24,11 @@ async fn me_within_3s(env: &crate::helpers::auth::AuthApp, token: &str) -> reqwe
 #[tokio::test]
 async fn a_stalled_redis_delays_a_request_by_its_call_timeout_not_more() {
     let redis = OwnRedis::start().await;
-    let env = spawn(vec![("redis_url", redis.url())]).await;
+    let env = spawn(vec![
+        ("redis_url", redis.url()),
+        ("redis_timeout_ms", "250".into()),
+    ])
+    .await;
     let pair = signed_in(&env, "ada@rabt.test").await;
     assert_eq!(me_within_3s(&env, access(&pair)).await, 200);
 

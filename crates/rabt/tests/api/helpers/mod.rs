@@ -276,6 +276,9 @@ pub fn test_settings(db: &TestDb, redis: bool, extra: &[(&'static str, String)])
         ("job_poll_interval_ms", "50".into()),
         // Stopping a test's app need not wait for load balancers.
         ("shutdown_drain_secs", "0".into()),
+        // A busy test machine may keep Redis waiting; tests of limits and
+        // caches must not see it as down. The fault tests set their own bound.
+        ("redis_timeout_ms", "2000".into()),
         ("database_max_connections", "8".into()),
         ("frontend_url", "https://app.rabt.test".into()),
         ("jwt_secret", TEST_JWT_SECRET.into()),
