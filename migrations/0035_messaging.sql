@@ -139,6 +139,20 @@ end
 $$;
 revoke all on function public.realtime_emit(uuid[], jsonb) from public;
 
+-- Appends `frame`, with its `conversation_id`, to the log of every
+-- participant of `conversation`.
+create function public.conversation_emit(conversation uuid, frame jsonb) returns void
+    language sql
+    security definer
+    set search_path = ''
+as $$
+    select public.realtime_emit(
+        array(select p.user_id from public.conversation_participants p
+              where p.conversation_id = conversation),
+        frame || jsonb_build_object('conversation_id', conversation))
+$$;
+revoke all on function public.conversation_emit(uuid, jsonb) from public;
+
 -- A time as the API writes it (RFC 3339 in UTC, `Z`, with the fraction in
 -- the fewest of 0, 3 or 6 digits that hold it: what the server's own JSON
 -- writes), so an event and a REST answer show the same text.
@@ -354,18 +368,12 @@ create function public.message_after_insert() returns trigger
     security definer
     set search_path = ''
 as $$
-declare
-    recipients uuid[];
 begin
     update public.conversations set last_message_id = new.id where id = new.conversation_id;
     update public.conversation_participants p set unread_count = p.unread_count + 1
     where p.conversation_id = new.conversation_id and p.user_id is distinct from new.author_id;
-    select array_agg(p.user_id) into recipients
-    from public.conversation_participants p where p.conversation_id = new.conversation_id;
-    perform public.realtime_emit(recipients, jsonb_build_object(
-        'type', 'message.created',
-        'conversation_id', new.conversation_id,
-        'message', public.message_json(new)));
+    perform public.conversation_emit(new.conversation_id, jsonb_build_object(
+        'type', 'message.created', 'message', public.message_json(new)));
     return null;
 end
 $$;
@@ -431,8 +439,6 @@ create function public.message_after_update() returns trigger
     security definer
     set search_path = ''
 as $$
-declare
-    recipients uuid[];
 begin
     if new.deleted_at is not null and old.deleted_at is null then
         update public.conversation_participants p set unread_count = p.unread_count - 1
@@ -441,12 +447,9 @@ begin
           and p.last_read_position < new.position
           and p.unread_count > 0;
     end if;
-    select array_agg(p.user_id) into recipients
-    from public.conversation_participants p where p.conversation_id = new.conversation_id;
-    perform public.realtime_emit(recipients, jsonb_build_object(
+    perform public.conversation_emit(new.conversation_id, jsonb_build_object(
         'type', case when new.deleted_at is not null then 'message.deleted'
                      else 'message.updated' end,
-        'conversation_id', new.conversation_id,
         'message', public.message_json(new)));
     return null;
 end
@@ -475,7 +478,6 @@ declare
     me uuid := (select auth.uid());
     target bigint;
     moved boolean;
-    recipients uuid[];
 begin
     select m.position into target from public.messages m
     where m.id = message and m.conversation_id = conversation;
@@ -503,13 +505,8 @@ begin
         moved := found;
     end if;
     if moved then
-        select array_agg(p.user_id) into recipients
-        from public.conversation_participants p where p.conversation_id = conversation;
-        perform public.realtime_emit(recipients, jsonb_build_object(
-            'type', 'conversation.read',
-            'conversation_id', conversation,
-            'user_id', me,
-            'message_id', message));
+        perform public.conversation_emit(conversation, jsonb_build_object(
+            'type', 'conversation.read', 'user_id', me, 'message_id', message));
     end if;
     return true;
 end

@@ -99,6 +99,21 @@ async fn with_members(
         .collect()
 }
 
+/// One of `caller`'s conversations, with its participants; 404 if it is not.
+async fn one(
+    conn: &mut sqlx::PgConnection,
+    caller: Uuid,
+    id: Uuid,
+) -> Result<Conversation, ApiError> {
+    let row = store::conversation(conn, caller, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    with_members(conn, vec![row])
+        .await?
+        .pop()
+        .ok_or_else(ApiError::not_found)
+}
+
 /// Start a conversation. With one other person it is your direct
 /// conversation with them: asking again returns the existing one (200).
 #[utoipa::path(post, path = "/conversations", tag = "messaging",
@@ -142,13 +157,7 @@ pub async fn start_conversation(
     )
     .await
     .map_err(on_start_constraint)?;
-    let row = store::conversation(&mut tx, caller.id, id)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
-    let conversation = with_members(&mut tx, vec![row])
-        .await?
-        .pop()
-        .ok_or_else(ApiError::not_found)?;
+    let conversation = one(&mut tx, caller.id, id).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -218,13 +227,7 @@ pub async fn get_conversation(
     AppPath(id): AppPath<Uuid>,
 ) -> Result<Json<Conversation>, ApiError> {
     let mut tx = state.db.read(&caller.actor()).await?;
-    let row = store::conversation(&mut tx, caller.id, id)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
-    let conversation = with_members(&mut tx, vec![row])
-        .await?
-        .pop()
-        .ok_or_else(ApiError::not_found)?;
+    let conversation = one(&mut tx, caller.id, id).await?;
     Ok(Json(conversation))
 }
 

@@ -436,15 +436,7 @@ async fn housekeeping_prunes_events_older_than_the_retention() {
     .execute(&env.app.db.admin)
     .await
     .unwrap();
-    let worker = rabt::jobs::Worker::new(
-        env.app.state.db.clone(),
-        rabt::app::job_registry(&env.app.state.settings).unwrap(),
-        env.app.state.settings.jobs.clone(),
-    );
-    assert_eq!(
-        worker.housekeep().await.unwrap().removed("realtime events"),
-        2
-    );
+    assert_eq!(env.app.housekeep().await.removed("realtime events"), 2);
     let left: i64 = sqlx::query_scalar("select count(*) from realtime_events")
         .fetch_one(&env.app.db.admin)
         .await

@@ -509,6 +509,16 @@ impl TestApp {
         (address, shutdown)
     }
 
+    /// One round of the worker's housekeeping on this app's database.
+    pub async fn housekeep(&self) -> rabt::jobs::runner::Swept {
+        let worker = rabt::jobs::Worker::new(
+            self.state.db.clone(),
+            rabt::app::job_registry(&self.state.settings).expect("job registry"),
+            self.state.settings.jobs.clone(),
+        );
+        worker.housekeep().await.expect("housekeeping runs")
+    }
+
     /// Stops the app and waits for it to finish draining.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
