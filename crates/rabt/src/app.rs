@@ -24,7 +24,7 @@ use utoipa::OpenApi as _;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    applications, auth,
+    applications, auth, billing,
     config::Settings,
     db::Db,
     email::EmailSender,
@@ -59,6 +59,7 @@ use crate::{
         (name = "messaging", description = "Conversations, messages and the realtime WebSocket"),
         (name = "notifications", description = "The notification inbox and preferences"),
         (name = "files", description = "Uploads through signed URLs, and downloads"),
+        (name = "billing", description = "Plans, Stripe subscriptions, invoices and Stripe's webhooks"),
     )
 )]
 struct ApiDoc;
@@ -105,6 +106,7 @@ fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .merge(messaging::routes::router())
                 .merge(notifications::routes::router())
                 .merge(files::routes::router())
+                .merge(billing::routes::router())
                 .fallback(|| async { ApiError::not_found() })
                 .layer(middleware::from_fn_with_state(
                     Routes::Api,
@@ -393,6 +395,7 @@ pub fn job_registry(settings: &Settings) -> anyhow::Result<JobRegistry> {
         files::storage::Storage::from_settings(settings)?,
         settings.files.detached_grace,
     );
+    billing::register(&mut registry, &settings.billing)?;
     Ok(registry)
 }
 

@@ -31,6 +31,8 @@ pub enum Action {
     MfaFailed,
     RecoveryCodeUsed,
     RecoveryCodesRegenerated,
+    PlanChanged,
+    BillingWebhookFailed,
 }
 
 impl Action {
@@ -57,6 +59,8 @@ impl Action {
             Self::MfaFailed => "mfa_failed",
             Self::RecoveryCodeUsed => "recovery_code_used",
             Self::RecoveryCodesRegenerated => "recovery_codes_regenerated",
+            Self::PlanChanged => "plan_changed",
+            Self::BillingWebhookFailed => "billing_webhook_failed",
         }
     }
 }

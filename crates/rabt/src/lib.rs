@@ -7,7 +7,8 @@
 //!   pagination, rate limits;
 //! - [`db`] opens the row-level-security transaction every handler works in;
 //! - capabilities ([`auth`], [`users`], [`roles`], [`projects`],
-//!   [`applications`], [`messaging`], [`notifications`], [`files`]) each keep `routes` (HTTP), `model`
+//!   [`applications`], [`messaging`], [`notifications`], [`files`],
+//!   [`billing`]) each keep `routes` (HTTP), `model`
 //!   (validated types and rules) and `store` (SQL) in one folder, and use
 //!   each other's models and stores, never each other's routes;
 //! - small shared vocabularies: [`money`], [`skills`], [`search`];
@@ -21,6 +22,7 @@ pub mod app;
 pub mod applications;
 pub mod audit;
 pub mod auth;
+pub mod billing;
 pub mod config;
 pub mod crypto;
 pub mod db;

@@ -49,6 +49,8 @@ pub struct AppState {
     pub realtime: Hub,
     /// Set when a shutdown starts: readiness fails while requests are served.
     pub draining: crate::server::Draining,
+    /// Stripe, and the plans' prices it sells.
+    pub billing: crate::billing::Billing,
 }
 
 /// Connects what the state holds.
@@ -67,6 +69,7 @@ pub async fn build(
     let query_cache = QueryCache::new(kv.clone(), settings.search_cache);
     let storage = Storage::from_settings(&settings)?;
     Ok(AppState {
+        billing: crate::billing::Billing::from_settings(&settings.billing)?,
         storage,
         realtime: Hub::default(),
         draining: crate::server::Draining::default(),

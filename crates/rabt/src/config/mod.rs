@@ -168,8 +168,7 @@ pub struct Settings {
     pub files: FileSettings,
     /// Made `admin` at every start, once the account exists.
     pub bootstrap_admin_email: Option<String>,
-    /// How many open projects the `free` plan allows at once.
-    pub plan_free_open_projects: u32,
+    pub billing: BillingSettings,
     pub realtime: RealtimeSettings,
     /// How long an anonymous search's answer is kept (`None`: not cached).
     pub search_cache: Option<Duration>,
@@ -289,6 +288,35 @@ pub struct FileSettings {
     pub download_url_ttl: Duration,
     /// How long a file no longer attached to anything is kept before removal.
     pub detached_grace: Duration,
+}
+
+/// Plans, their limits, and Stripe.
+#[derive(Debug, Clone)]
+pub struct BillingSettings {
+    /// Open projects each plan allows at once; `None`: no limit.
+    pub free_open_projects: u32,
+    pub pro_open_projects: u32,
+    pub team_open_projects: Option<u32>,
+    /// The Stripe price ids of the paid plans; a plan without one cannot be
+    /// bought.
+    pub price_pro: Option<String>,
+    pub price_team: Option<String>,
+    /// `None`: billing answers 503 but for the plans.
+    pub stripe: Option<StripeSettings>,
+    /// How long a `past_due` subscription keeps its plan.
+    pub past_due_grace: Duration,
+    /// The seller's lines on invoices (name, address, tax id).
+    pub invoice_issuer: Vec<String>,
+}
+
+/// Stripe's API and its webhooks.
+#[derive(Debug, Clone)]
+pub struct StripeSettings {
+    pub secret_key: SecretString,
+    /// The endpoint secret (`whsec_…`) that signs webhook events.
+    pub webhook_secret: SecretString,
+    pub api_base: Url,
+    pub timeout: Duration,
 }
 
 /// Realtime sockets and the email that follows an unread message.
@@ -424,7 +452,7 @@ mod tests {
             .merge(Serialized::default("database_url", "postgres://x@h/db"))
             .merge(Serialized::default("plan_free_open_projects", 7));
         let settings = extract(figment).unwrap().validate().unwrap();
-        assert_eq!(settings.plan_free_open_projects, 7);
+        assert_eq!(settings.billing.free_open_projects, 7);
         let err = load(&[
             ("database_url", "postgres://x@h/db"),
             ("plan_free_open_projects", "many"),

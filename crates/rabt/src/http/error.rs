@@ -46,6 +46,9 @@ pub enum ErrorCode {
     PlanLimitReached,
     RateLimited,
     Internal,
+    /// A third party (Stripe) refused or broke a call rabt made for the
+    /// request (502).
+    UpstreamError,
     Unavailable,
 }
 
@@ -79,6 +82,7 @@ impl ErrorCode {
             Self::PlanLimitReached => "plan_limit_reached",
             Self::RateLimited => "rate_limited",
             Self::Internal => "internal",
+            Self::UpstreamError => "upstream_error",
             Self::Unavailable => "unavailable",
         }
     }
@@ -111,6 +115,7 @@ impl ErrorCode {
             }
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::UpstreamError => StatusCode::BAD_GATEWAY,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -144,6 +149,7 @@ impl ErrorCode {
             Self::PlanLimitReached => "Plan limit reached",
             Self::RateLimited => "Rate limited",
             Self::Internal => "Internal error",
+            Self::UpstreamError => "Upstream error",
             Self::Unavailable => "Service unavailable",
         }
     }

@@ -113,6 +113,12 @@ pub struct Validation(pub ProblemBody);
     headers(("Retry-After" = u64, description = "Seconds to wait before trying again")))]
 pub struct RateLimited(pub ProblemBody);
 
+/// A third party (Stripe) refused the call made for this request
+/// (`upstream_error`).
+#[derive(IntoResponses)]
+#[response(status = 502, content_type = "application/problem+json")]
+pub struct UpstreamError(pub ProblemBody);
+
 /// Cannot answer right now (`unavailable`).
 #[derive(IntoResponses)]
 #[response(status = 503, content_type = "application/problem+json")]

@@ -363,11 +363,10 @@ pub fn publish_errors(row: &ProjectRow) -> Vec<FieldError> {
     errors
 }
 
-/// The open-project limit of an owner's plan. Only billing may define plans
-/// with other limits (API.md §7: pro and team), and it is not built yet, so
-/// every plan, `free` or a name set by hand, fails closed to the free limit.
-pub fn open_project_limit(settings: &Settings, _plan: Option<&str>) -> i64 {
-    i64::from(settings.plan_free_open_projects)
+/// The open-project limit of an owner's plan (API.md §7); `None`: no limit.
+/// A plan name billing does not know fails closed to the free limit.
+pub fn open_project_limit(settings: &Settings, plan: Option<&str>) -> Option<i64> {
+    crate::billing::model::open_project_limit(&settings.billing, plan)
 }
 
 /// One step a project took.

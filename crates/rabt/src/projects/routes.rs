@@ -245,8 +245,9 @@ pub async fn transition_project(
             return Err(ApiError::validation(missing));
         }
         let (plan, open) = store::lock_owner_plan(&mut tx, row.owner_id).await?;
-        let limit = open_project_limit(&state.settings, plan.as_deref());
-        if open >= limit {
+        if let Some(limit) = open_project_limit(&state.settings, plan.as_deref())
+            && open >= limit
+        {
             return Err(ApiError::new(ErrorCode::PlanLimitReached)
                 .with_detail(format!("The plan allows {limit} open projects at once.")));
         }

@@ -4,6 +4,7 @@
 
 mod applications;
 mod auth;
+mod billing;
 mod binary;
 mod db;
 mod edge;

@@ -18,6 +18,7 @@ pub mod messaging;
 pub mod projects;
 pub mod redis;
 pub mod storage;
+pub mod stripe;
 
 use std::{
     net::SocketAddr,
