@@ -16,7 +16,7 @@ use rabt::{
     config::Settings,
 };
 use serde_json::json;
-use sqlx::{Connection as _, Executor as _};
+use sqlx::{AssertSqlSafe, Connection as _, Executor as _};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -120,7 +120,7 @@ async fn webhooks() {
     let name = format!("rabt_bench_billing_{}", Uuid::new_v4().simple());
     let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
     admin
-        .execute(format!("create database {name}").as_str())
+        .execute(AssertSqlSafe(format!("create database {name}")))
         .await
         .unwrap();
     let mut url = url::Url::parse(&admin_url).unwrap();
@@ -236,7 +236,7 @@ async fn webhooks() {
     let _ = server.await;
     drop(db);
     admin
-        .execute(format!("drop database {name} with (force)").as_str())
+        .execute(AssertSqlSafe(format!("drop database {name} with (force)")))
         .await
         .unwrap();
 }
