@@ -83,6 +83,24 @@ create table public.invoices (
 -- A user's invoices, newest first (the listing's keyset).
 create index invoices_user_id_idx on public.invoices (user_id, id desc) where user_id is not null;
 
+-- A removed account's invoices stay, as the law requires, without its name
+-- and address; the user link goes by its foreign key.
+create function public.invoices_forget_customer() returns trigger
+    language plpgsql
+    security definer
+    set search_path = ''
+as $$
+begin
+    update public.invoices set customer_name = null, customer_email = null
+    where user_id = old.id;
+    return old;
+end
+$$;
+revoke all on function public.invoices_forget_customer() from public;
+
+create trigger users_forget_invoice_customer before delete on public.users
+    for each row execute function public.invoices_forget_customer();
+
 -- Every Stripe event applied (or deliberately ignored), recorded in the
 -- transaction of its effect: a replay finds its id and changes nothing.
 create table public.billing_events (

@@ -659,3 +659,31 @@ async fn invoices_are_each_users_own_and_render_as_a_pdf() {
         .await;
     assert_eq!(read.status(), 200);
 }
+
+#[tokio::test]
+async fn a_removed_accounts_invoices_stay_without_its_personal_data() {
+    let app = BillingApp::start(vec![]).await;
+    let ada = signed_in(&app.env, "ada@rabt.test").await;
+    let customer = app.checkout(access(&ada), "pro").await;
+    app.deliver(&event(
+        "evt_paid",
+        "invoice.paid",
+        now(),
+        invoice("in_kept", &customer, "KEPT-0001", "paid", 1440),
+    ))
+    .await;
+    sqlx::query("delete from users where id = $1")
+        .bind(user_id(&ada))
+        .execute(&app.env.app.db.admin)
+        .await
+        .unwrap();
+    let (user, name, email, total): (Option<Uuid>, Option<String>, Option<String>, i64) =
+        sqlx::query_as(
+            "select user_id, customer_name, customer_email, total from invoices \
+             where stripe_invoice_id = 'in_kept'",
+        )
+        .fetch_one(&app.env.app.db.admin)
+        .await
+        .unwrap();
+    assert_eq!((user, name, email, total), (None, None, None, 1440));
+}
