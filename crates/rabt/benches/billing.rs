@@ -135,7 +135,7 @@ async fn webhooks() {
             "bench-secret-bench-secret-bench-secret".into(),
         ),
         ("database_max_connections", "16".into()),
-        ("rate_limit_write_per_minute", "10000000".into()),
+        ("rate_limit_write_per_minute", "1000000".into()),
         ("stripe_secret_key", "sk_test_bench".into()),
         ("stripe_webhook_secret", WEBHOOK_SECRET.into()),
         ("stripe_price_pro", "price_benchPro".into()),
