@@ -34,7 +34,7 @@ use crate::{
     audit::{self, Action},
     config::BillingSettings,
     db::Actor,
-    http::ClientInfo,
+    http::{ApiError, ClientInfo},
     jobs::{self, JobArgs, JobContext, JobError, JobRegistry},
 };
 
@@ -395,6 +395,15 @@ impl Billing {
                 .max_capacity(16)
                 .time_to_live(Duration::from_secs(60))
                 .build(),
+        })
+    }
+
+    /// The Stripe client, or 503 when billing is not configured.
+    pub fn stripe(&self) -> Result<&Stripe, ApiError> {
+        self.stripe.as_ref().ok_or_else(|| {
+            ApiError::unavailable(
+                "Billing is not configured on this server (RABT_STRIPE_SECRET_KEY).",
+            )
         })
     }
 

@@ -10,6 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use chrono::Utc;
+use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
@@ -18,7 +19,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    ApplyError, Billing, Outcome,
+    ApplyError, Outcome,
     model::{CheckoutRequest, Invoice, Limits, Plan, PlanOffer, RedirectUrl, SubscriptionView},
     pdf, signature, store,
     stripe::{Event, NewCheckout, Stripe},
@@ -97,7 +98,9 @@ pub async fn plans(State(state): State<AppState>) -> Json<Vec<PlanOffer>> {
 }
 
 /// The caller's Stripe customer, made on first use. Parallel first calls
-/// wait for each other on a lock, so they make one.
+/// wait for each other on a lock, so they make one; the transaction holding
+/// it spans the call to Stripe (at most `RABT_STRIPE_TIMEOUT_MS`), once per
+/// user.
 async fn customer_for(
     state: &AppState,
     stripe: &Stripe,
@@ -323,13 +326,12 @@ pub async fn invoice_pdf(
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .collect();
-    let state_ref = state.clone();
-    let bytes = tokio::task::spawn_blocking(move || {
-        pdf::render(&row, &state_ref.settings.billing.invoice_issuer)
-    })
-    .await
-    .map_err(|e| ApiError::internal(anyhow::anyhow!("PDF task: {e}")))?
-    .map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
+    let settings = state.settings.clone();
+    let bytes =
+        tokio::task::spawn_blocking(move || pdf::render(&row, &settings.billing.invoice_issuer))
+            .await
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("PDF task: {e}")))?
+            .map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
     let disposition =
         HeaderValue::from_str(&format!("inline; filename=\"invoice-{filename}.pdf\""))
             .unwrap_or_else(|_| HeaderValue::from_static("inline"));
@@ -380,7 +382,6 @@ pub async fn webhook(
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    use secrecy::ExposeSecret as _;
     if let Err(err) = signature::verify(
         &body,
         header,
@@ -452,16 +453,5 @@ async fn audit_failure(state: &AppState, client: &ClientInfo, details: serde_jso
     };
     if let Err(err) = recorded.await {
         tracing::warn!(error = ?err, "webhook failure not audited");
-    }
-}
-
-impl Billing {
-    /// The Stripe client, or 503 when billing is not configured.
-    pub fn stripe(&self) -> Result<&Stripe, ApiError> {
-        self.stripe.as_ref().ok_or_else(|| {
-            ApiError::unavailable(
-                "Billing is not configured on this server (RABT_STRIPE_SECRET_KEY).",
-            )
-        })
     }
 }
