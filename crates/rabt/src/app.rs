@@ -220,6 +220,9 @@ impl Application {
             crate::db::migrate(&settings).await?;
         }
         let state = build_state(settings.clone()).await?;
+        if settings.env == crate::config::Environment::Production {
+            refuse_demo_accounts(&state.db).await?;
+        }
         if let Some(email) = &settings.bootstrap_admin_email {
             bootstrap_admin(&state.db, email).await;
         }
@@ -362,6 +365,29 @@ async fn bootstrap_admin(db: &Db, email: &str) {
         Ok(true) => tracing::info!("RABT_BOOTSTRAP_ADMIN_EMAIL made admin"),
         Ok(false) => {}
         Err(err) => tracing::warn!(error = %err, "RABT_BOOTSTRAP_ADMIN_EMAIL not applied"),
+    }
+}
+
+/// A production start refuses to run while demo accounts (with their
+/// published password) exist. A database that cannot be asked is logged and
+/// the start goes on: the check must not turn an outage into a crash loop.
+async fn refuse_demo_accounts(db: &Db) -> anyhow::Result<()> {
+    let check = tokio::time::timeout(Duration::from_secs(5), users::demo::accounts_exist(db));
+    match check.await {
+        Ok(Ok(false)) => Ok(()),
+        Ok(Ok(true)) => anyhow::bail!(
+            "demo accounts (@{}) exist in this database; a production start refuses to run \
+             until they are deleted",
+            users::demo::DOMAIN
+        ),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "could not check for demo accounts");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::warn!("could not check for demo accounts in 5 s");
+            Ok(())
+        }
     }
 }
 

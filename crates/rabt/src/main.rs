@@ -39,6 +39,11 @@ enum Command {
         #[command(subcommand)]
         action: AdminCommand,
     },
+    /// The demo accounts of `scripts/dev`.
+    Demo {
+        #[command(subcommand)]
+        action: DemoCommand,
+    },
     /// Encryption keys.
     Keys {
         #[command(subcommand)]
@@ -51,6 +56,13 @@ enum KeysCommand {
     /// Re-encrypt every sealed value under RABT_ENCRYPTION_KEY; values under a
     /// key in RABT_ENCRYPTION_OLD_KEYS are read with it. Safe to run again.
     Rotate,
+}
+
+#[derive(Subcommand)]
+enum DemoCommand {
+    /// Give every demo account (@demo.rabt.dev) the demo password and a
+    /// verified address (development only).
+    SignIn,
 }
 
 #[derive(Subcommand)]
@@ -177,6 +189,27 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                     "{} value(s) are under a key that is not configured; add it to \
                      RABT_ENCRYPTION_OLD_KEYS and run again",
                     rotation.unreadable
+                );
+            }
+            Ok(())
+        }
+        Command::Demo {
+            action: DemoCommand::SignIn,
+        } => {
+            let db = rabt::db::Db::connect_lazy(&settings)?;
+            let emails = rabt::users::demo::enable_sign_in(&db, settings.env).await;
+            db.close().await;
+            let emails = emails?;
+            #[allow(clippy::print_stdout)]
+            {
+                println!(
+                    "demo sign-in: password {:?} for {}",
+                    rabt::users::demo::PASSWORD,
+                    if emails.is_empty() {
+                        "no account (load scripts/demo-data.sql first)".to_owned()
+                    } else {
+                        emails.join(", ")
+                    }
                 );
             }
             Ok(())

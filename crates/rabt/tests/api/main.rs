@@ -7,6 +7,7 @@ mod auth;
 mod billing;
 mod binary;
 mod db;
+mod demo;
 mod edge;
 mod faults;
 mod files;
