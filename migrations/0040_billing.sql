@@ -119,15 +119,13 @@ alter table public.subscriptions enable row level security;
 alter table public.invoices enable row level security;
 alter table public.billing_events enable row level security;
 
--- A user sees their own customer and makes it on their first checkout;
--- webhooks (the service) see them all.
+-- A user sees their own customer. Only the service writes them: webhooks
+-- trust this link from a Stripe customer to a user.
 create policy billing_customers_select on public.billing_customers for select to rabt_authenticated
     using (user_id = (select auth.uid()) or (select auth.has_permission('billing.read_all')));
-create policy billing_customers_insert_own on public.billing_customers for insert to rabt_authenticated
-    with check (user_id = (select auth.uid()));
 create policy billing_customers_service on public.billing_customers for all to rabt_service
     using (true) with check (true);
-grant select, insert on public.billing_customers to rabt_authenticated;
+grant select on public.billing_customers to rabt_authenticated;
 grant select, insert, update, delete on public.billing_customers to rabt_service;
 
 -- Subscriptions and invoices: their user, and holders of `billing.read_all`;

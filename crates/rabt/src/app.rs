@@ -372,13 +372,13 @@ async fn bootstrap_admin(db: &Db, email: &str) {
 /// published password) exist. A database that cannot be asked is logged and
 /// the start goes on: the check must not turn an outage into a crash loop.
 async fn refuse_demo_accounts(db: &Db) -> anyhow::Result<()> {
-    let check = tokio::time::timeout(Duration::from_secs(5), users::demo::accounts_exist(db));
+    let check = tokio::time::timeout(Duration::from_secs(5), auth::demo::accounts_exist(db));
     match check.await {
         Ok(Ok(false)) => Ok(()),
         Ok(Ok(true)) => anyhow::bail!(
             "demo accounts (@{}) exist in this database; a production start refuses to run \
              until they are deleted",
-            users::demo::DOMAIN
+            auth::demo::DOMAIN
         ),
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "could not check for demo accounts");

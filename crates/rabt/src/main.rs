@@ -197,14 +197,14 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             action: DemoCommand::SignIn,
         } => {
             let db = rabt::db::Db::connect_lazy(&settings)?;
-            let emails = rabt::users::demo::enable_sign_in(&db, settings.env).await;
+            let emails = rabt::auth::demo::enable_sign_in(&db, settings.env).await;
             db.close().await;
             let emails = emails?;
             #[allow(clippy::print_stdout)]
             {
                 println!(
                     "demo sign-in: password {:?} for {}",
-                    rabt::users::demo::PASSWORD,
+                    rabt::auth::demo::PASSWORD,
                     if emails.is_empty() {
                         "no account (load scripts/demo-data.sql first)".to_owned()
                     } else {

@@ -9,6 +9,7 @@
 //! - a refresh token is spent by its first use; a replay after the grace window
 //!   ends the session.
 
+pub mod demo;
 pub mod extract;
 pub mod grants;
 pub mod jobs;

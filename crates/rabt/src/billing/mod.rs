@@ -332,11 +332,18 @@ async fn apply_invoice(
             period_end: line.period.as_ref().and_then(|p| p.end).and_then(at),
         })
         .collect();
+    let user = user_of(tx, &invoice.customer, None).await?;
+    // Personal data is kept only for a user rabt knows: an erased user's
+    // customer sends no name or address back onto their invoices.
+    let personal = |value: &Option<String>, chars: usize| {
+        user.and(value.as_ref())
+            .map(|v| v.chars().take(chars).collect::<String>())
+    };
     let state = InvoiceState {
         stripe_id: invoice.id.clone(),
         customer: invoice.customer.clone(),
         subscription: invoice.subscription().map(str::to_owned),
-        user: user_of(tx, &invoice.customer, None).await?,
+        user,
         number: invoice
             .number
             .as_ref()
@@ -354,14 +361,8 @@ async fn apply_invoice(
             .hosted_invoice_url
             .clone()
             .filter(|u| u.starts_with("https://") && u.len() <= 2048),
-        customer_name: invoice
-            .customer_name
-            .as_ref()
-            .map(|n| n.chars().take(200).collect()),
-        customer_email: invoice
-            .customer_email
-            .as_ref()
-            .map(|e| e.chars().take(320).collect()),
+        customer_name: personal(&invoice.customer_name, 200),
+        customer_email: personal(&invoice.customer_email, 320),
         lines,
         issued_at: at(invoice.created).unwrap_or(state_at),
         paid_at: invoice
@@ -459,7 +460,13 @@ pub fn register(registry: &mut JobRegistry, settings: &BillingSettings) -> anyho
                 .await
                 .map_err(|err| match err {
                     StripeError::Unavailable(_) => JobError::from(err),
-                    _ => JobError::permanent(err),
+                    _ => {
+                        // The tie it was to settle stays as it is: say so.
+                        tracing::error!(subscription = %args.subscription_id, error = %err,
+                            "subscription not fetched from Stripe; its state may be stale");
+                        count_event("sync", "failed");
+                        JobError::permanent(err)
+                    }
                 })?;
             let fetched_at = at(Utc::now().timestamp()).unwrap_or_else(Utc::now);
             let mut tx = ctx.db.begin(&Actor::Service).await?;

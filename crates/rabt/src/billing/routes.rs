@@ -106,10 +106,15 @@ async fn customer_for(
     stripe: &Stripe,
     caller: &AuthUser,
 ) -> Result<String, ApiError> {
-    let mut tx = state.db.begin(&caller.actor()).await?;
-    if let Some(customer) = store::customer_of(&mut tx, caller.id).await? {
-        return Ok(customer);
+    {
+        let mut tx = state.db.read(&caller.actor()).await?;
+        if let Some(customer) = store::customer_of(&mut tx, caller.id).await? {
+            return Ok(customer);
+        }
     }
+    // Only the service writes the customer table: the link from a Stripe
+    // customer to a user is what webhooks trust.
+    let mut tx = state.db.begin(&Actor::Service).await?;
     store::lock_customer(&mut tx, caller.id).await?;
     if let Some(customer) = store::customer_of(&mut tx, caller.id).await? {
         return Ok(customer);
@@ -125,7 +130,8 @@ async fn customer_for(
 
 /// The key of a Stripe call made for a request: from the client's
 /// `Idempotency-Key` when it sent one (a retried request gets the same
-/// session), else a new one.
+/// session; `what` names the call and what it is for, so the same key on
+/// another plan is another call), else a new one.
 fn stripe_key(what: &str, user: Uuid, client_key: Option<&str>) -> String {
     match client_key {
         Some(key) => {
@@ -181,7 +187,11 @@ pub async fn checkout(
             price,
             success_url: &format!("{success}?session_id={{CHECKOUT_SESSION_ID}}"),
             cancel_url: &cancel,
-            idempotency_key: &stripe_key("checkout", caller.id, client_key.as_deref()),
+            idempotency_key: &stripe_key(
+                &format!("checkout-{}", plan.as_str()),
+                caller.id,
+                client_key.as_deref(),
+            ),
         })
         .await?;
     let url = session.url.ok_or_else(|| {

@@ -70,7 +70,7 @@ pub fn verify(payload: &[u8], header: &str, secret: &str, now: i64) -> Result<()
     if signatures.is_empty() {
         return Err(SignatureError::Malformed);
     }
-    if (now - timestamp).abs() > TOLERANCE_SECS {
+    if now.abs_diff(timestamp) > TOLERANCE_SECS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     let mut mac =
@@ -150,6 +150,17 @@ mod tests {
         let v1 = good.split_once(",v1=").unwrap().1;
         let header = format!("t=5,v0=abc,v1={},v1=zz,v1={v1}", "00".repeat(32));
         assert_eq!(verify(BODY, &header, SECRET, 5), Ok(()));
+    }
+
+    #[test]
+    fn a_timestamp_at_the_ends_of_the_range_is_stale_not_a_panic() {
+        for t in [i64::MIN, i64::MAX] {
+            let header = format!("t={t},v1={}", "00".repeat(32));
+            assert_eq!(
+                verify(BODY, &header, SECRET, 1_000_000),
+                Err(SignatureError::Stale)
+            );
+        }
     }
 
     #[test]

@@ -50,20 +50,16 @@ pub async fn insert_customer(
     .map(|_| ())
 }
 
-/// The caller's address and name, as the customer is made with them.
+/// A user's address and name, as their customer is made with them (the
+/// service reads them).
 pub async fn contact(
     conn: &mut PgConnection,
     user: Uuid,
 ) -> Result<Option<(String, String)>, sqlx::Error> {
-    // The address is read through the function that shows it to its owner
-    // (the column is not granted to the request role).
-    let row = sqlx::query!(
-        r#"select public.user_email(id) as "email?", display_name from users where id = $1"#,
-        user
-    )
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.and_then(|r| Some((r.email?, r.display_name))))
+    let row = sqlx::query!("select email, display_name from users where id = $1", user)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(|r| (r.email, r.display_name)))
 }
 
 /// The plan in force for `user`.
@@ -146,12 +142,19 @@ pub struct SubscriptionState {
     pub state_at: DateTime<Utc>,
 }
 
-/// The time of the state a subscription holds, locked until the
-/// transaction ends.
+/// The time of the state a subscription holds. The subscription id is
+/// locked until the transaction ends, whether or not its row exists yet, so
+/// two deliveries about a new subscription are compared one after the other.
 pub async fn lock_subscription(
     conn: &mut PgConnection,
     stripe_id: &str,
 ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query!(
+        "select pg_advisory_xact_lock(hashtextextended('rabt.subscription:' || $1, 0))",
+        stripe_id
+    )
+    .execute(&mut *conn)
+    .await?;
     sqlx::query_scalar!(
         "select state_at from subscriptions where stripe_subscription_id = $1 for update",
         stripe_id

@@ -2,7 +2,6 @@
 //! search, and moderation. `model` holds the shapes and their validation,
 //! `store` the SQL, `routes` the HTTP edge.
 
-pub mod demo;
 pub mod model;
 pub mod routes;
 pub mod store;

@@ -171,6 +171,22 @@ async fn parallel_checkouts_make_one_customer_and_sessions_for_the_plans_price()
     let sessions = app.stripe.calls_to("/v1/checkout/sessions");
     assert_eq!(sessions[2].idempotency_key, sessions[3].idempotency_key);
     assert_ne!(sessions[0].idempotency_key, sessions[1].idempotency_key);
+    // The same client key on another plan is another call to Stripe.
+    let other_plan = app
+        .env
+        .app
+        .client
+        .post(app.env.app.url("/v1/billing/checkout"))
+        .bearer_auth(&token)
+        .header("idempotency-key", "k-1")
+        .json(&json!({"plan": "team"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other_plan.status(), 200);
+    let sessions = app.stripe.calls_to("/v1/checkout/sessions");
+    assert_ne!(sessions[4].idempotency_key, sessions[3].idempotency_key);
+    assert_eq!(sessions[4].form["line_items[0][price]"], PRICE_TEAM);
 }
 
 #[tokio::test]
@@ -686,4 +702,78 @@ async fn a_removed_accounts_invoices_stay_without_its_personal_data() {
         .await
         .unwrap();
     assert_eq!((user, name, email, total), (None, None, None, 1440));
+    // Later events of the erased user's customer bring no personal data back.
+    app.deliver(&event(
+        "evt_again",
+        "invoice.paid",
+        now(),
+        invoice("in_later", &customer, "KEPT-0002", "paid", 1440),
+    ))
+    .await;
+    let (name, email): (Option<String>, Option<String>) = sqlx::query_as(
+        "select customer_name, customer_email from invoices where stripe_invoice_id = 'in_later'",
+    )
+    .fetch_one(&app.env.app.db.admin)
+    .await
+    .unwrap();
+    assert_eq!((name, email), (None, None));
+}
+
+#[tokio::test]
+async fn two_first_events_of_one_second_race_into_a_fetch_not_a_lost_state() {
+    let app = BillingApp::start(vec![]).await;
+    let pair = signed_in(&app.env, "ada@rabt.test").await;
+    let token = access(&pair);
+    let customer = app.checkout(token, "pro").await;
+    let second = now() - 30;
+    let sub = |status| subscription("sub_race", &customer, PRICE_PRO, status);
+    app.stripe.set_subscription(sub("active"));
+    let created = event(
+        "evt_c",
+        "customer.subscription.created",
+        second,
+        sub("incomplete"),
+    );
+    let updated = event(
+        "evt_u",
+        "customer.subscription.updated",
+        second,
+        sub("active"),
+    );
+    let (a, b) = tokio::join!(app.deliver(&created), app.deliver(&updated));
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+    let deferred = count(
+        &app,
+        "select count(*) from billing_events where outcome = 'deferred'",
+    )
+    .await;
+    assert_eq!(
+        deferred, 1,
+        "the second of the same second is settled by Stripe"
+    );
+    app.settle("the subscription fetched from Stripe", async || {
+        plan_of(&app, token).await == "pro"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn only_the_service_links_a_stripe_customer_to_a_user() {
+    let app = BillingApp::start(vec![]).await;
+    let pair = signed_in(&app.env, "ada@rabt.test").await;
+    let ada = user_id(&pair);
+    let mut tx = app
+        .env
+        .app
+        .app_db()
+        .begin(&crate::helpers::TestApp::as_user(ada))
+        .await
+        .unwrap();
+    let claimed = sqlx::query(
+        "insert into billing_customers (user_id, stripe_customer_id) values ($1, 'cus_someone')",
+    )
+    .bind(ada)
+    .execute(&mut *tx)
+    .await;
+    assert!(claimed.is_err(), "a user cannot claim a Stripe customer");
 }

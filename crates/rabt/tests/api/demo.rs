@@ -3,8 +3,8 @@
 
 use rabt::{
     app::{Application, ServeOptions},
+    auth::demo,
     config::Environment,
-    users::demo,
 };
 
 use crate::helpers::{
@@ -55,6 +55,18 @@ async fn demo_accounts_sign_in_with_the_demo_password_outside_production() {
         .await
         .unwrap();
     assert_eq!(me["email_verified"], true);
+    // Nobody signs up in the demo domain (it would stop a production start).
+    let taken = env
+        .app
+        .post_json(
+            "/v1/auth/signup",
+            &serde_json::json!({"email": "mallory@Demo.Rabt.Dev",
+                                "password": auth::PASSWORD, "display_name": "M"}),
+        )
+        .await;
+    assert_eq!(taken.status(), 422);
+    let body = crate::helpers::problem(taken).await;
+    assert_eq!(body["errors"][0]["code"], "reserved");
 }
 
 async fn start_in_production(db: &TestDb) -> anyhow::Result<Application> {

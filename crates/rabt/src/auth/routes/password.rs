@@ -108,7 +108,18 @@ pub async fn signup(
     let mut errors = Vec::new();
     let email = EmailAddress::parse("email", &body.email)
         .map_err(|e| errors.push(e))
-        .ok();
+        .ok()
+        .filter(|email| {
+            let demo = crate::auth::demo::is_demo_address(email.as_str());
+            if demo {
+                errors.push(FieldError::new(
+                    "email",
+                    "reserved",
+                    "This domain is reserved for demo accounts.",
+                ));
+            }
+            !demo
+        });
     let password = NewPassword::parse("password", body.password)
         .map_err(|e| errors.push(e))
         .ok();

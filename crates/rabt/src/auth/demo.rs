@@ -1,12 +1,12 @@
 //! The demo accounts of `scripts/dev` (`scripts/demo-data.sql`): every
-//! account under `@demo.rabt.dev`. In development they get a known password
-//! and a verified address, so a newcomer can sign in at once; a production
-//! start refuses to run while any of them exists.
+//! account under `@demo.rabt.dev`, a domain sign-up refuses. In development
+//! they get a known password and a verified address, so a newcomer can sign
+//! in at once; a production start refuses to run while any of them exists.
 
 use secrecy::SecretString;
 
+use super::passwords;
 use crate::{
-    auth::passwords,
     config::Environment,
     db::{Actor, Db},
 };
@@ -16,6 +16,13 @@ pub const DOMAIN: &str = "demo.rabt.dev";
 
 /// The password `rabt demo sign-in` gives them (README, "Quick start").
 pub const PASSWORD: &str = "rabt-demo-2026";
+
+/// Whether `email` is in the demo accounts' domain (reserved: no sign-up).
+pub fn is_demo_address(email: &str) -> bool {
+    email
+        .rsplit_once('@')
+        .is_some_and(|(_, domain)| domain.eq_ignore_ascii_case(DOMAIN))
+}
 
 /// Gives every demo account [`PASSWORD`] and a verified address; returns
 /// their addresses. Refused in production.
