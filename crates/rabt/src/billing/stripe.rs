@@ -289,12 +289,12 @@ impl Stripe {
             .header("Stripe-Version", API_VERSION)
             .send()
             .await
-            .map_err(|e| StripeError::Unavailable(without_url(e).to_string()))?;
+            .map_err(|e| StripeError::Unavailable(e.without_url().to_string()))?;
         let status = response.status();
         let body = response
             .bytes()
             .await
-            .map_err(|e| StripeError::Unavailable(without_url(e).to_string()))?;
+            .map_err(|e| StripeError::Unavailable(e.without_url().to_string()))?;
         if status.is_success() {
             return serde_json::from_slice(&body)
                 .map_err(|e| StripeError::Malformed(e.to_string()));
@@ -428,12 +428,6 @@ fn path_segment(id: &str) -> Result<&str, StripeError> {
     } else {
         Err(StripeError::Malformed(format!("not a Stripe id: {id:?}")))
     }
-}
-
-/// reqwest's error without the URL it names (it carries no secret, but
-/// keeps logs short).
-fn without_url(err: reqwest::Error) -> reqwest::Error {
-    err.without_url()
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+mod billing;
 mod raw;
 mod storage;
 

@@ -38,6 +38,15 @@ async fn count(app: &BillingApp, sql: &'static str) -> i64 {
         .unwrap()
 }
 
+/// What became of the event `id`.
+async fn outcome(app: &BillingApp, id: &str) -> String {
+    sqlx::query_scalar("select outcome from billing_events where id = $1")
+        .bind(id)
+        .fetch_one(&app.env.app.db.admin)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_plans_are_public_with_their_limits_and_stripes_prices() {
     let app = BillingApp::start(vec![]).await;
@@ -391,11 +400,7 @@ async fn the_same_event_twice_applies_once() {
         json!({"id": "cus_x"}),
     );
     assert_eq!(app.deliver(&other).await.status(), 200);
-    let outcome: String =
-        sqlx::query_scalar("select outcome from billing_events where id = 'evt_other'")
-            .fetch_one(&app.env.app.db.admin)
-            .await
-            .unwrap();
+    let outcome = outcome(&app, "evt_other").await;
     assert_eq!(outcome, "ignored");
 }
 
@@ -435,11 +440,7 @@ async fn an_older_update_after_a_newer_delete_leaves_the_user_on_free() {
         .unwrap();
     assert_eq!(view["status"], "canceled");
     assert_eq!(view["plan"], "free");
-    let outcome: String =
-        sqlx::query_scalar("select outcome from billing_events where id = 'evt_2'")
-            .fetch_one(&app.env.app.db.admin)
-            .await
-            .unwrap();
+    let outcome = outcome(&app, "evt_2").await;
     assert_eq!(outcome, "stale");
 }
 
@@ -471,11 +472,7 @@ async fn two_events_in_one_second_are_settled_by_asking_stripe() {
         ))
         .await;
     assert_eq!(response.status(), 200);
-    let outcome: String =
-        sqlx::query_scalar("select outcome from billing_events where id = 'evt_b'")
-            .fetch_one(&app.env.app.db.admin)
-            .await
-            .unwrap();
+    let outcome = outcome(&app, "evt_b").await;
     assert_eq!(outcome, "deferred");
     app.settle("the subscription fetched from Stripe", async || {
         !app.stripe.calls_to("/v1/subscriptions/sub_tie").is_empty()
