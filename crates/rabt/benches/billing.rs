@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use rabt::{
     app::{Application, ServeOptions},
-    billing::{model::InvoiceRow, pdf, signature},
+    billing::{model::InvoiceRow, pdf},
     config::Settings,
+    signature,
 };
 use serde_json::json;
 use sqlx::{AssertSqlSafe, Connection as _, Executor as _};

@@ -24,10 +24,10 @@ use utoipa::OpenApi as _;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    applications, auth, billing,
+    admin, applications, auth, billing,
     config::Settings,
     db::Db,
-    email::EmailSender,
+    email::{self, EmailSender},
     files,
     http::{
         ApiError, middleware as mw,
@@ -107,6 +107,8 @@ fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .merge(notifications::routes::router())
                 .merge(files::routes::router())
                 .merge(billing::routes::router())
+                .merge(email::routes::router())
+                .merge(admin::routes::router())
                 .fallback(|| async { ApiError::not_found() })
                 .layer(middleware::from_fn_with_state(
                     Routes::Api,
@@ -407,6 +409,7 @@ pub fn job_registry(settings: &Settings) -> anyhow::Result<JobRegistry> {
         .to_owned();
     EmailSender::from_settings(settings)?.register(&mut registry);
     auth::jobs::register(&mut registry, settings.frontend_url.clone(), host.clone());
+    email::news::register(&mut registry, settings.frontend_url.clone(), host.clone());
     notifications::register(
         &mut registry,
         settings.frontend_url.clone(),

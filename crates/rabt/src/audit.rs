@@ -33,6 +33,7 @@ pub enum Action {
     RecoveryCodesRegenerated,
     PlanChanged,
     BillingWebhookFailed,
+    EmailSuppressionLifted,
 }
 
 impl Action {
@@ -61,6 +62,7 @@ impl Action {
             Self::RecoveryCodesRegenerated => "recovery_codes_regenerated",
             Self::PlanChanged => "plan_changed",
             Self::BillingWebhookFailed => "billing_webhook_failed",
+            Self::EmailSuppressionLifted => "email_suppression_lifted",
         }
     }
 }

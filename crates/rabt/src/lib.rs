@@ -8,16 +8,19 @@
 //! - [`db`] opens the row-level-security transaction every handler works in;
 //! - capabilities ([`auth`], [`users`], [`roles`], [`projects`],
 //!   [`applications`], [`messaging`], [`notifications`], [`files`],
-//!   [`billing`]) each keep `routes` (HTTP), `model`
+//!   [`billing`], [`admin`]) each keep `routes` (HTTP), `model`
 //!   (validated types and rules) and `store` (SQL) in one folder, and use
 //!   each other's models and stores, never each other's routes;
-//! - small shared vocabularies: [`money`], [`skills`], [`search`];
+//! - small shared vocabularies: [`money`], [`skills`], [`search`],
+//!   [`signature`] (signed webhooks);
+//! - [`email`] renders, tracks and sends mail through the outbox;
 //! - [`jobs`] runs durable background work; [`kv`] holds short-lived shared
 //!   state in Redis or in memory, [`query_cache`] the answers of searches,
 //!   [`realtime`] the WebSocket and its per-user event log;
 //! - [`config`] and [`telemetry`] are read once at start.
 
 pub mod account;
+pub mod admin;
 pub mod app;
 pub mod applications;
 pub mod audit;
@@ -41,6 +44,7 @@ pub mod realtime;
 pub mod roles;
 pub mod search;
 pub mod server;
+pub mod signature;
 pub mod skills;
 pub mod state;
 pub mod telemetry;

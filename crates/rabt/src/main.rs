@@ -44,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         action: DemoCommand,
     },
+    /// Email templates and product news.
+    Email {
+        #[command(subcommand)]
+        action: EmailCommand,
+    },
     /// Encryption keys.
     Keys {
         #[command(subcommand)]
@@ -56,6 +61,30 @@ enum KeysCommand {
     /// Re-encrypt every sealed value under RABT_ENCRYPTION_KEY; values under a
     /// key in RABT_ENCRYPTION_OLD_KEYS are read with it. Safe to run again.
     Rotate,
+}
+
+#[derive(Subcommand)]
+enum EmailCommand {
+    /// Render a template (or `all`) with sample data into a folder, as
+    /// NAME.html, NAME.txt and NAME.subject.txt, for designers. Needs no
+    /// database.
+    Preview {
+        name: String,
+        #[arg(long, default_value = "email-preview")]
+        out: std::path::PathBuf,
+    },
+    /// Queue product news to every user who opted in (`product_news`).
+    News {
+        /// One line, up to 120 characters.
+        #[arg(long)]
+        headline: String,
+        /// A paragraph of the body; repeat for more.
+        #[arg(long = "paragraph")]
+        paragraphs: Vec<String>,
+        /// The path on the web app the email links to, e.g. /changelog.
+        #[arg(long)]
+        link: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -86,6 +115,24 @@ fn main() -> ExitCode {
             }
             Err(err) => {
                 eprintln!("rabt: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Command::Email {
+        action: EmailCommand::Preview { name, out },
+    } = &cli.command
+    {
+        return match preview(name, out) {
+            Ok(written) => {
+                #[allow(clippy::print_stdout)]
+                {
+                    println!("wrote {written} file(s) to {}", out.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("rabt: {err:#}");
                 ExitCode::FAILURE
             }
         };
@@ -167,7 +214,34 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
-        Command::Openapi => Ok(()),
+        Command::Openapi
+        | Command::Email {
+            action: EmailCommand::Preview { .. },
+        } => Ok(()),
+        Command::Email {
+            action:
+                EmailCommand::News {
+                    headline,
+                    paragraphs,
+                    link,
+                },
+        } => {
+            let db = rabt::db::Db::connect_lazy(&settings)?;
+            let news = rabt::email::news::News {
+                headline,
+                paragraphs,
+                path: link,
+                after: None,
+            };
+            let queued = rabt::email::news::queue(&db, &news).await;
+            db.close().await;
+            let job = queued?;
+            #[allow(clippy::print_stdout)]
+            {
+                println!("product news queued (job {job}); the workers send it");
+            }
+            Ok(())
+        }
         Command::Keys {
             action: KeysCommand::Rotate,
         } => {
@@ -249,4 +323,27 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Writes the rendered sample of `name` (or of every template) into `out`.
+fn preview(name: &str, out: &std::path::Path) -> anyhow::Result<usize> {
+    use rabt::email::{Template, Templates};
+    let templates = Templates::load()?;
+    let chosen: Vec<Template> = if name == "all" {
+        Template::ALL.to_vec()
+    } else {
+        vec![Template::from_name(name).ok_or_else(|| {
+            let names: Vec<&str> = Template::ALL.iter().map(|t| t.name()).collect();
+            anyhow::anyhow!("no template {name:?}; one of: all, {}", names.join(", "))
+        })?]
+    };
+    std::fs::create_dir_all(out)?;
+    for template in &chosen {
+        let rendered = templates.preview(*template)?;
+        let name = template.name();
+        std::fs::write(out.join(format!("{name}.html")), rendered.html)?;
+        std::fs::write(out.join(format!("{name}.txt")), rendered.text)?;
+        std::fs::write(out.join(format!("{name}.subject.txt")), rendered.subject)?;
+    }
+    Ok(chosen.len() * 3)
 }

@@ -81,6 +81,7 @@ pub fn register(registry: &mut JobRegistry, frontend: Url, host: String) {
                     email::enqueue_from(
                         &mut tx,
                         &host,
+                        account.id,
                         &account.email,
                         Template::VerifyEmail,
                         json!({
@@ -115,6 +116,7 @@ pub fn register(registry: &mut JobRegistry, frontend: Url, host: String) {
                 email::enqueue_from(
                     &mut tx,
                     &host,
+                    account.id,
                     &account.email,
                     Template::PasswordReset,
                     json!({

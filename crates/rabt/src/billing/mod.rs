@@ -13,7 +13,6 @@
 pub mod model;
 pub mod pdf;
 pub mod routes;
-pub mod signature;
 pub mod store;
 pub mod stripe;
 

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::{
     ApplyError, Outcome,
     model::{CheckoutRequest, Invoice, Limits, Plan, PlanOffer, RedirectUrl, SubscriptionView},
-    pdf, signature, store,
+    pdf, store,
     stripe::{Event, NewCheckout, Stripe},
 };
 use crate::{
@@ -35,6 +35,7 @@ use crate::{
         pagination::{self, Page},
     },
     money::Money,
+    signature,
     state::AppState,
 };
 

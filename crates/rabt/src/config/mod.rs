@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 mod billing;
+mod email;
 mod raw;
 mod storage;
 
@@ -230,12 +231,39 @@ pub struct OAuthSettings {
     pub redirect_allowlist: Vec<Url>,
 }
 
-/// Where mail goes: SMTP when configured, else files in `mail_dir`.
+/// Where mail goes (SMTP when configured, else files in `mail_dir`), how it
+/// is signed and paced, and what is measured.
 #[derive(Debug)]
 pub struct EmailSettings {
     pub smtp_url: Option<SecretString>,
     pub from: String,
     pub mail_dir: PathBuf,
+    /// Open pixels and click redirects in non-security mail.
+    pub tracking: bool,
+    /// The HMAC key of `POST /email/events`; without it the endpoint is 503.
+    pub events_secret: Option<SecretString>,
+    /// Messages per minute to one recipient domain, per instance; 0 = no pace.
+    pub per_domain_per_minute: u32,
+    /// How long a soft bounce keeps an address suppressed.
+    pub soft_bounce_suppression: Duration,
+    pub dkim: Option<DkimSettings>,
+}
+
+/// DKIM signing: `selector._domainkey.domain` publishes the public key.
+pub struct DkimSettings {
+    pub selector: String,
+    pub domain: String,
+    /// PKCS#1 PEM of the RSA key.
+    pub private_key_pem: SecretString,
+}
+
+impl std::fmt::Debug for DkimSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DkimSettings")
+            .field("selector", &self.selector)
+            .field("domain", &self.domain)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The content types uploads may declare: each has a content check in the

@@ -11,9 +11,8 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::{
-    AuthSettings, ConfigError, EmailSettings, EncryptionKey, Environment, FILE_TYPES, FileSettings,
-    JobSettings, LogFormat, OAuthClient, OAuthSettings, RateLimits, RealtimeSettings, Settings,
-    TlsFiles,
+    AuthSettings, ConfigError, EncryptionKey, Environment, FILE_TYPES, FileSettings, JobSettings,
+    LogFormat, OAuthClient, OAuthSettings, RateLimits, RealtimeSettings, Settings, TlsFiles,
     storage::{storage_location, upload_limits},
 };
 
@@ -49,9 +48,16 @@ pub(super) struct RawSettings {
     refresh_grace_secs: u64,
     session_ttl_days: u64,
     mfa_required_for_admins: bool,
-    smtp_url: Option<String>,
-    email_from: String,
-    mail_dir: String,
+    pub(super) smtp_url: Option<String>,
+    pub(super) email_from: String,
+    pub(super) mail_dir: String,
+    pub(super) email_tracking: bool,
+    pub(super) email_events_secret: Option<String>,
+    pub(super) email_per_domain_per_minute: u32,
+    pub(super) email_soft_bounce_days: u32,
+    pub(super) dkim_selector: Option<String>,
+    pub(super) dkim_private_key: Option<String>,
+    pub(super) dkim_domain: Option<String>,
     oauth_google_client_id: Option<String>,
     oauth_google_client_secret: Option<String>,
     oauth_google_issuer: String,
@@ -140,6 +146,13 @@ impl Default for RawSettings {
             smtp_url: None,
             email_from: "rabt <no-reply@localhost>".into(),
             mail_dir: ".data/mail".into(),
+            email_tracking: true,
+            email_events_secret: None,
+            email_per_domain_per_minute: 600,
+            email_soft_bounce_days: 7,
+            dkim_selector: None,
+            dkim_private_key: None,
+            dkim_domain: None,
             oauth_google_client_id: None,
             oauth_google_client_secret: None,
             oauth_google_issuer: "https://accounts.google.com".into(),
@@ -248,6 +261,7 @@ pub(super) fn extract(figment: Figment) -> Result<RawSettings, ConfigError> {
 impl RawSettings {
     pub(super) fn validate(self) -> Result<Settings, ConfigError> {
         let billing = self.billing()?;
+        let email = self.email()?;
         let production = self.env == Environment::Production;
         let mut generated = Vec::new();
 
@@ -457,19 +471,6 @@ impl RawSettings {
         if !(1..=365).contains(&self.session_ttl_days) {
             return Err(ConfigError::new("session_ttl_days", "must be 1..=365"));
         }
-        let smtp_url = match self.smtp_url {
-            Some(url) if !url.trim().is_empty() => {
-                check_scheme("smtp_url", &url, &["smtp", "smtps"])?;
-                Some(SecretString::from(url))
-            }
-            _ => None,
-        };
-        if self.email_from.parse::<lettre::message::Mailbox>().is_err() {
-            return Err(ConfigError::new(
-                "email_from",
-                "must be an address like `rabt <no-reply@example.com>`",
-            ));
-        }
         let client =
             |id: Option<String>, secret: Option<String>, id_key: &str, secret_key: &str| match (
                 id.filter(|s| !s.is_empty()),
@@ -603,11 +604,7 @@ impl RawSettings {
                 session_ttl: Duration::from_secs(self.session_ttl_days * 86_400),
                 mfa_required_for_admins: self.mfa_required_for_admins,
             },
-            email: EmailSettings {
-                smtp_url,
-                from: self.email_from,
-                mail_dir: PathBuf::from(self.mail_dir),
-            },
+            email,
             oauth,
             files,
             bootstrap_admin_email: self.bootstrap_admin_email.filter(|e| !e.trim().is_empty()),
@@ -652,7 +649,7 @@ pub(super) fn split_list(value: Option<&str>) -> impl Iterator<Item = &str> {
         .filter(|s| !s.is_empty())
 }
 
-fn check_scheme(key: &str, value: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+pub(super) fn check_scheme(key: &str, value: &str, schemes: &[&str]) -> Result<(), ConfigError> {
     let url = Url::parse(value).map_err(|_| ConfigError::new(key, "is not a valid URL"))?;
     if schemes.contains(&url.scheme()) {
         Ok(())

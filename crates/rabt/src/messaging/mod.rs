@@ -119,6 +119,7 @@ pub fn register(registry: &mut JobRegistry, frontend: url::Url, host: String) {
                 email::enqueue_from(
                     &mut tx,
                     &host,
+                    args.user_id,
                     &to,
                     Template::UnreadDigest,
                     json!({
@@ -145,6 +146,7 @@ pub fn register(registry: &mut JobRegistry, frontend: url::Url, host: String) {
                 email::enqueue_from(
                     &mut tx,
                     &host,
+                    args.user_id,
                     &facts.email,
                     Template::UnreadMessages,
                     json!({

@@ -58,6 +58,7 @@ pub fn register(registry: &mut JobRegistry, frontend: url::Url, host: String, re
                 email::enqueue_from(
                     &mut tx,
                     &host,
+                    found.user_id,
                     &found.email,
                     Template::ApplicationEvent,
                     json!({

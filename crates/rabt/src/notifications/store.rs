@@ -95,6 +95,7 @@ pub async fn save_preferences(
 /// What the email of a notification needs.
 #[derive(Debug)]
 pub struct EmailFacts {
+    pub user_id: Uuid,
     pub kind: String,
     pub payload: serde_json::Value,
     pub email: String,
@@ -110,7 +111,7 @@ pub async fn for_email(
 ) -> Result<Option<EmailFacts>, sqlx::Error> {
     sqlx::query_as!(
         EmailFacts,
-        r#"select n.kind, n.payload, u.email, u.display_name,
+        r#"select n.user_id, n.kind, n.payload, u.email, u.display_name,
                   u.deactivated_at is null and u.suspended_at is null as "active!"
            from notifications n join users u on u.id = n.user_id
            where n.id = $1"#,

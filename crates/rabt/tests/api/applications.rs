@@ -210,9 +210,10 @@ async fn a_rejection_and_a_withdrawal_notify_and_email_the_other_side() {
         mail.contains("Your application to \"Engine\" was rejected."),
         "{mail}"
     );
-    assert!(
-        mail.contains(&format!("/applications/{}", ids[0])),
-        "{mail}"
+    // The link is click-tracked; its redirect leads to the application.
+    assert_eq!(
+        crate::helpers::auth::tracked_targets(&env.app, &mail).await,
+        [format!("https://app.rabt.test/applications/{}", ids[0])]
     );
 
     // Bob withdraws: the owner is told.

@@ -9,6 +9,7 @@ mod binary;
 mod db;
 mod demo;
 mod edge;
+mod email;
 mod faults;
 mod files;
 mod health;

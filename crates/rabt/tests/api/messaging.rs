@@ -371,8 +371,9 @@ async fn an_unread_message_is_emailed_once_after_the_delay_unless_read_or_opted_
     assert_eq!(new[0].to, vec!["bob@rabt.test".to_owned()]);
     let text = crate::helpers::auth::unfold(&new[0].data);
     assert!(text.contains("2 messages"), "{text}");
-    assert!(
-        text.contains(&format!("https://app.rabt.test/messages/{with_bob}")),
+    assert_eq!(
+        crate::helpers::auth::tracked_targets(&env.app, &text).await,
+        [format!("https://app.rabt.test/messages/{with_bob}")],
         "{text}"
     );
 
@@ -416,8 +417,15 @@ async fn a_digest_gathers_unread_conversations_once_a_day() {
     assert_eq!(digest.to, vec!["bob@rabt.test".to_owned()]);
     let text = crate::helpers::auth::unfold(&digest.data);
     assert!(text.contains("3 unread messages"), "{text}");
-    assert!(text.contains(&format!("/messages/{with_alice}")), "{text}");
-    assert!(text.contains(&format!("/messages/{with_carol}")), "{text}");
+    let targets = crate::helpers::auth::tracked_targets(&env.app, &text).await;
+    assert!(
+        targets.contains(&format!("https://app.rabt.test/messages/{with_alice}")),
+        "{targets:?}"
+    );
+    assert!(
+        targets.contains(&format!("https://app.rabt.test/messages/{with_carol}")),
+        "{targets:?}"
+    );
 }
 
 #[tokio::test]

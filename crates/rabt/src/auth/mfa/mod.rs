@@ -172,7 +172,7 @@ pub async fn tell(
             .into(),
         );
     }
-    email::enqueue(tx, &state.settings, &account.email, template, vars).await?;
+    email::enqueue(tx, &state.settings, user, &account.email, template, vars).await?;
     Ok(())
 }
 

@@ -154,6 +154,7 @@ pub async fn signup(
             email::enqueue(
                 &mut tx,
                 &state.settings,
+                user,
                 email.as_str(),
                 Template::VerifyEmail,
                 json!({"display_name": display_name, "link": link}),
@@ -174,6 +175,7 @@ pub async fn signup(
                 email::enqueue(
                     &mut tx,
                     &state.settings,
+                    existing.id,
                     &existing.email,
                     Template::SignupAttempt,
                     json!({
@@ -272,6 +274,7 @@ async fn tell_password_changed(
     email::enqueue(
         tx,
         &state.settings,
+        account.id,
         &account.email,
         Template::PasswordChanged,
         json!({

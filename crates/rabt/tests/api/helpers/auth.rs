@@ -99,3 +99,25 @@ pub async fn login(env: &AuthApp, email: &str, password: &str) -> reqwest::Respo
 pub fn access(pair: &Value) -> &str {
     pair["access_token"].as_str().unwrap()
 }
+
+/// Where each click-tracked link (`/v1/email/c/…`) of a mail's unfolded text
+/// redirects, in order of appearance (each link once).
+pub async fn tracked_targets(app: &crate::helpers::TestApp, text: &str) -> Vec<String> {
+    let mut paths: Vec<String> = Vec::new();
+    for (at, _) in text.match_indices("/v1/email/c/") {
+        let path: String = text[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || "/-_".contains(*c))
+            .collect();
+        if !paths.contains(&path) {
+            paths.push(path);
+        }
+    }
+    let mut targets = Vec::new();
+    for path in paths {
+        let response = app.get(&path).await;
+        assert_eq!(response.status(), 302, "{path}");
+        targets.push(response.headers()["location"].to_str().unwrap().to_owned());
+    }
+    targets
+}

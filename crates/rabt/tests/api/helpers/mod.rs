@@ -601,6 +601,8 @@ pub struct SmtpSink {
     pub address: SocketAddr,
     received: Arc<Mutex<Vec<ReceivedMail>>>,
     arrived: Arc<tokio::sync::Notify>,
+    /// Recipients refused at `RCPT TO` with `550 5.1.1`.
+    refused: Arc<Mutex<Vec<String>>>,
 }
 
 impl SmtpSink {
@@ -611,6 +613,7 @@ impl SmtpSink {
             address,
             received: Arc::default(),
             arrived: Arc::default(),
+            refused: Arc::default(),
         };
         let server = sink.clone();
         tokio::spawn(async move {
@@ -626,6 +629,15 @@ impl SmtpSink {
 
     pub fn messages(&self) -> Vec<ReceivedMail> {
         self.received.lock().expect("smtp sink lock").clone()
+    }
+
+    /// Makes the sink refuse `address` for good, as a server does for a
+    /// mailbox that does not exist.
+    pub fn refuse(&self, address: &str) {
+        self.refused
+            .lock()
+            .expect("smtp sink lock")
+            .push(address.to_owned());
     }
 
     /// Waits until at least `count` messages arrived (or panics after `limit`).
@@ -667,8 +679,20 @@ impl SmtpSink {
                 to.clear();
                 write.write_all(b"250 OK\r\n").await?;
             } else if upper.starts_with("RCPT TO:") {
-                to.push(angle_address(&command));
-                write.write_all(b"250 OK\r\n").await?;
+                let address = angle_address(&command);
+                if self
+                    .refused
+                    .lock()
+                    .expect("smtp sink lock")
+                    .contains(&address)
+                {
+                    write
+                        .write_all(b"550 5.1.1 No such mailbox here\r\n")
+                        .await?;
+                } else {
+                    to.push(address);
+                    write.write_all(b"250 OK\r\n").await?;
+                }
             } else if upper == "DATA" {
                 write
                     .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")

@@ -1,7 +1,8 @@
-//! Stripe's webhook signature: `Stripe-Signature: t=<unix time>,v1=<hex>`,
-//! where each `v1` is HMAC-SHA256, keyed with the endpoint secret, of
-//! `"<t>.<raw body>"`. Several `v1` may be present (while a secret is
-//! rolled); any one matching is enough. The timestamp bounds replays.
+//! Signed webhooks, in Stripe's scheme, which rabt's own `POST /email/events`
+//! uses too: a header `t=<unix time>,v1=<hex>`, where each `v1` is
+//! HMAC-SHA256, keyed with the endpoint secret, of `"<t>.<raw body>"`.
+//! Several `v1` may be present (while a secret is rolled); any one matching
+//! is enough. The timestamp bounds replays.
 
 use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
@@ -16,7 +17,7 @@ const MAX_HEADER_LEN: usize = 2048;
 /// Why an event was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
-    #[error("the Stripe-Signature header is missing or malformed")]
+    #[error("the signature header is missing or malformed")]
     Malformed,
     #[error("the signature's timestamp is outside the tolerance")]
     Stale,
@@ -89,8 +90,8 @@ pub fn verify(payload: &[u8], header: &str, secret: &str, now: i64) -> Result<()
     }
 }
 
-/// The header Stripe would send for `payload` at `timestamp` (tests, the
-/// benchmark).
+/// The header a sender would send for `payload` at `timestamp` (tests, the
+/// benchmark, relays of provider events).
 pub fn sign(payload: &[u8], secret: &str, timestamp: i64) -> String {
     let mut mac = <Hmac<Sha256>>::new_from_slice(secret.as_bytes())
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));

@@ -1,0 +1,9 @@
+//! The admin routes, mounted under `/v1/admin`.
+
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    super::email::router()
+}
