@@ -124,7 +124,7 @@ create policy notification_preferences_unsubscribe on public.notification_prefer
     for update to rabt_service using (true)
     with check (true);
 grant insert (user_id) on public.notification_preferences to rabt_service;
-grant update (applications, messages, product_news) on public.notification_preferences to rabt_service;
+grant update (applications, messages, billing, product_news) on public.notification_preferences to rabt_service;
 
 -- A lifted suppression is audited in the admin's own transaction.
 drop policy audit_log_append_own on public.audit_log;

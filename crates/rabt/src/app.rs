@@ -416,7 +416,7 @@ pub fn job_registry(settings: &Settings) -> anyhow::Result<JobRegistry> {
         host.clone(),
         settings.jobs.notification_retention_days,
     );
-    messaging::register(&mut registry, settings.frontend_url.clone(), host);
+    messaging::register(&mut registry, settings.frontend_url.clone(), host.clone());
     realtime::register(&mut registry, settings.realtime.retention);
     crate::http::idempotency::register(&mut registry);
     files::register(
@@ -424,7 +424,12 @@ pub fn job_registry(settings: &Settings) -> anyhow::Result<JobRegistry> {
         files::storage::Storage::from_settings(settings)?,
         settings.files.detached_grace,
     );
-    billing::register(&mut registry, &settings.billing)?;
+    billing::register(
+        &mut registry,
+        &settings.billing,
+        settings.frontend_url.clone(),
+        host,
+    )?;
     Ok(registry)
 }
 

@@ -156,6 +156,26 @@ pub async fn consume_one_time_token(
     .await
 }
 
+/// Whether a sign-in of `user` with `user_agent` comes from a device or
+/// browser their sessions have not seen, for an account that has signed in
+/// before (the first session after sign-up is not news).
+pub async fn is_new_device(
+    conn: &mut PgConnection,
+    user: Uuid,
+    user_agent: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"select exists (select from sessions where user_id = $1)
+              and not exists (select from sessions
+                              where user_id = $1 and user_agent is not distinct from $2)
+              as "new!""#,
+        user,
+        user_agent
+    )
+    .fetch_one(conn)
+    .await
+}
+
 /// Creates a session and its first refresh token; `second_factor` when the
 /// sign-in proved one (the session starts at aal 2).
 pub async fn create_session(

@@ -12,6 +12,7 @@
 
 pub mod model;
 pub mod pdf;
+pub mod receipts;
 pub mod routes;
 pub mod store;
 pub mod stripe;
@@ -332,6 +333,7 @@ async fn apply_invoice(
         })
         .collect();
     let user = user_of(tx, &invoice.customer, None).await?;
+    let before = receipts::status_before(tx, &invoice.id).await?;
     // Personal data is kept only for a user rabt knows: an erased user's
     // customer sends no name or address back onto their invoices.
     let personal = |value: &Option<String>, chars: usize| {
@@ -372,6 +374,8 @@ async fn apply_invoice(
         state_at,
     };
     Ok(if store::upsert_invoice(tx, &state).await? {
+        receipts::queue_if_paid(tx, &state.stripe_id, before.as_deref(), &state.status, user)
+            .await?;
         Outcome::Applied
     } else {
         Outcome::Stale
@@ -437,7 +441,13 @@ struct JobParts {
 
 /// Registers the subscription fetch and the plan refresh, and the sweep of
 /// old event ids.
-pub fn register(registry: &mut JobRegistry, settings: &BillingSettings) -> anyhow::Result<()> {
+pub fn register(
+    registry: &mut JobRegistry,
+    settings: &BillingSettings,
+    frontend: url::Url,
+    host: String,
+) -> anyhow::Result<()> {
+    receipts::register(registry, frontend, host);
     let parts = JobParts {
         stripe: settings.stripe.as_ref().map(Stripe::new).transpose()?,
         settings: std::sync::Arc::new(settings.clone()),

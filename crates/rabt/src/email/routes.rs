@@ -155,6 +155,7 @@ fn what(template: &str) -> &'static str {
         Some(Template::ProductNews) => "product news",
         Some(Template::ApplicationEvent) => "emails about applications",
         Some(Template::UnreadMessages | Template::UnreadDigest) => "emails about messages",
+        Some(Template::BillingReceipt) => "billing emails",
         _ => "these emails",
     }
 }

@@ -232,10 +232,11 @@ pub async fn turn_off(
     user: Uuid,
     topic: super::Topic,
 ) -> Result<(), sqlx::Error> {
-    let (applications, messages, product_news) = match topic {
-        super::Topic::Applications => (true, false, false),
-        super::Topic::Messages => (false, true, false),
-        super::Topic::ProductNews => (false, false, true),
+    let (applications, messages, billing, product_news) = match topic {
+        super::Topic::Applications => (true, false, false, false),
+        super::Topic::Messages => (false, true, false, false),
+        super::Topic::Billing => (false, false, true, false),
+        super::Topic::ProductNews => (false, false, false, true),
     };
     sqlx::query!(
         r#"insert into notification_preferences (user_id) values ($1)
@@ -248,11 +249,13 @@ pub async fn turn_off(
         r#"update notification_preferences set
               applications = applications and not $2,
               messages = case when $3 then 'never' else messages end,
-              product_news = product_news and not $4
+              billing = billing and not $4,
+              product_news = product_news and not $5
            where user_id = $1"#,
         user,
         applications,
         messages,
+        billing,
         product_news
     )
     .execute(conn)

@@ -23,6 +23,8 @@ pub enum Template {
     UnreadMessages,
     UnreadDigest,
     ProductNews,
+    NewSignIn,
+    BillingReceipt,
 }
 
 /// What an email is, which decides how it is treated.
@@ -54,11 +56,12 @@ impl Class {
 pub enum Topic {
     Applications,
     Messages,
+    Billing,
     ProductNews,
 }
 
 impl Template {
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 13] = [
         Self::VerifyEmail,
         Self::SignupAttempt,
         Self::PasswordReset,
@@ -70,6 +73,8 @@ impl Template {
         Self::UnreadMessages,
         Self::UnreadDigest,
         Self::ProductNews,
+        Self::NewSignIn,
+        Self::BillingReceipt,
     ];
 
     pub fn name(self) -> &'static str {
@@ -85,6 +90,8 @@ impl Template {
             Self::UnreadMessages => "unread_messages",
             Self::UnreadDigest => "unread_digest",
             Self::ProductNews => "product_news",
+            Self::NewSignIn => "new_sign_in",
+            Self::BillingReceipt => "billing_receipt",
         }
     }
 
@@ -100,10 +107,12 @@ impl Template {
             | Self::PasswordChanged
             | Self::MfaEnabled
             | Self::MfaDisabled
-            | Self::RecoveryCodeUsed => Class::Security,
-            Self::ApplicationEvent | Self::UnreadMessages | Self::UnreadDigest => {
-                Class::Transactional
-            }
+            | Self::RecoveryCodeUsed
+            | Self::NewSignIn => Class::Security,
+            Self::ApplicationEvent
+            | Self::UnreadMessages
+            | Self::UnreadDigest
+            | Self::BillingReceipt => Class::Transactional,
             Self::ProductNews => Class::Marketing,
         }
     }
@@ -113,6 +122,7 @@ impl Template {
         match self {
             Self::ApplicationEvent => Some(Topic::Applications),
             Self::UnreadMessages | Self::UnreadDigest => Some(Topic::Messages),
+            Self::BillingReceipt => Some(Topic::Billing),
             Self::ProductNews => Some(Topic::ProductNews),
             _ => None,
         }
@@ -137,6 +147,11 @@ impl Template {
                 {"name": "Alan Turing", "unread": 1,
                  "link": "https://app.rabt.example/messages/0190a3c4-0000-7000-8000-000000000003"},
             ],
+            "when": "2026-12-07 21:14 UTC",
+            "address": "203.0.113.7",
+            "device": "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+            "amount": "€15.00",
+            "number": "7FE1103-0001",
             "headline": "Search by skill is here",
             "paragraphs": ["Projects can now be found by the skills they need.",
                            "Add your skills to your profile to be found too."],
@@ -169,6 +184,8 @@ impl Template {
             Self::UnreadMessages => files!("unread_messages"),
             Self::UnreadDigest => files!("unread_digest"),
             Self::ProductNews => files!("product_news"),
+            Self::NewSignIn => files!("new_sign_in"),
+            Self::BillingReceipt => files!("billing_receipt"),
         }
     }
 }

@@ -774,3 +774,68 @@ async fn only_the_service_links_a_stripe_customer_to_a_user() {
     .await;
     assert!(claimed.is_err(), "a user cannot claim a Stripe customer");
 }
+
+#[tokio::test]
+async fn a_paid_invoice_is_receipted_by_email_once_and_not_when_billing_emails_are_off() {
+    let app = BillingApp::start(vec![]).await;
+    let ada = signed_in(&app.env, "ada@rabt.test").await;
+    let bob = signed_in(&app.env, "bob@rabt.test").await;
+    let ada_customer = app.checkout(access(&ada), "pro").await;
+    let bob_customer = app.checkout(access(&bob), "pro").await;
+    let response = app
+        .env
+        .app
+        .put_json_as(
+            access(&bob),
+            "/v1/me/notification-preferences",
+            &json!({"messages": "immediately", "applications": true, "billing": false,
+                    "product_news": false}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let receipts = |to: &'static str| {
+        let smtp = app.env.smtp.clone();
+        move || {
+            smtp.messages()
+                .iter()
+                .filter(|m| m.to == [to] && m.data.contains("Subject: Your rabt receipt"))
+                .count()
+        }
+    };
+    let t0 = now() - 60;
+    for (customer, id) in [(&ada_customer, "in_ada"), (&bob_customer, "in_bob")] {
+        app.deliver(&event(
+            &format!("evt_open_{id}"),
+            "invoice.finalized",
+            t0,
+            invoice(id, customer, "R-0001", "open", 1440),
+        ))
+        .await;
+        // Paid, then the same payment again under another event id.
+        for n in 0..2 {
+            app.deliver(&event(
+                &format!("evt_paid_{id}_{n}"),
+                "invoice.paid",
+                t0 + 1 + n,
+                invoice(id, customer, "R-0001", "paid", 1440),
+            ))
+            .await;
+        }
+    }
+    app.env.app.drain_jobs().await;
+    assert_eq!(receipts("ada@rabt.test")(), 1);
+    assert_eq!(receipts("bob@rabt.test")(), 0, "billing emails are off");
+    let mail = app
+        .env
+        .smtp
+        .messages()
+        .into_iter()
+        .find(|m| m.to == ["ada@rabt.test"] && m.data.contains("Subject: Your rabt receipt"))
+        .unwrap();
+    let text = auth::unfold(&mail.data);
+    assert!(text.contains("14.40"), "{text}");
+    assert!(
+        text.contains("/v1/email/unsubscribe/"),
+        "transactional: {text}"
+    );
+}

@@ -157,6 +157,47 @@ async fn security_mail_carries_no_pixel_no_tracked_link_and_no_list_unsubscribe(
 }
 
 #[tokio::test]
+async fn a_sign_in_from_a_new_browser_is_told_by_untracked_security_mail() {
+    let env = spawn().await;
+    signed_in(&env, "ada@rabt.test").await;
+    let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+    let sign_in = |agent: Option<&'static str>| {
+        let mut request = env
+            .app
+            .client
+            .post(env.app.url("/v1/auth/login"))
+            .json(&json!({"email": "ada@rabt.test", "password": PASSWORD}));
+        if let Some(agent) = agent {
+            request = request.header("user-agent", agent);
+        }
+        async move {
+            assert_eq!(request.send().await.unwrap().status(), 200);
+        }
+    };
+    // The browser that signed up: nothing new.
+    sign_in(None).await;
+    env.app.drain_jobs().await;
+    assert_eq!(mails_to(&env, "ada@rabt.test"), 1, "the verification only");
+
+    sign_in(Some(firefox)).await;
+    env.app.drain_jobs().await;
+    assert_eq!(mails_to(&env, "ada@rabt.test"), 2);
+    let mail = newest(&env, "ada@rabt.test");
+    assert!(mail.text.contains("Firefox/133.0"), "{}", mail.text);
+    assert!(
+        mail.text
+            .contains("https://app.rabt.test/auth/forgot-password")
+    );
+    assert!(!mail.html.contains("/v1/email/"));
+    assert!(mail.header("List-Unsubscribe").is_none());
+
+    // The same browser again: known now.
+    sign_in(Some(firefox)).await;
+    env.app.drain_jobs().await;
+    assert_eq!(mails_to(&env, "ada@rabt.test"), 2);
+}
+
+#[tokio::test]
 async fn transactional_mail_is_tracked_and_its_links_redirect_only_where_rabt_put_them() {
     let env = spawn().await;
     application_mail(&env, "owner@rabt.test", "applicant@rabt.test").await;

@@ -274,6 +274,9 @@ async fn start_session(
     second_factor: bool,
     cookie: bool,
 ) -> Result<SignedIn, ApiError> {
+    if store::is_new_device(tx, user, client.user_agent.as_deref()).await? {
+        tell_new_sign_in(state, tx, user, client).await?;
+    }
     let (session, refresh) = store::create_session(
         tx,
         user,
@@ -285,6 +288,37 @@ async fn start_session(
     .await?;
     let (pair, cookies) = pair(state, tx, user, session, refresh, cookie).await?;
     Ok(SignedIn::Tokens(token_response(pair, cookies)))
+}
+
+/// Queues the security mail about a sign-in from an unknown device, in the
+/// transaction of the session it starts.
+async fn tell_new_sign_in(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    user: Uuid,
+    client: &ClientInfo,
+) -> Result<(), ApiError> {
+    let Some(account) = store::credentials_by_id(tx, user).await? else {
+        return Ok(());
+    };
+    let unknown = || "unknown".to_owned();
+    crate::email::enqueue(
+        tx,
+        &state.settings,
+        user,
+        &account.email,
+        crate::email::Template::NewSignIn,
+        serde_json::json!({
+            "display_name": account.display_name,
+            "when": chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+            "address": client.ip.map_or_else(unknown, |ip| ip.to_string()),
+            "device": client.user_agent.as_deref()
+                .map_or_else(unknown, |agent| agent.chars().take(200).collect()),
+            "reset_link": frontend_link(state, "/auth/forgot-password", None),
+        }),
+    )
+    .await?;
+    Ok(())
 }
 
 async fn pair(
