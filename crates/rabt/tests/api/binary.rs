@@ -30,6 +30,31 @@ fn a_missing_setting_stops_the_start_with_one_line_naming_it() {
 }
 
 #[test]
+fn email_preview_writes_each_template_for_designers_without_any_settings() {
+    let out = std::env::temp_dir().join(format!("rabt-preview-{}", uuid::Uuid::new_v4()));
+    let output = rabt()
+        .args(["email", "preview", "password_reset", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let html = std::fs::read_to_string(out.join("password_reset.html")).unwrap();
+    let text = std::fs::read_to_string(out.join("password_reset.txt")).unwrap();
+    let subject = std::fs::read_to_string(out.join("password_reset.subject.txt")).unwrap();
+    assert!(html.starts_with("<!doctype html>"));
+    assert!(text.contains("Ada Lovelace"));
+    assert_eq!(subject, "Reset your rabt password");
+    let output = rabt()
+        .args(["email", "preview", "no_such_template", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("password_reset"));
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
 fn a_malformed_setting_is_named() {
     let output = rabt()
         .arg("serve")

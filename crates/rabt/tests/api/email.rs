@@ -310,6 +310,18 @@ async fn transactional_mail_is_tracked_and_its_links_redirect_only_where_rabt_pu
 }
 
 #[tokio::test]
+async fn with_tracking_off_links_are_plain_and_there_is_no_pixel_but_unsubscribe_stays() {
+    let env = auth::spawn(vec![("email_tracking", "false".into())]).await;
+    application_mail(&env, "owner@rabt.test", "applicant@rabt.test").await;
+    let mail = newest(&env, "owner@rabt.test");
+    assert!(mail.email_paths("c").is_empty(), "{}", mail.html);
+    assert!(mail.email_paths("o").is_empty());
+    assert_eq!(mail.email_paths("unsubscribe").len(), 1);
+    assert!(mail.text.contains("https://app.rabt.test/applications/"));
+    assert!(mail.header("List-Unsubscribe").is_some());
+}
+
+#[tokio::test]
 async fn email_stats_need_analytics_read_and_sane_dates() {
     let env = spawn().await;
     let member = auth::access(&signed_in(&env, "member@rabt.test").await).to_owned();
