@@ -419,6 +419,11 @@ pub fn job_registry(settings: &Settings) -> anyhow::Result<JobRegistry> {
     messaging::register(&mut registry, settings.frontend_url.clone(), host.clone());
     realtime::register(&mut registry, settings.realtime.retention);
     crate::http::idempotency::register(&mut registry);
+    if let Some(retention) = settings.jobs.audit_retention {
+        registry.sweep("audit log", move |conn| {
+            Box::pin(crate::audit::prune(conn, retention))
+        });
+    }
     files::register(
         &mut registry,
         files::storage::Storage::from_settings(settings)?,

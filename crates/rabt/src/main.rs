@@ -44,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         action: DemoCommand,
     },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
     /// Email templates and product news.
     Email {
         #[command(subcommand)]
@@ -61,6 +66,13 @@ enum KeysCommand {
     /// Re-encrypt every sealed value under RABT_ENCRYPTION_KEY; values under a
     /// key in RABT_ENCRYPTION_OLD_KEYS are read with it. Safe to run again.
     Rotate,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain and report the first altered or missing entry
+    /// (exit status 1).
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -241,6 +253,25 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 println!("product news queued (job {job}); the workers send it");
             }
             Ok(())
+        }
+        Command::Audit {
+            action: AuditCommand::Verify,
+        } => {
+            let db = rabt::db::Db::connect_lazy(&settings)?;
+            let verdict = rabt::audit::verify(&db).await;
+            db.close().await;
+            match verdict? {
+                rabt::audit::Verdict::Intact { entries } => {
+                    #[allow(clippy::print_stdout)]
+                    {
+                        println!("audit log intact: {entries} entries verified");
+                    }
+                    Ok(())
+                }
+                rabt::audit::Verdict::Broken { seq, problem } => {
+                    anyhow::bail!("audit log broken at entry {seq}: {problem}")
+                }
+            }
         }
         Command::Keys {
             action: KeysCommand::Rotate,

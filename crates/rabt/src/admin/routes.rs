@@ -6,4 +6,6 @@ use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     super::email::router()
+        .merge(super::jobs::router())
+        .merge(super::audit::router())
 }

@@ -369,6 +369,8 @@ pub struct JobSettings {
     pub poll_interval: Duration,
     /// Housekeeping deletes notifications read longer ago than this many days.
     pub notification_retention_days: u32,
+    /// How long audit entries are kept; `None` keeps them all.
+    pub audit_retention: Option<Duration>,
 }
 
 impl Settings {

@@ -44,6 +44,7 @@ pub(super) struct RawSettings {
     job_lease_secs: u64,
     job_poll_interval_ms: u64,
     notification_retention_days: u32,
+    audit_retention_days: u32,
     access_token_ttl_secs: u64,
     refresh_grace_secs: u64,
     session_ttl_days: u64,
@@ -139,6 +140,7 @@ impl Default for RawSettings {
             job_lease_secs: 60,
             job_poll_interval_ms: 1000,
             notification_retention_days: 90,
+            audit_retention_days: 730,
             access_token_ttl_secs: 900,
             refresh_grace_secs: 10,
             session_ttl_days: 30,
@@ -453,6 +455,12 @@ impl RawSettings {
         if !(1..=256).contains(&self.job_workers) {
             return Err(ConfigError::new("job_workers", "must be 1..=256"));
         }
+        if self.audit_retention_days > 36_500 {
+            return Err(ConfigError::new(
+                "audit_retention_days",
+                "must be 0..=36500 (0 keeps every entry)",
+            ));
+        }
         if !(10..=60_000).contains(&self.job_poll_interval_ms) {
             return Err(ConfigError::new(
                 "job_poll_interval_ms",
@@ -597,6 +605,8 @@ impl RawSettings {
                 lease: Duration::from_secs(self.job_lease_secs),
                 poll_interval: Duration::from_millis(self.job_poll_interval_ms),
                 notification_retention_days: self.notification_retention_days,
+                audit_retention: (self.audit_retention_days > 0)
+                    .then(|| Duration::from_secs(u64::from(self.audit_retention_days) * 86_400)),
             },
             auth: AuthSettings {
                 access_token_ttl: Duration::from_secs(self.access_token_ttl_secs),

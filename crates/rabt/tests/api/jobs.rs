@@ -36,6 +36,7 @@ fn settings(lease: Duration) -> JobSettings {
         lease,
         poll_interval: Duration::from_millis(50),
         notification_retention_days: 90,
+        audit_retention: None,
     }
 }
 

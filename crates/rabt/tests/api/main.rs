@@ -2,6 +2,7 @@
 //! one module per capability; `helpers` is the harness.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin;
 mod applications;
 mod auth;
 mod billing;
