@@ -134,7 +134,7 @@ fn day(field: &str, value: Option<&str>) -> Result<Option<NaiveDate>, FieldError
 }
 
 /// The period of a statistics request, checked.
-fn period(params: &StatsParams) -> Result<(NaiveDate, NaiveDate), ApiError> {
+pub(super) fn period(params: &StatsParams) -> Result<(NaiveDate, NaiveDate), ApiError> {
     let (from, to) = match (
         day("from", params.from.as_deref()),
         day("to", params.to.as_deref()),

@@ -5,7 +5,8 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    super::email::router()
+    super::analytics::router()
+        .merge(super::email::router())
         .merge(super::jobs::router())
         .merge(super::audit::router())
 }

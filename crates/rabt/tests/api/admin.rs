@@ -29,6 +29,7 @@ async fn every_admin_endpoint_refuses_anonymous_callers_and_members() {
     let member = auth::access(&signed_in(&env, "member@rabt.test").await).to_owned();
     let job = Uuid::now_v7();
     let gets = [
+        "/v1/admin/analytics/overview",
         "/v1/admin/email/stats",
         "/v1/admin/email/suppressions",
         "/v1/admin/jobs",
@@ -51,6 +52,70 @@ async fn every_admin_endpoint_refuses_anonymous_callers_and_members() {
     );
     let lift = "/v1/admin/email/suppressions/a@rabt.test";
     assert_eq!(env.app.delete_as(&member, lift).await.status(), 403);
+}
+
+#[tokio::test]
+async fn the_analytics_overview_counts_what_happened() {
+    use crate::helpers::{
+        messaging::{conversation, say, user},
+        projects::{apply, draft, published},
+    };
+    let env = auth::spawn(vec![]).await;
+    let owner = user(&env, "owner@rabt.test").await;
+    let applicant = user(&env, "applicant@rabt.test").await;
+    let project = published(&env, &owner.token, "A bakery website").await;
+    draft(&env, &owner.token, "Not yet").await;
+    assert_eq!(
+        apply(&env, &applicant.token, &project, "Hello")
+            .await
+            .status(),
+        201
+    );
+    let talk = conversation(&env, &owner, &[&applicant]).await;
+    say(&env, &owner, &talk, "Hi").await;
+    say(&env, &applicant, &talk, "Hello back").await;
+    let admin = admin_token(&env, "admin@rabt.test").await;
+
+    let today = chrono::Utc::now().date_naive();
+    let yesterday = today.pred_opt().unwrap();
+    let response = env
+        .app
+        .get_as(
+            &admin,
+            &format!("/v1/admin/analytics/overview?from={yesterday}&to={today}"),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let overview: Value = response.json().await.unwrap();
+    let day = |series: &Value, day: chrono::NaiveDate| {
+        series
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["day"] == day.to_string())
+            .unwrap_or_else(|| panic!("{series}"))["count"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(overview["users"]["total"], 3, "{overview}");
+    assert_eq!(day(&overview["users"]["new"], today), 3);
+    assert_eq!(day(&overview["users"]["new"], yesterday), 0);
+    assert_eq!(day(&overview["users"]["active"], today), 3);
+    assert_eq!(day(&overview["applications"], today), 1);
+    assert_eq!(day(&overview["messages"], today), 2);
+    assert_eq!(
+        overview["projects_by_status"],
+        json!([{"key": "draft", "count": 1}, {"key": "open", "count": 1}])
+    );
+    assert_eq!(
+        overview["subscriptions_by_plan"],
+        json!([{"key": "free", "count": 3}])
+    );
+    let response = env
+        .app
+        .get_as(&admin, "/v1/admin/analytics/overview?from=2026-02-30")
+        .await;
+    assert_eq!(response.status(), 422);
 }
 
 #[tokio::test]
