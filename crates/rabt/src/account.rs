@@ -104,8 +104,8 @@ pub struct MfaStatus {
     pub recovery_codes_left: i64,
 }
 
-/// The privacy policy versions: the one the user accepted and the one in force.
-/// Both `null` until policies are published (privacy capability).
+/// The privacy policy versions: the one the user accepted last and the one in
+/// force. Both `null` until a policy is published (privacy capability).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PolicyVersions {
     pub accepted_version: Option<String>,
@@ -138,7 +138,11 @@ pub async fn load_me(
                   exists(select 1 from totp_factors f where f.user_id = users.id and f.verified)
                     as "mfa_enabled!",
                   (select count(r.id) from recovery_codes r
-                   where r.user_id = users.id and r.used_at is null) as "recovery_codes_left!"
+                   where r.user_id = users.id and r.used_at is null) as "recovery_codes_left!",
+                  (select c.policy_version from consents c where c.user_id = users.id
+                   order by c.accepted_at desc limit 1) as accepted_version,
+                  (select p.version from privacy_policies p
+                   order by p.published_at desc limit 1) as current_version
            from users where id = $1"#,
         user
     )
@@ -161,8 +165,8 @@ pub async fn load_me(
         plan: r.plan,
         created_at: r.created_at,
         policy: PolicyVersions {
-            accepted_version: None,
-            current_version: None,
+            accepted_version: r.accepted_version,
+            current_version: r.current_version,
         },
         mfa: MfaStatus {
             enabled: r.mfa_enabled,

@@ -35,7 +35,7 @@ use crate::{
         request_id,
     },
     jobs::{JobRegistry, Worker},
-    messaging, notifications, ops, projects, realtime, roles,
+    messaging, notifications, ops, privacy, projects, realtime, roles,
     state::AppState,
     users,
 };
@@ -60,6 +60,9 @@ use crate::{
         (name = "notifications", description = "The notification inbox and preferences"),
         (name = "files", description = "Uploads through signed URLs, and downloads"),
         (name = "billing", description = "Plans, Stripe subscriptions, invoices and Stripe's webhooks"),
+        (name = "email", description = "The links in sent mail (open pixel, click tracking, one-click unsubscribe) and bounce events"),
+        (name = "privacy", description = "The privacy policy, its publishing, and the caller's consents"),
+        (name = "admin", description = "Analytics, email statistics and suppressions, jobs, the audit log"),
     )
 )]
 struct ApiDoc;
@@ -109,7 +112,11 @@ fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .merge(billing::routes::router())
                 .merge(email::routes::router())
                 .merge(admin::routes::router())
+                .merge(privacy::routes::router())
                 .fallback(|| async { ApiError::not_found() })
+                // After the rate limit (added below, so it runs first): a
+                // refused write costs its quota like any other.
+                .layer(middleware::from_fn(privacy::gate::enforce))
                 .layer(middleware::from_fn_with_state(
                     Routes::Api,
                     rate_limit::enforce,

@@ -8,7 +8,7 @@
 //! - [`db`] opens the row-level-security transaction every handler works in;
 //! - capabilities ([`auth`], [`users`], [`roles`], [`projects`],
 //!   [`applications`], [`messaging`], [`notifications`], [`files`],
-//!   [`billing`], [`admin`]) each keep `routes` (HTTP), `model`
+//!   [`billing`], [`privacy`], [`admin`]) each keep `routes` (HTTP), `model`
 //!   (validated types and rules) and `store` (SQL) in one folder, and use
 //!   each other's models and stores, never each other's routes;
 //! - small shared vocabularies: [`money`], [`skills`], [`search`],
@@ -38,6 +38,7 @@ pub mod messaging;
 pub mod money;
 pub mod notifications;
 pub mod ops;
+pub mod privacy;
 pub mod projects;
 pub mod query_cache;
 pub mod realtime;

@@ -51,6 +51,8 @@ pub struct AppState {
     pub draining: crate::server::Draining,
     /// Stripe, and the plans' prices it sells.
     pub billing: crate::billing::Billing,
+    /// The privacy policy in force, as the policy gate knows it.
+    pub policies: crate::privacy::gate::Policies,
 }
 
 /// Connects what the state holds.
@@ -70,6 +72,7 @@ pub async fn build(
     let storage = Storage::from_settings(&settings)?;
     Ok(AppState {
         billing: crate::billing::Billing::from_settings(&settings.billing)?,
+        policies: crate::privacy::gate::Policies::default(),
         storage,
         realtime: Hub::default(),
         draining: crate::server::Draining::default(),

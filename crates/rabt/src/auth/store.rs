@@ -442,6 +442,24 @@ pub async fn store_provider_token(
     .map(|_| ())
 }
 
+/// Records that a new account accepted the privacy policy in force when it
+/// signed up (API.md §11), if one is published.
+pub async fn record_signup_consent(
+    conn: &mut PgConnection,
+    user: Uuid,
+    client: &crate::http::ClientInfo,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "insert into consents (user_id, policy_version, ip, user_agent)          select $1, version, $2::text::inet, $3 from privacy_policies          order by published_at desc limit 1",
+        user,
+        client.ip.map(|ip| ip.to_string()),
+        client.user_agent.as_deref(),
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
 /// An account made by a provider sign-in: verified by the provider, no password.
 pub async fn insert_oauth_user(
     conn: &mut PgConnection,

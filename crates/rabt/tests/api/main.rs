@@ -20,6 +20,7 @@ mod kv;
 mod messaging;
 mod mfa;
 mod oauth;
+mod privacy;
 mod project_search;
 mod projects;
 mod query_cache;

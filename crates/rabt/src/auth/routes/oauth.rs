@@ -178,7 +178,10 @@ pub async fn oauth_callback(
                 .await
                 .map_err(on_constraint)?
             {
-                Some(user) => user,
+                Some(user) => {
+                    store::record_signup_consent(&mut tx, user, &client).await?;
+                    user
+                }
                 None => {
                     let existing = store::credentials_by_email(&mut tx, &email)
                         .await?

@@ -147,6 +147,7 @@ pub async fn signup(
         .map_err(on_constraint)?
     {
         Some(user) => {
+            store::record_signup_consent(&mut tx, user, &client).await?;
             let token =
                 store::create_one_time_token(&mut tx, user, Purpose::VerifyEmail, VERIFY_TTL)
                     .await?;

@@ -1,0 +1,118 @@
+//! Privacy's SQL: policies are public; consents are each user's own.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgConnection;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A published privacy policy.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Policy {
+    pub version: String,
+    pub published_at: DateTime<Utc>,
+    /// Markdown, as published (sanitised).
+    pub content: String,
+    /// The same, rendered and sanitised.
+    pub content_html: String,
+}
+
+/// The policy in force: the one published last.
+pub async fn current(conn: &mut PgConnection) -> Result<Option<Policy>, sqlx::Error> {
+    sqlx::query_as!(
+        Policy,
+        "select version, published_at, content, content_html from privacy_policies \
+         order by published_at desc limit 1"
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// The version in force, if any.
+pub async fn current_version(conn: &mut PgConnection) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar!("select version from privacy_policies order by published_at desc limit 1")
+        .fetch_optional(conn)
+        .await
+}
+
+/// Publishes a version; `false` when that version exists already.
+pub async fn publish(
+    conn: &mut PgConnection,
+    version: &str,
+    content: &str,
+    content_html: &str,
+    by: Uuid,
+) -> Result<Option<Policy>, sqlx::Error> {
+    sqlx::query_as!(
+        Policy,
+        "insert into privacy_policies (version, content, content_html, published_by) \
+         values ($1, $2, $3, $4) on conflict (version) do nothing \
+         returning version, published_at, content, content_html",
+        version,
+        content,
+        content_html,
+        by
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// One consent given.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Consent {
+    pub policy_version: String,
+    pub accepted_at: DateTime<Utc>,
+    /// The client address it was given from.
+    pub ip: Option<String>,
+}
+
+/// Records `user`'s acceptance of `version`; `None` when no such version
+/// was published.
+pub async fn accept(
+    conn: &mut PgConnection,
+    user: Uuid,
+    version: &str,
+    ip: Option<String>,
+    user_agent: Option<&str>,
+) -> Result<Option<Consent>, sqlx::Error> {
+    sqlx::query_as!(
+        Consent,
+        r#"insert into consents (user_id, policy_version, ip, user_agent)
+           select $1, p.version, $3::text::inet, $4 from privacy_policies p where p.version = $2
+           returning policy_version, accepted_at, host(ip) as ip"#,
+        user,
+        version,
+        ip,
+        user_agent
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// `user`'s consents, newest first.
+pub async fn consents(conn: &mut PgConnection, user: Uuid) -> Result<Vec<Consent>, sqlx::Error> {
+    sqlx::query_as!(
+        Consent,
+        r#"select policy_version, accepted_at, host(ip) as ip from consents
+            where user_id = $1 order by accepted_at desc limit 500"#,
+        user
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Whether `user` accepted `version`.
+pub async fn has_accepted(
+    conn: &mut PgConnection,
+    user: Uuid,
+    version: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"select exists (select from consents where user_id = $1 and policy_version = $2)
+              as "accepted!""#,
+        user,
+        version
+    )
+    .fetch_one(conn)
+    .await
+}
