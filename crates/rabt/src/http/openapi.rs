@@ -138,14 +138,17 @@ impl CommonProblems {
                 item.delete.as_mut(),
                 item.patch.as_mut(),
             ];
-            for op in ops.into_iter().flatten() {
-                add_to(op, api);
+            let writes = [false, true, true, true, true];
+            for (op, write) in ops.into_iter().zip(writes) {
+                if let Some(op) = op {
+                    add_to(op, api, write);
+                }
             }
         }
     }
 }
 
-fn add_to(op: &mut Operation, api: bool) {
+fn add_to(op: &mut Operation, api: bool, write: bool) {
     let params = op.parameters.as_deref().unwrap_or_default();
     let has_in = |place: ParameterIn| {
         params
@@ -166,17 +169,25 @@ fn add_to(op: &mut Operation, api: bool) {
     }
     if let Some(permissions) = bearer {
         add::<Unauthorized>(op);
+        let mut reasons = Vec::new();
         if !permissions.is_empty() {
             let names: Vec<String> = permissions.iter().map(|p| format!("`{p}`")).collect();
-            add_described::<Forbidden>(
-                op,
-                format!(
-                    "The caller lacks the {} permission (`forbidden`), or holds `roles.assign` \
-                     or `users.manage` without two-factor sign-in where the deployment requires \
-                     it (`mfa_required`)",
-                    names.join(", ")
-                ),
+            reasons.push(format!(
+                "The caller lacks the {} permission (`forbidden`), or holds `roles.assign` \
+                 or `users.manage` without two-factor sign-in where the deployment requires \
+                 it (`mfa_required`)",
+                names.join(", ")
+            ));
+        }
+        if write && api {
+            reasons.push(
+                "The caller has not accepted the privacy policy in force \
+                 (`policy_acceptance_required`)"
+                    .to_owned(),
             );
+        }
+        if !reasons.is_empty() {
+            add_described::<Forbidden>(op, reasons.join("; or "));
         }
     }
     if path {
