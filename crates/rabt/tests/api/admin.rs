@@ -8,20 +8,9 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{
-    auth::{self, AuthApp, PASSWORD, login, signed_in},
+    auth::{self, PASSWORD, login, signed_in},
     problem,
 };
-
-async fn admin_token(env: &AuthApp, email: &str) -> String {
-    signed_in(env, email).await;
-    assert!(
-        rabt::roles::grant_by_email(env.app.app_db(), email, "admin")
-            .await
-            .unwrap()
-    );
-    let pair: Value = login(env, email, PASSWORD).await.json().await.unwrap();
-    auth::access(&pair).to_owned()
-}
 
 #[tokio::test]
 async fn every_admin_endpoint_refuses_anonymous_callers_and_members() {
@@ -74,7 +63,7 @@ async fn the_analytics_overview_counts_what_happened() {
     let talk = conversation(&env, &owner, &[&applicant]).await;
     say(&env, &owner, &talk, "Hi").await;
     say(&env, &applicant, &talk, "Hello back").await;
-    let admin = admin_token(&env, "admin@rabt.test").await;
+    let admin = auth::admin(&env, "admin@rabt.test").await;
 
     let today = chrono::Utc::now().date_naive();
     let yesterday = today.pred_opt().unwrap();
@@ -121,7 +110,7 @@ async fn the_analytics_overview_counts_what_happened() {
 #[tokio::test]
 async fn jobs_are_listed_without_their_arguments_and_only_failed_or_dead_ones_are_retried() {
     let env = auth::spawn(vec![]).await;
-    let admin = admin_token(&env, "ops@rabt.test").await;
+    let admin = auth::admin(&env, "ops@rabt.test").await;
     let db = &env.app.db.admin;
     let insert = |status: &'static str, error: Option<&'static str>| async move {
         sqlx::query_scalar::<_, Uuid>(
@@ -209,7 +198,7 @@ async fn the_audit_log_is_filtered_and_paged_for_holders_of_users_read_private()
             .status(),
         401
     );
-    let admin = admin_token(&env, "auditor@rabt.test").await;
+    let admin = auth::admin(&env, "auditor@rabt.test").await;
     let path = format!("/v1/admin/audit-log?actor_id={ada_id}&action=login_succeeded&limit=2");
     let first: Value = env.app.get_as(&admin, &path).await.json().await.unwrap();
     let items = first["items"].as_array().unwrap();

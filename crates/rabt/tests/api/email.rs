@@ -103,17 +103,6 @@ async fn application_mail(env: &AuthApp, owner: &str, applicant: &str) -> (Strin
     (owner_token, applicant_token)
 }
 
-async fn admin_token(env: &AuthApp, email: &str) -> String {
-    signed_in(env, email).await;
-    assert!(
-        rabt::roles::grant_by_email(env.app.app_db(), email, "admin")
-            .await
-            .unwrap()
-    );
-    let pair: Value = login(env, email, PASSWORD).await.json().await.unwrap();
-    auth::access(&pair).to_owned()
-}
-
 fn signed(body: &str) -> String {
     rabt::signature::sign(body.as_bytes(), EVENTS_SECRET, Utc::now().timestamp())
 }
@@ -269,7 +258,7 @@ async fn transactional_mail_is_tracked_and_its_links_redirect_only_where_rabt_pu
         .unwrap();
     assert_eq!(response.status(), 200);
 
-    let admin = admin_token(&env, "stats@rabt.test").await;
+    let admin = auth::admin(&env, "stats@rabt.test").await;
     let today = Utc::now().date_naive();
     let stats: Value = env
         .app
@@ -333,7 +322,7 @@ async fn email_stats_need_analytics_read_and_sane_dates() {
             .status(),
         403
     );
-    let admin = admin_token(&env, "admin@rabt.test").await;
+    let admin = auth::admin(&env, "admin@rabt.test").await;
     for query in [
         "from=yesterday",
         "to=2026-13-01",
@@ -439,7 +428,7 @@ async fn marketing_mail_reaches_only_opted_in_users_and_one_click_post_unsubscri
         assert_eq!(response.status(), 200);
     }
     assert_eq!(preferences(&env, &reader).await["product_news"], false);
-    let admin = admin_token(&env, "root@rabt.test").await;
+    let admin = auth::admin(&env, "root@rabt.test").await;
     let list: Value = env
         .app
         .get_as(&admin, "/v1/admin/email/suppressions")
@@ -531,7 +520,7 @@ async fn a_bounced_address_gets_no_transactional_mail_but_still_gets_a_password_
     );
 
     // An admin lifts it; transactional mail flows again.
-    let admin = admin_token(&env, "lift@rabt.test").await;
+    let admin = auth::admin(&env, "lift@rabt.test").await;
     let response = env
         .app
         .delete_as(&admin, "/v1/admin/email/suppressions/owner@rabt.test")

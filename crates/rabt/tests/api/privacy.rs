@@ -3,20 +3,9 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    auth::{self, AuthApp, PASSWORD, login, signed_in},
+    auth::{self, AuthApp, signed_in},
     problem,
 };
-
-async fn admin_token(env: &AuthApp, email: &str) -> String {
-    signed_in(env, email).await;
-    assert!(
-        rabt::roles::grant_by_email(env.app.app_db(), email, "admin")
-            .await
-            .unwrap()
-    );
-    let pair: Value = login(env, email, PASSWORD).await.json().await.unwrap();
-    auth::access(&pair).to_owned()
-}
 
 async fn publish(env: &AuthApp, token: &str, version: &str, content: &str) -> reqwest::Response {
     env.app
@@ -41,7 +30,7 @@ async fn policies_are_public_published_by_legal_managers_and_accepted_at_sign_up
         publish(&env, &member, "2026-12-01", "Hello").await.status(),
         403
     );
-    let admin = admin_token(&env, "legal@rabt.test").await;
+    let admin = auth::admin(&env, "legal@rabt.test").await;
     for (version, content) in [("", "Text"), ("bad version!", "Text"), ("v1", "")] {
         let response = publish(&env, &admin, version, content).await;
         assert_eq!(response.status(), 422, "{version:?} {content:?}");
@@ -92,7 +81,7 @@ async fn policies_are_public_published_by_legal_managers_and_accepted_at_sign_up
 async fn an_unaccepted_policy_blocks_writes_but_not_reads_or_the_consent() {
     let env = auth::spawn(vec![]).await;
     let ada = auth::access(&signed_in(&env, "ada@rabt.test").await).to_owned();
-    let admin = admin_token(&env, "legal@rabt.test").await;
+    let admin = auth::admin(&env, "legal@rabt.test").await;
     let change = json!({"headline": "Baker and coder"});
     // Before any policy: writes pass.
     assert_eq!(

@@ -121,3 +121,16 @@ pub async fn tracked_targets(app: &crate::helpers::TestApp, text: &str) -> Vec<S
     }
     targets
 }
+
+/// Signs up `email`, makes it an `admin` and signs in again, so the token
+/// carries the role; returns the access token.
+pub async fn admin(env: &AuthApp, email: &str) -> String {
+    signed_in(env, email).await;
+    assert!(
+        rabt::roles::grant_by_email(env.app.app_db(), email, "admin")
+            .await
+            .unwrap()
+    );
+    let pair: Value = login(env, email, PASSWORD).await.json().await.unwrap();
+    access(&pair).to_owned()
+}
