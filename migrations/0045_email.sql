@@ -113,6 +113,17 @@ create policy email_suppressions_read on public.email_suppressions for select to
     using ((select auth.has_permission('users.manage')));
 create policy email_suppressions_lift on public.email_suppressions for delete to rabt_authenticated
     using ((select auth.has_permission('users.manage')));
+-- A user who turns emails back on in their preferences lifts their own
+-- unsubscribe (never a bounce or a complaint); a row must be visible to be
+-- deleted, so they see that one row too.
+create policy email_suppressions_own_unsubscribe_read on public.email_suppressions
+    for select to rabt_authenticated
+    using (reason = 'unsubscribed'
+           and address = lower((select public.user_email((select auth.uid())))));
+create policy email_suppressions_own_unsubscribe on public.email_suppressions
+    for delete to rabt_authenticated
+    using (reason = 'unsubscribed'
+           and address = lower((select public.user_email((select auth.uid())))));
 grant select, insert, update, delete on public.email_suppressions to rabt_service;
 grant select, delete on public.email_suppressions to rabt_authenticated;
 

@@ -323,6 +323,19 @@ pub async fn lift(conn: &mut PgConnection, address: &str) -> Result<bool, sqlx::
     Ok(deleted.rows_affected() > 0)
 }
 
+/// Lifts `user`'s own unsubscribe (the row policy allows no other), when
+/// they turn emails back on themselves.
+pub async fn lift_own_unsubscribe(conn: &mut PgConnection, user: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "delete from email_suppressions \
+         where reason = 'unsubscribed' and address = lower(public.user_email($1))",
+        user
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
 /// Removes suppressions whose time ran out.
 pub async fn sweep_expired(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
     let deleted = sqlx::query!("delete from email_suppressions where expires_at <= now()")

@@ -7,7 +7,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    model::{Notification, Preferences},
+    model::{MessageEmails, Notification, Preferences},
     store,
 };
 use crate::{
@@ -163,6 +163,15 @@ pub async fn put_preferences(
 ) -> Result<Json<Preferences>, ApiError> {
     let mut tx = state.db.begin(&caller.actor()).await?;
     let saved = store::save_preferences(&mut tx, caller.id, &preferences).await?;
+    // Turning emails on again is the owner's own choice: it outweighs an
+    // earlier one-click unsubscribe (bounces and complaints stay).
+    if saved.messages != MessageEmails::Never
+        || saved.applications
+        || saved.billing
+        || saved.product_news
+    {
+        crate::email::store::lift_own_unsubscribe(&mut tx, caller.id).await?;
+    }
     tx.commit().await?;
     Ok(Json(saved))
 }

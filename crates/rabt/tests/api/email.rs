@@ -446,6 +446,27 @@ async fn marketing_mail_reaches_only_opted_in_users_and_one_click_post_unsubscri
         .await
         .unwrap();
     assert_eq!(forged.status(), 404);
+
+    // Turning emails back on in the preferences is the owner's own choice:
+    // it lifts the unsubscribe.
+    let response = env
+        .app
+        .put_json_as(
+            &reader,
+            "/v1/me/notification-preferences",
+            &json!({"messages": "immediately", "applications": true, "billing": true,
+                    "product_news": false}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let list: Value = env
+        .app
+        .get_as(&admin, "/v1/admin/email/suppressions")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"], json!([]), "{list}");
 }
 
 #[tokio::test]
@@ -491,6 +512,17 @@ async fn a_bounced_address_gets_no_transactional_mail_but_still_gets_a_password_
             .unwrap(),
     )
     .to_owned();
+    // The owner's own preferences lift an unsubscribe, never a bounce.
+    let response = env
+        .app
+        .put_json_as(
+            &owner,
+            "/v1/me/notification-preferences",
+            &json!({"messages": "immediately", "applications": true, "billing": true,
+                    "product_news": true}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
     let project = published(&env, &owner, "Another website").await;
     assert_eq!(apply(&env, &other, &project, "Me too.").await.status(), 201);
     env.app.drain_jobs().await;
