@@ -7,17 +7,19 @@
 //! docs/PERFORMANCE.md; nothing here asserts a timing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::ScratchDb;
 use futures::StreamExt as _;
 use rabt::{
     app::{Application, ServeOptions},
     billing::{model::InvoiceRow, pdf},
-    config::Settings,
     signature,
 };
 use serde_json::json;
-use sqlx::{AssertSqlSafe, Connection as _, Executor as _};
+use sqlx::{Connection as _, Executor as _};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -116,35 +118,16 @@ fn event(id: &str, subscription: &str, customer: &str, created: i64) -> String {
 }
 
 async fn webhooks() {
-    let admin_url = std::env::var("BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("rabt_bench_billing_{}", Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-    admin
-        .execute(AssertSqlSafe(format!("create database {name}")))
-        .await
-        .unwrap();
-    let mut url = url::Url::parse(&admin_url).unwrap();
-    url.set_path(&name);
-    let settings = Settings::load_with(&[
-        ("env", "test".into()),
-        ("database_url", url.to_string()),
-        ("bind", "127.0.0.1:0".into()),
-        ("redis_url", String::new()),
-        (
-            "jwt_secret",
-            "bench-secret-bench-secret-bench-secret".into(),
-        ),
-        ("database_max_connections", "16".into()),
+    let scratch = ScratchDb::create("billing").await;
+    let url = scratch.url.clone();
+    let settings = scratch.settings(&[
         ("rate_limit_write_per_minute", "1000000".into()),
         ("stripe_secret_key", "sk_test_bench".into()),
         ("stripe_webhook_secret", WEBHOOK_SECRET.into()),
         ("stripe_price_pro", "price_benchPro".into()),
         // Nothing is fetched: the events never tie.
         ("stripe_api_base", "http://127.0.0.1:9".into()),
-        ("log_format", "pretty".into()),
-    ])
-    .unwrap();
+    ]);
     let app = Application::build(
         settings,
         ServeOptions {
@@ -236,10 +219,7 @@ async fn webhooks() {
     shutdown.cancel();
     let _ = server.await;
     drop(db);
-    admin
-        .execute(AssertSqlSafe(format!("drop database {name} with (force)")))
-        .await
-        .unwrap();
+    scratch.drop().await;
 }
 
 #[tokio::main]

@@ -7,6 +7,8 @@
 //! docs/PERFORMANCE.md; nothing here asserts a timing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod common;
+
 use std::{
     sync::{
         Arc,
@@ -15,14 +17,14 @@ use std::{
     time::{Duration, Instant},
 };
 
+use common::ScratchDb;
 use rabt::{
     app::{Application, ServeOptions},
-    config::Settings,
     db::Actor,
     email::{self, Template, Templates},
 };
 use serde_json::json;
-use sqlx::{AssertSqlSafe, Connection as _, Executor as _};
+use sqlx::{Connection as _, Executor as _};
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
     net::TcpListener,
@@ -99,35 +101,16 @@ async fn sink(received: Arc<AtomicUsize>) -> std::net::SocketAddr {
 }
 
 async fn outbox() {
-    let admin_url = std::env::var("BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("rabt_bench_email_{}", Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-    admin
-        .execute(AssertSqlSafe(format!("create database {name}")))
-        .await
-        .unwrap();
-    let mut url = url::Url::parse(&admin_url).unwrap();
-    url.set_path(&name);
+    let scratch = ScratchDb::create("email").await;
+    let url = scratch.url.clone();
     let received = Arc::new(AtomicUsize::new(0));
     let smtp = sink(received.clone()).await;
-    let settings = Settings::load_with(&[
-        ("env", "test".into()),
-        ("database_url", url.to_string()),
-        ("bind", "127.0.0.1:0".into()),
-        ("redis_url", String::new()),
-        (
-            "jwt_secret",
-            "bench-secret-bench-secret-bench-secret".into(),
-        ),
-        ("database_max_connections", "16".into()),
+    let settings = scratch.settings(&[
         ("smtp_url", format!("smtp://{smtp}")),
         ("job_workers", "4".into()),
         ("job_poll_interval_ms", "20".into()),
         ("email_per_domain_per_minute", "0".into()),
-        ("log_format", "pretty".into()),
-    ])
-    .unwrap();
+    ]);
     let app = Application::build(
         settings,
         ServeOptions {
@@ -195,10 +178,7 @@ async fn outbox() {
     println!("  {sent} messages recorded as sent");
     drop(conn);
     db.close().await;
-    admin
-        .execute(AssertSqlSafe(format!("drop database {name} with (force)")))
-        .await
-        .unwrap();
+    scratch.drop().await;
 }
 
 fn main() {

@@ -137,9 +137,9 @@ pub async fn verify(db: &Db) -> Result<Verdict, sqlx::Error> {
         )
         .fetch_all(&mut *tx)
         .await?;
-        let Some(last) = rows.last().map(|r| r.seq) else {
+        if rows.is_empty() {
             return Ok(Verdict::Intact { entries });
-        };
+        }
         for row in rows {
             let broken = |problem: &str| Verdict::Broken {
                 seq: row.seq,
@@ -166,7 +166,6 @@ pub async fn verify(db: &Db) -> Result<Verdict, sqlx::Error> {
             last_hash = Some(row.hash);
             entries += 1;
         }
-        debug_assert_eq!(last_seq, last);
     }
 }
 

@@ -63,63 +63,44 @@ pub struct Overview {
     pub subscriptions_by_plan: Vec<Bucket>,
 }
 
-/// Which table a daily series counts.
-#[derive(Clone, Copy)]
-enum Series {
-    NewUsers,
-    ActiveUsers,
-    Applications,
-    Messages,
+/// One day of the period: what each daily series counts on it.
+struct Day {
+    day: NaiveDate,
+    new_users: i64,
+    active_users: i64,
+    applications: i64,
+    messages: i64,
 }
 
-async fn series(
+/// Every daily series in one statement: each count reads its day from its
+/// table's creation-time index.
+async fn days(
     conn: &mut PgConnection,
-    which: Series,
     from: NaiveDate,
     to: NaiveDate,
-) -> Result<Vec<DayCount>, sqlx::Error> {
-    // One statement per table: each reads its own creation-time index.
-    macro_rules! by_day {
-        ($sql:literal) => {
-            sqlx::query_as!(DayCount, $sql, from, to)
-                .fetch_all(&mut *conn)
-                .await
-        };
-    }
-    match which {
-        Series::NewUsers => by_day!(
-            r#"select d.day::date as "day!", count(u.id) as "count!"
-                 from generate_series($1::date, $2::date, interval '1 day') d(day)
-                 left join users u
-                   on u.created_at >= (d.day at time zone 'utc')
-                  and u.created_at < ((d.day + interval '1 day') at time zone 'utc')
-                group by d.day order by d.day"#
-        ),
-        Series::ActiveUsers => by_day!(
-            r#"select d.day::date as "day!", count(distinct s.user_id) as "count!"
-                 from generate_series($1::date, $2::date, interval '1 day') d(day)
-                 left join sessions s
-                   on s.created_at >= (d.day at time zone 'utc')
-                  and s.created_at < ((d.day + interval '1 day') at time zone 'utc')
-                group by d.day order by d.day"#
-        ),
-        Series::Applications => by_day!(
-            r#"select d.day::date as "day!", count(a.id) as "count!"
-                 from generate_series($1::date, $2::date, interval '1 day') d(day)
-                 left join applications a
-                   on a.created_at >= (d.day at time zone 'utc')
-                  and a.created_at < ((d.day + interval '1 day') at time zone 'utc')
-                group by d.day order by d.day"#
-        ),
-        Series::Messages => by_day!(
-            r#"select d.day::date as "day!", count(m.id) as "count!"
-                 from generate_series($1::date, $2::date, interval '1 day') d(day)
-                 left join messages m
-                   on m.created_at >= (d.day at time zone 'utc')
-                  and m.created_at < ((d.day + interval '1 day') at time zone 'utc')
-                group by d.day order by d.day"#
-        ),
-    }
+) -> Result<Vec<Day>, sqlx::Error> {
+    sqlx::query_as!(
+        Day,
+        r#"with d as (
+               select day::date as day, day at time zone 'utc' as starts,
+                      (day + interval '1 day') at time zone 'utc' as ends
+                 from generate_series($1::date, $2::date, interval '1 day') as g(day)
+           )
+           select d.day as "day!",
+                  (select count(*) from users u
+                    where u.created_at >= d.starts and u.created_at < d.ends) as "new_users!",
+                  (select count(distinct s.user_id) from sessions s
+                    where s.created_at >= d.starts and s.created_at < d.ends) as "active_users!",
+                  (select count(*) from applications a
+                    where a.created_at >= d.starts and a.created_at < d.ends) as "applications!",
+                  (select count(*) from messages m
+                    where m.created_at >= d.starts and m.created_at < d.ends) as "messages!"
+             from d order by d.day"#,
+        from,
+        to
+    )
+    .fetch_all(conn)
+    .await
 }
 
 /// Users total, new and active by day; projects by status; applications and
@@ -136,11 +117,6 @@ pub async fn overview(
     // Counts over every row, whoever may read them: the permission was
     // demanded above, and nothing but numbers leaves.
     let mut tx = state.db.read_transaction(&Actor::Service).await?;
-    let total = sqlx::query_scalar!(
-        r#"select count(*) as "count!" from users where deactivated_at is null"#
-    )
-    .fetch_one(&mut *tx)
-    .await?;
     let projects_by_status = sqlx::query_as!(
         Bucket,
         r#"select status as "key!", count(*) as "count!" from projects
@@ -155,17 +131,27 @@ pub async fn overview(
     )
     .fetch_all(&mut *tx)
     .await?;
+    let days = days(&mut tx, from, to).await?;
+    let series = |count: fn(&Day) -> i64| {
+        days.iter()
+            .map(|d| DayCount {
+                day: d.day,
+                count: count(d),
+            })
+            .collect()
+    };
     Ok(Json(Overview {
         from,
         to,
         users: UserStats {
-            total,
-            new: series(&mut tx, Series::NewUsers, from, to).await?,
-            active: series(&mut tx, Series::ActiveUsers, from, to).await?,
+            // Every active account has exactly one plan.
+            total: subscriptions_by_plan.iter().map(|b| b.count).sum(),
+            new: series(|d| d.new_users),
+            active: series(|d| d.active_users),
         },
         projects_by_status,
-        applications: series(&mut tx, Series::Applications, from, to).await?,
-        messages: series(&mut tx, Series::Messages, from, to).await?,
+        applications: series(|d| d.applications),
+        messages: series(|d| d.messages),
         subscriptions_by_plan,
     }))
 }

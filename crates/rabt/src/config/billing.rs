@@ -7,7 +7,7 @@ use secrecy::SecretString;
 
 use super::{
     BillingSettings, ConfigError, StripeSettings,
-    raw::{RawSettings, parse_http_url},
+    raw::{RawSettings, given, parse_http_url},
 };
 
 impl RawSettings {
@@ -21,13 +21,6 @@ impl RawSettings {
             } else {
                 Ok(value)
             }
-        };
-        let given = |value: &Option<String>| {
-            value
-                .as_deref()
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
         };
         let price = |key: &str, value: &Option<String>| match given(value) {
             Some(id) if id.starts_with("price_") && id.len() <= 255 => Ok(Some(id)),

@@ -12,7 +12,7 @@ use secrecy::SecretString;
 
 use super::{
     ConfigError, DkimSettings, EmailSettings,
-    raw::{RawSettings, check_scheme},
+    raw::{RawSettings, check_scheme, given},
 };
 
 /// The largest DKIM key accepted inline or read from a file.
@@ -20,13 +20,6 @@ const MAX_KEY_BYTES: u64 = 16 * 1024;
 
 impl RawSettings {
     pub(super) fn email(&self) -> Result<EmailSettings, ConfigError> {
-        let given = |value: &Option<String>| {
-            value
-                .as_deref()
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-        };
         let smtp_url = match given(&self.smtp_url) {
             Some(url) => {
                 check_scheme("smtp_url", &url, &["smtp", "smtps"])?;
@@ -135,7 +128,7 @@ fn dkim_key(value: &str) -> Result<String, ConfigError> {
     let key = RsaPrivateKey::from_pkcs1_pem(&pem)
         .or_else(|_| RsaPrivateKey::from_pkcs8_pem(&pem))
         .map_err(|_| ConfigError::new(KEY, "is not an RSA private key in PEM"))?;
-    if key_bits(&key) < 1024 {
+    if rsa::traits::PublicKeyParts::size(&key) * 8 < 1024 {
         return Err(ConfigError::new(
             KEY,
             "must be an RSA key of at least 1024 bits",
@@ -144,9 +137,4 @@ fn dkim_key(value: &str) -> Result<String, ConfigError> {
     key.to_pkcs1_pem(LineEnding::LF)
         .map(|pem| pem.to_string())
         .map_err(|_| ConfigError::new(KEY, "could not be encoded"))
-}
-
-fn key_bits(key: &RsaPrivateKey) -> usize {
-    use rsa::traits::PublicKeyParts as _;
-    key.size() * 8
 }

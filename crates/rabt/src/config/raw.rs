@@ -651,6 +651,15 @@ fn random_bytes() -> [u8; 32] {
     rand::rng().random()
 }
 
+/// A setting's value, trimmed, when it says something.
+pub(super) fn given(value: &Option<String>) -> Option<String> {
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
 pub(super) fn split_list(value: Option<&str>) -> impl Iterator<Item = &str> {
     value
         .unwrap_or_default()

@@ -54,10 +54,6 @@ pub fn router() -> OpenApiRouter<crate::state::AppState> {
         .routes(routes!(events))
 }
 
-fn not_found() -> ApiError {
-    ApiError::not_found()
-}
-
 /// An email's open pixel. Fetches by known image proxies are counted apart
 /// from opens.
 #[utoipa::path(get, path = "/email/o/{token}", tag = "email",
@@ -71,14 +67,14 @@ pub async fn open(
     headers: HeaderMap,
     AppPath(token): AppPath<String>,
 ) -> Result<Response, ApiError> {
-    let hash = tokens::parse(&token).ok_or_else(not_found)?;
+    let hash = tokens::parse(&token).ok_or_else(ApiError::not_found)?;
     let agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let mut tx = state.db.begin(&Actor::Service).await?;
     if !store::record_open(&mut tx, &hash, tokens::is_image_proxy(agent)).await? {
-        return Err(not_found());
+        return Err(ApiError::not_found());
     }
     tx.commit().await?;
     Ok((
@@ -111,11 +107,11 @@ pub async fn click(
     State(state): State<AppState>,
     AppPath(token): AppPath<String>,
 ) -> Result<Response, ApiError> {
-    let hash = tokens::parse(&token).ok_or_else(not_found)?;
+    let hash = tokens::parse(&token).ok_or_else(ApiError::not_found)?;
     let mut tx = state.db.begin(&Actor::Service).await?;
     let target = store::record_click(&mut tx, &hash)
         .await?
-        .ok_or_else(not_found)?;
+        .ok_or_else(ApiError::not_found)?;
     tx.commit().await?;
     let location = HeaderValue::from_str(&target).map_err(ApiError::internal)?;
     Ok((
@@ -172,11 +168,11 @@ pub async fn unsubscribe_page(
     State(state): State<AppState>,
     AppPath(token): AppPath<String>,
 ) -> Result<Response, ApiError> {
-    let hash = tokens::parse(&token).ok_or_else(not_found)?;
+    let hash = tokens::parse(&token).ok_or_else(ApiError::not_found)?;
     let mut tx = state.db.read(&Actor::Service).await?;
     let found = store::unsubscribe_token(&mut tx, &hash)
         .await?
-        .ok_or_else(not_found)?;
+        .ok_or_else(ApiError::not_found)?;
     drop(tx);
     Ok(page(
         StatusCode::OK,
@@ -205,11 +201,11 @@ pub async fn unsubscribe(
     State(state): State<AppState>,
     AppPath(token): AppPath<String>,
 ) -> Result<Response, ApiError> {
-    let hash = tokens::parse(&token).ok_or_else(not_found)?;
+    let hash = tokens::parse(&token).ok_or_else(ApiError::not_found)?;
     let mut tx = state.db.begin(&Actor::Service).await?;
     let found = store::unsubscribe_token(&mut tx, &hash)
         .await?
-        .ok_or_else(not_found)?;
+        .ok_or_else(ApiError::not_found)?;
     if let (Some(user), Some(topic)) = (
         found.user,
         Template::from_name(&found.template).and_then(Template::topic),
@@ -221,9 +217,9 @@ pub async fn unsubscribe(
     }
     store::mark(&mut tx, found.message, Mark::Unsubscribed).await?;
     tx.commit().await?;
-    metrics::counter!("rabt_emails_total", "template" => template_label(&found.template),
-        "outcome" => "unsubscribed")
-    .increment(1);
+    if let Some(template) = Template::from_name(&found.template) {
+        super::send::count(template, "unsubscribed");
+    }
     Ok(page(
         StatusCode::OK,
         "Unsubscribed",
@@ -233,10 +229,6 @@ pub async fn unsubscribe(
             what(&found.template)
         ),
     ))
-}
-
-fn template_label(name: &str) -> &'static str {
-    Template::from_name(name).map_or("unknown", Template::name)
 }
 
 /// A delivery report from the mail provider (or a relay of its reports).

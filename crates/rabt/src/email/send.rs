@@ -419,7 +419,8 @@ impl EmailSender {
     }
 }
 
-fn count(template: Template, outcome: &'static str) {
+/// Counts an email by template and outcome (`rabt_emails_total`).
+pub(super) fn count(template: Template, outcome: &'static str) {
     metrics::counter!("rabt_emails_total", "template" => template.name(), "outcome" => outcome)
         .increment(1);
 }

@@ -69,7 +69,7 @@ pub async fn suppress(
     .map(|_| ())
 }
 
-/// Which outcome of a message to stamp.
+/// Which outcome of a message to stamp: its `…_at` column.
 #[derive(Debug, Clone, Copy)]
 pub enum Mark {
     Sent,
@@ -80,27 +80,35 @@ pub enum Mark {
     Unsubscribed,
 }
 
+impl Mark {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+            Self::Suppressed => "suppressed",
+            Self::Bounced => "bounced",
+            Self::Complained => "complained",
+            Self::Unsubscribed => "unsubscribed",
+        }
+    }
+}
+
 /// Stamps `mark` on a message (the first time only).
 pub async fn mark(conn: &mut PgConnection, message: Uuid, mark: Mark) -> Result<(), sqlx::Error> {
-    let column = match mark {
-        Mark::Sent => 0,
-        Mark::Failed => 1,
-        Mark::Suppressed => 2,
-        Mark::Bounced => 3,
-        Mark::Complained => 4,
-        Mark::Unsubscribed => 5,
-    };
     sqlx::query!(
         r#"update email_messages set
-              sent_at = case when $2 = 0 then coalesce(sent_at, now()) else sent_at end,
-              failed_at = case when $2 = 1 then coalesce(failed_at, now()) else failed_at end,
-              suppressed_at = case when $2 = 2 then coalesce(suppressed_at, now()) else suppressed_at end,
-              bounced_at = case when $2 = 3 then coalesce(bounced_at, now()) else bounced_at end,
-              complained_at = case when $2 = 4 then coalesce(complained_at, now()) else complained_at end,
-              unsubscribed_at = case when $2 = 5 then coalesce(unsubscribed_at, now()) else unsubscribed_at end
+              sent_at = case when $2 = 'sent' then coalesce(sent_at, now()) else sent_at end,
+              failed_at = case when $2 = 'failed' then coalesce(failed_at, now()) else failed_at end,
+              suppressed_at = case when $2 = 'suppressed' then coalesce(suppressed_at, now())
+                                   else suppressed_at end,
+              bounced_at = case when $2 = 'bounced' then coalesce(bounced_at, now()) else bounced_at end,
+              complained_at = case when $2 = 'complained' then coalesce(complained_at, now())
+                                   else complained_at end,
+              unsubscribed_at = case when $2 = 'unsubscribed' then coalesce(unsubscribed_at, now())
+                                     else unsubscribed_at end
            where id = $1"#,
         message,
-        column
+        mark.as_str()
     )
     .execute(conn)
     .await

@@ -342,14 +342,15 @@ async fn email_stats_need_analytics_read_and_sane_dates() {
     assert_eq!(stats["total"]["sent"], 2, "{stats}");
 }
 
-async fn opt_in_to_news(env: &AuthApp, token: &str) {
+/// Saves preferences with every email on, product news as given.
+async fn save_preferences(env: &AuthApp, token: &str, product_news: bool) {
     let response = env
         .app
         .put_json_as(
             token,
             "/v1/me/notification-preferences",
             &json!({"messages": "immediately", "applications": true, "billing": true,
-                    "product_news": true}),
+                    "product_news": product_news}),
         )
         .await;
     assert_eq!(response.status(), 200);
@@ -370,7 +371,7 @@ async fn marketing_mail_reaches_only_opted_in_users_and_one_click_post_unsubscri
     let env = spawn().await;
     let reader = auth::access(&signed_in(&env, "reader@rabt.test").await).to_owned();
     signed_in(&env, "quiet@rabt.test").await;
-    opt_in_to_news(&env, &reader).await;
+    save_preferences(&env, &reader, true).await;
     let news = rabt::email::news::News {
         headline: "Search by skill is here".into(),
         paragraphs: vec!["Projects can now be found by the skills they need.".into()],
@@ -449,16 +450,7 @@ async fn marketing_mail_reaches_only_opted_in_users_and_one_click_post_unsubscri
 
     // Turning emails back on in the preferences is the owner's own choice:
     // it lifts the unsubscribe.
-    let response = env
-        .app
-        .put_json_as(
-            &reader,
-            "/v1/me/notification-preferences",
-            &json!({"messages": "immediately", "applications": true, "billing": true,
-                    "product_news": false}),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
+    save_preferences(&env, &reader, false).await;
     let list: Value = env
         .app
         .get_as(&admin, "/v1/admin/email/suppressions")
@@ -513,16 +505,7 @@ async fn a_bounced_address_gets_no_transactional_mail_but_still_gets_a_password_
     )
     .to_owned();
     // The owner's own preferences lift an unsubscribe, never a bounce.
-    let response = env
-        .app
-        .put_json_as(
-            &owner,
-            "/v1/me/notification-preferences",
-            &json!({"messages": "immediately", "applications": true, "billing": true,
-                    "product_news": true}),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
+    save_preferences(&env, &owner, true).await;
     let project = published(&env, &owner, "Another website").await;
     assert_eq!(apply(&env, &other, &project, "Me too.").await.status(), 201);
     env.app.drain_jobs().await;
