@@ -431,10 +431,22 @@ pub fn job_registry(settings: &Settings) -> anyhow::Result<JobRegistry> {
             Box::pin(crate::audit::prune(conn, retention))
         });
     }
+    let storage = files::storage::Storage::from_settings(settings)?;
     files::register(
         &mut registry,
-        files::storage::Storage::from_settings(settings)?,
+        storage.clone(),
         settings.files.detached_grace,
+    );
+    privacy::register(
+        &mut registry,
+        storage,
+        settings
+            .billing
+            .stripe
+            .as_ref()
+            .map(billing::stripe::Stripe::new)
+            .transpose()?,
+        host.clone(),
     );
     billing::register(
         &mut registry,

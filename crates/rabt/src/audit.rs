@@ -42,6 +42,10 @@ pub enum Action {
     BillingWebhookFailed,
     EmailSuppressionLifted,
     JobRetried,
+    ErasureRequested,
+    ErasureCanceled,
+    UserErased,
+    DataExportRequested,
 }
 
 impl Action {
@@ -72,6 +76,10 @@ impl Action {
             Self::BillingWebhookFailed => "billing_webhook_failed",
             Self::EmailSuppressionLifted => "email_suppression_lifted",
             Self::JobRetried => "job_retried",
+            Self::ErasureRequested => "erasure_requested",
+            Self::ErasureCanceled => "erasure_canceled",
+            Self::UserErased => "user_erased",
+            Self::DataExportRequested => "data_export_requested",
         }
     }
 }

@@ -59,6 +59,28 @@ enum Command {
         #[command(subcommand)]
         action: KeysCommand,
     },
+    /// The settings.
+    Config {
+        #[command(subcommand)]
+        action: ConfigCommand,
+    },
+    /// Ask this machine's server whether it is ready (`/health/ready`): exit
+    /// status 0 when it answers 200, 1 otherwise. For container health
+    /// checks: the image has no shell or curl.
+    Healthcheck {
+        /// The address to ask; by default the loopback address on the port
+        /// of RABT_BIND (https when RABT_TLS_CERT is set).
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the settings exactly as `serve` loads them, without starting
+    /// or connecting to anything, and print every setting's effective value
+    /// (secrets redacted). Exit status 2 when `serve` would refuse them.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -149,6 +171,15 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Command::Config {
+        action: ConfigCommand::Check,
+    } = &cli.command
+    {
+        return config_check();
+    }
+    if let Command::Healthcheck { url } = &cli.command {
+        return healthcheck(url.as_deref());
+    }
     let settings = match Settings::load() {
         Ok(settings) => settings,
         Err(err) => {
@@ -227,6 +258,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Openapi
+        | Command::Config { .. }
+        | Command::Healthcheck { .. }
         | Command::Email {
             action: EmailCommand::Preview { .. },
         } => Ok(()),
@@ -377,4 +410,85 @@ fn preview(name: &str, out: &std::path::Path) -> anyhow::Result<usize> {
         std::fs::write(out.join(format!("{name}.subject.txt")), rendered.subject)?;
     }
     Ok(chosen.len() * 3)
+}
+
+/// `rabt config check`: the verdict on stderr, the effective settings on
+/// stdout (one `NAME=value` line each, sorted).
+#[allow(clippy::print_stdout)]
+fn config_check() -> ExitCode {
+    match Settings::effective() {
+        Ok((settings, mut values)) => {
+            values.sort();
+            for (name, value) in values {
+                println!("{name}={value}");
+            }
+            for name in &settings.unknown_settings {
+                eprintln!("rabt: warning: {name} names no rabt setting; ignored");
+            }
+            for name in &settings.generated_secrets {
+                eprintln!("rabt: warning: {name} is not set: a throwaway value would be used");
+            }
+            eprintln!(
+                "rabt: configuration valid for RABT_ENV={}",
+                format!("{:?}", settings.env).to_lowercase()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("rabt: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `rabt healthcheck`: one request to `/health/ready`, bounded to 3 s.
+fn healthcheck(url: Option<&str>) -> ExitCode {
+    let url = match url {
+        Some(url) => url.to_owned(),
+        None => match Settings::load() {
+            Ok(settings) => {
+                let scheme = if settings.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                let host = match settings.bind.ip() {
+                    ip if ip.is_unspecified() && ip.is_ipv6() => "[::1]".to_owned(),
+                    ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+                    std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                    std::net::IpAddr::V4(ip) => ip.to_string(),
+                };
+                format!("{scheme}://{host}:{}/health/ready", settings.bind.port())
+            }
+            Err(err) => {
+                eprintln!("rabt: {err}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let ask = async {
+        // Its own server on loopback, whose certificate names its public
+        // host: the certificate is not what this checks.
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(3))
+            .danger_accept_invalid_certs(true)
+            .build()?;
+        client.get(&url).send().await.map(|r| r.status())
+    };
+    let status = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|runtime| runtime.block_on(ask).map_err(|e| e.to_string()));
+    match status {
+        Ok(status) if status == reqwest::StatusCode::OK => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("rabt: {url} answered {status}");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("rabt: {url}: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }

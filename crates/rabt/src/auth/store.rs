@@ -18,6 +18,8 @@ pub struct Credentials {
     pub password_hash: Option<String>,
     pub email_verified: bool,
     pub suspended: bool,
+    /// Deactivated, other than by their own pending erasure (which signing
+    /// in cancels: [`cancel_own_erasure`]).
     pub deactivated: bool,
 }
 
@@ -30,7 +32,9 @@ pub async fn credentials_by_email(
         r#"select id, email, display_name, password_hash,
                   email_verified_at is not null as "email_verified!",
                   suspended_at is not null as "suspended!",
-                  deactivated_at is not null as "deactivated!"
+                  deactivated_at is not null
+                      and not exists (select from account_erasures e
+                                      where e.user_id = users.id and e.by_self) as "deactivated!"
            from users where lower(email) = lower($1)"#,
         email
     )
@@ -47,7 +51,9 @@ pub async fn credentials_by_id(
         r#"select id, email, display_name, password_hash,
                   email_verified_at is not null as "email_verified!",
                   suspended_at is not null as "suspended!",
-                  deactivated_at is not null as "deactivated!"
+                  deactivated_at is not null
+                      and not exists (select from account_erasures e
+                                      where e.user_id = users.id and e.by_self) as "deactivated!"
            from users where id = $1"#,
         id
     )
@@ -504,4 +510,23 @@ pub async fn live_sessions_of(
     )
     .fetch_all(conn)
     .await
+}
+
+/// Cancels `user`'s own pending erasure and reactivates the account, in the
+/// transaction of the session that signing in starts; `true` when there was
+/// one. An admin's erasure is not cancelled this way.
+pub async fn cancel_own_erasure(conn: &mut PgConnection, user: Uuid) -> Result<bool, sqlx::Error> {
+    let cancelled = sqlx::query_scalar!(
+        "delete from account_erasures where user_id = $1 and by_self returning user_id",
+        user,
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if cancelled.is_none() {
+        return Ok(false);
+    }
+    sqlx::query!("update users set deactivated_at = null where id = $1", user)
+        .execute(conn)
+        .await?;
+    Ok(true)
 }

@@ -403,6 +403,15 @@ impl Stripe {
             .await
     }
 
+    /// Cancels a subscription at once, without proration or a final
+    /// invoice (an account's erasure). Stripe refuses to cancel one twice
+    /// (400), and no longer knows one it deleted (404): the caller decides
+    /// what those mean.
+    pub async fn cancel_subscription(&self, id: &str) -> Result<Subscription, StripeError> {
+        let url = self.url(&format!("/v1/subscriptions/{}", path_segment(id)?))?;
+        self.send(self.http.delete(url)).await
+    }
+
     pub async fn price(&self, id: &str) -> Result<Price, StripeError> {
         self.get(&format!("/v1/prices/{}", path_segment(id)?)).await
     }

@@ -371,6 +371,9 @@ pub struct JobSettings {
     pub notification_retention_days: u32,
     /// How long audit entries are kept; `None` keeps them all.
     pub audit_retention: Option<Duration>,
+    /// How long an erased account waits, deactivated, before its data is
+    /// removed (zero: at once); signing in meanwhile cancels a user's own.
+    pub erasure_grace: Duration,
 }
 
 impl Settings {
@@ -382,37 +385,102 @@ impl Settings {
     /// Loads settings with extra values layered on top of the environment; tests
     /// use this to point an instance at its own database.
     pub fn load_with(overrides: &[(&str, String)]) -> Result<Self, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(RawSettings::default()));
-        if let Some(path) = std::env::var("RABT_CONFIG_FILE")
-            .ok()
-            .filter(|p| !p.is_empty())
-        {
-            let path = PathBuf::from(path);
-            if !path.is_file() {
-                return Err(ConfigError::new(
-                    "config_file",
-                    format!("names {} which is not a readable file", path.display()),
-                ));
-            }
-            figment = figment.merge(Toml::file_exact(path));
-        }
-        figment = figment
-            .merge(Env::raw().only(&[
-                "DATABASE_URL",
-                "REDIS_URL",
-                "AWS_ACCESS_KEY_ID",
-                "AWS_SECRET_ACCESS_KEY",
-            ]))
-            .merge(Env::prefixed("RABT_").ignore(&["CONFIG_FILE", "DATABASE_URL", "REDIS_URL"]));
-        for (key, value) in overrides {
-            // Parsed as an environment value would be, so "8" can be a number.
-            let value: figment::value::Value = value.parse().unwrap_or_else(|never| match never {});
-            figment = figment.merge(Serialized::default(key, value));
-        }
-        let mut settings = extract(figment)?.validate()?;
+        let mut settings = extract(sources(overrides)?)?.validate()?;
         settings.unknown_settings = unknown_environment_settings();
         Ok(settings)
     }
+
+    /// What `rabt config check` shows: the settings as [`Settings::load`]
+    /// takes them (refused exactly as `serve` would refuse them), and every
+    /// setting's effective value by its variable's name, secrets redacted.
+    pub fn effective() -> Result<(Self, Vec<(String, String)>), ConfigError> {
+        let raw = extract(sources(&[])?)?;
+        let values = match serde_json::to_value(&raw) {
+            Ok(serde_json::Value::Object(fields)) => fields
+                .into_iter()
+                .map(|(key, value)| {
+                    let shown = shown_value(&key, &value);
+                    (env_name(&key), shown)
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut settings = raw.validate()?;
+        settings.unknown_settings = unknown_environment_settings();
+        Ok((settings, values))
+    }
+}
+
+/// Whether a setting holds a secret, by its name.
+fn is_secret(key: &str) -> bool {
+    [
+        "secret",
+        "password",
+        "private_key",
+        "encryption_key",
+        "encryption_old_keys",
+        "dsn",
+    ]
+    .iter()
+    .any(|part| key.contains(part))
+}
+
+/// A setting's value as `rabt config check` prints it: secrets as
+/// `<redacted>` (or `<unset>`), URLs without their password.
+fn shown_value(key: &str, value: &serde_json::Value) -> String {
+    let text = match value {
+        serde_json::Value::Null => return "<unset>".to_owned(),
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    if is_secret(key) {
+        return if text.is_empty() {
+            "<unset>"
+        } else {
+            "<redacted>"
+        }
+        .to_owned();
+    }
+    match url::Url::parse(&text) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("redacted"));
+            url.to_string()
+        }
+        _ => text,
+    }
+}
+
+/// Defaults, then the file of `RABT_CONFIG_FILE`, the environment, and
+/// `overrides`, each over the one before.
+fn sources(overrides: &[(&str, String)]) -> Result<Figment, ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(RawSettings::default()));
+    if let Some(path) = std::env::var("RABT_CONFIG_FILE")
+        .ok()
+        .filter(|p| !p.is_empty())
+    {
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            return Err(ConfigError::new(
+                "config_file",
+                format!("names {} which is not a readable file", path.display()),
+            ));
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment = figment
+        .merge(Env::raw().only(&[
+            "DATABASE_URL",
+            "REDIS_URL",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+        ]))
+        .merge(Env::prefixed("RABT_").ignore(&["CONFIG_FILE", "DATABASE_URL", "REDIS_URL"]));
+    for (key, value) in overrides {
+        // Parsed as an environment value would be, so "8" can be a number.
+        let value: figment::value::Value = value.parse().unwrap_or_else(|never| match never {});
+        figment = figment.merge(Serialized::default(key, value));
+    }
+    Ok(figment)
 }
 
 impl Settings {
@@ -432,6 +500,33 @@ mod tests {
         });
         extract(Figment::from(Serialized::defaults(RawSettings::default())).merge(figment))?
             .validate()
+    }
+
+    #[test]
+    fn the_effective_configuration_hides_secrets_and_url_passwords() {
+        use serde_json::json;
+        assert_eq!(
+            shown_value("jwt_secret", &json!("s3cr3t-value")),
+            "<redacted>"
+        );
+        assert_eq!(
+            shown_value("stripe_secret_key", &json!("sk_live_x")),
+            "<redacted>"
+        );
+        assert_eq!(
+            shown_value("encryption_key", &json!("k1:abc")),
+            "<redacted>"
+        );
+        assert_eq!(shown_value("sentry_dsn", &json!(null)), "<unset>");
+        assert_eq!(
+            shown_value(
+                "database_url",
+                &json!("postgres://rabt:hunter2@db:5432/rabt")
+            ),
+            "postgres://rabt:redacted@db:5432/rabt"
+        );
+        assert_eq!(shown_value("bind", &json!("0.0.0.0:8080")), "0.0.0.0:8080");
+        assert_eq!(shown_value("job_workers", &json!(4)), "4");
     }
 
     #[test]

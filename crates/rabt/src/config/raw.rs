@@ -45,6 +45,7 @@ pub(super) struct RawSettings {
     job_poll_interval_ms: u64,
     notification_retention_days: u32,
     audit_retention_days: u32,
+    erasure_grace_days: u32,
     access_token_ttl_secs: u64,
     refresh_grace_secs: u64,
     session_ttl_days: u64,
@@ -141,6 +142,7 @@ impl Default for RawSettings {
             job_poll_interval_ms: 1000,
             notification_retention_days: 90,
             audit_retention_days: 730,
+            erasure_grace_days: 30,
             access_token_ttl_secs: 900,
             refresh_grace_secs: 10,
             session_ttl_days: 30,
@@ -461,6 +463,12 @@ impl RawSettings {
                 "must be 0..=36500 (0 keeps every entry)",
             ));
         }
+        if self.erasure_grace_days > 365 {
+            return Err(ConfigError::new(
+                "erasure_grace_days",
+                "must be 0..=365 (0 erases at once)",
+            ));
+        }
         if !(10..=60_000).contains(&self.job_poll_interval_ms) {
             return Err(ConfigError::new(
                 "job_poll_interval_ms",
@@ -607,6 +615,7 @@ impl RawSettings {
                 notification_retention_days: self.notification_retention_days,
                 audit_retention: (self.audit_retention_days > 0)
                     .then(|| Duration::from_secs(u64::from(self.audit_retention_days) * 86_400)),
+                erasure_grace: Duration::from_secs(u64::from(self.erasure_grace_days) * 86_400),
             },
             auth: AuthSettings {
                 access_token_ttl: Duration::from_secs(self.access_token_ttl_secs),

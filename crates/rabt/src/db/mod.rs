@@ -263,8 +263,9 @@ impl Db {
         self.read_transaction(actor).await
     }
 
-    /// [`Db::read`], always in a read-only transaction: one snapshot for every
-    /// statement, and transaction-scoped settings.
+    /// [`Db::read`], always in a read-only transaction, with transaction-scoped
+    /// settings (read committed: each statement sees what was committed
+    /// before it began).
     pub async fn read_transaction(&self, actor: &Actor) -> Result<Reading, sqlx::Error> {
         self.open(actor, Access::ReadOnly)
             .await

@@ -6,7 +6,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-/// The message row of a queued email, made on its first attempt.
+/// The message row of a queued email, made on its first attempt. A user
+/// erased since the email was queued is no longer named.
 pub async fn upsert_message(
     conn: &mut PgConnection,
     message_id: &str,
@@ -16,7 +17,7 @@ pub async fn upsert_message(
 ) -> Result<Uuid, sqlx::Error> {
     sqlx::query_scalar!(
         r#"insert into email_messages (message_id, user_id, template, class)
-           values ($1, $2, $3, $4)
+           values ($1, (select id from users where id = $2), $3, $4)
            on conflict (message_id) do update set message_id = excluded.message_id
            returning id"#,
         message_id,

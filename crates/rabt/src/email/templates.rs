@@ -25,6 +25,8 @@ pub enum Template {
     ProductNews,
     NewSignIn,
     BillingReceipt,
+    ExportReady,
+    ErasureScheduled,
 }
 
 /// What an email is, which decides how it is treated.
@@ -61,7 +63,7 @@ pub enum Topic {
 }
 
 impl Template {
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 15] = [
         Self::VerifyEmail,
         Self::SignupAttempt,
         Self::PasswordReset,
@@ -75,6 +77,8 @@ impl Template {
         Self::ProductNews,
         Self::NewSignIn,
         Self::BillingReceipt,
+        Self::ExportReady,
+        Self::ErasureScheduled,
     ];
 
     pub fn name(self) -> &'static str {
@@ -92,6 +96,8 @@ impl Template {
             Self::ProductNews => "product_news",
             Self::NewSignIn => "new_sign_in",
             Self::BillingReceipt => "billing_receipt",
+            Self::ExportReady => "export_ready",
+            Self::ErasureScheduled => "erasure_scheduled",
         }
     }
 
@@ -108,7 +114,9 @@ impl Template {
             | Self::MfaEnabled
             | Self::MfaDisabled
             | Self::RecoveryCodeUsed
-            | Self::NewSignIn => Class::Security,
+            | Self::NewSignIn
+            | Self::ExportReady
+            | Self::ErasureScheduled => Class::Security,
             Self::ApplicationEvent
             | Self::UnreadMessages
             | Self::UnreadDigest
@@ -150,6 +158,7 @@ impl Template {
             "when": "2026-12-07 21:14 UTC",
             "address": "203.0.113.7",
             "device": "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+            "expires": "2026-12-14 21:14 UTC",
             "amount": "€15.00",
             "number": "7FE1103-0001",
             "headline": "Search by skill is here",
@@ -186,6 +195,8 @@ impl Template {
             Self::ProductNews => files!("product_news"),
             Self::NewSignIn => files!("new_sign_in"),
             Self::BillingReceipt => files!("billing_receipt"),
+            Self::ExportReady => files!("export_ready"),
+            Self::ErasureScheduled => files!("erasure_scheduled"),
         }
     }
 }

@@ -41,6 +41,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_file, delete_file))
         .routes(routes!(local_upload))
         .routes(routes!(local_download))
+        .routes(routes!(local_export_download))
 }
 
 /// Start an upload: checks the declared name, type and size against the
@@ -440,9 +441,37 @@ pub async fn local_download(
     AppPath(id): AppPath<Uuid>,
     AppQuery(query): AppQuery<LocalQuery>,
 ) -> Result<Response, ApiError> {
-    let key = storage::object_key(id);
+    serve_local(&storage, &storage::object_key(id), &query).await
+}
+
+/// The local store's download URL of a data export (API.md §11), as `GET
+/// /me/exports/{id}` and its email hand it out; served like a file.
+#[utoipa::path(get, path = "/storage/exports/{id}", tag = "files",
+    params(("id" = Uuid, Path), LocalQuery),
+    responses(
+        (status = 200, description = "The ZIP", content_type = "application/zip",
+            body = Vec<u8>),
+        Forbidden,
+        NotFound,
+        Validation,
+    ))]
+pub async fn local_export_download(
+    State(storage): State<Storage>,
+    AppPath(id): AppPath<Uuid>,
+    AppQuery(query): AppQuery<LocalQuery>,
+) -> Result<Response, ApiError> {
+    serve_local(&storage, &storage::export_key(id), &query).await
+}
+
+/// Serves the object `key` to the holder of a signed URL for it.
+async fn serve_local(
+    storage: &Storage,
+    key: &str,
+    query: &LocalQuery,
+) -> Result<Response, ApiError> {
+    let key = key.to_owned();
     let grant = storage
-        .verify(LocalMethod::Get, &key, &query)
+        .verify(LocalMethod::Get, &key, query)
         .map_err(refused)?;
     if storage
         .size(&key)

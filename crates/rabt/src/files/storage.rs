@@ -93,16 +93,23 @@ pub fn object_key(file: Uuid) -> String {
     format!("files/{file}")
 }
 
+/// The key of a data export's ZIP (written by rabt alone).
+pub fn export_key(export: Uuid) -> String {
+    format!("exports/{export}")
+}
+
 /// The key a client uploads to, until `complete` checks and copies it.
 pub fn upload_key(file: Uuid) -> String {
     format!("uploads/{file}")
 }
 
-/// The file id in a key made by [`object_key`] or [`upload_key`].
+/// The id in a key made by [`object_key`], [`upload_key`] or
+/// [`export_key`].
 pub fn parse_key(key: &str) -> Option<Uuid> {
     let id = key
         .strip_prefix("files/")
-        .or_else(|| key.strip_prefix("uploads/"))?;
+        .or_else(|| key.strip_prefix("uploads/"))
+        .or_else(|| key.strip_prefix("exports/"))?;
     let parsed = Uuid::try_parse(id).ok()?;
     // One spelling only, so a signature covers exactly one object.
     (parsed.to_string() == id).then_some(parsed)
@@ -282,6 +289,35 @@ impl Storage {
     /// Copies a checked upload to the file's own key (server-side on S3).
     pub async fn copy(&self, from: &str, to: &str) -> anyhow::Result<()> {
         Ok(self.store.copy(&Path::from(from), &Path::from(to)).await?)
+    }
+
+    /// Stores the whole of `file` (read from its start) under `key`, in
+    /// parts when it is large; its size. Nothing is left when it fails.
+    pub async fn write_file(&self, key: &str, file: std::fs::File) -> anyhow::Result<u64> {
+        use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
+        let mut file = tokio::fs::File::from_std(file);
+        file.seek(std::io::SeekFrom::Start(0)).await?;
+        let mut writer =
+            object_store::buffered::BufWriter::new(self.store.clone(), Path::from(key));
+        let mut written: u64 = 0;
+        let outcome = async {
+            let mut buffer = vec![0u8; 1 << 20];
+            loop {
+                let read = file.read(&mut buffer).await?;
+                if read == 0 {
+                    break;
+                }
+                written += read as u64;
+                writer.put(Bytes::copy_from_slice(&buffer[..read])).await?;
+            }
+            writer.shutdown().await?;
+            anyhow::Ok(written)
+        }
+        .await;
+        if outcome.is_err() {
+            let _ = writer.abort().await;
+        }
+        outcome
     }
 
     /// Removes the object; one that is already gone counts as removed.
@@ -495,6 +531,7 @@ mod tests {
         assert_eq!(parse_key(&object_key(id).to_uppercase()), None);
         assert_eq!(parse_key("files/../etc/passwd"), None);
         assert_eq!(parse_key(&format!("other/{id}")), None);
+        assert_eq!(parse_key(&export_key(id)), Some(id));
     }
 
     #[test]

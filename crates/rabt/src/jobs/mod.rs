@@ -4,5 +4,5 @@
 pub mod queue;
 pub mod runner;
 
-pub use queue::{JobArgs, enqueue};
+pub use queue::{JobArgs, enqueue, enqueue_at};
 pub use runner::{JobContext, JobError, JobRegistry, Outcome, Worker};

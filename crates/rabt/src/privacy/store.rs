@@ -116,3 +116,93 @@ pub async fn has_accepted(
     .fetch_one(conn)
     .await
 }
+
+/// A data export's row.
+#[derive(Debug, Clone)]
+pub struct ExportRow {
+    pub id: Uuid,
+    pub status: String,
+    pub object_key: Option<String>,
+    pub size_bytes: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub ready_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Records a pending export of `user`'s; `None` when one is pending already.
+pub async fn insert_export(
+    conn: &mut PgConnection,
+    user: Uuid,
+) -> Result<Option<ExportRow>, sqlx::Error> {
+    sqlx::query_as!(
+        ExportRow,
+        "insert into data_exports (user_id) values ($1) \
+         on conflict (user_id) where status = 'pending' do nothing \
+         returning id, status, object_key, size_bytes, created_at, ready_at, expires_at",
+        user,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// `user`'s pending export, if any.
+pub async fn pending_export(
+    conn: &mut PgConnection,
+    user: Uuid,
+) -> Result<Option<ExportRow>, sqlx::Error> {
+    sqlx::query_as!(
+        ExportRow,
+        "select id, status, object_key, size_bytes, created_at, ready_at, expires_at \
+         from data_exports where user_id = $1 and status = 'pending'",
+        user,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// The export, if the actor may see it (its owner: row-level security).
+pub async fn find_export(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<ExportRow>, sqlx::Error> {
+    sqlx::query_as!(
+        ExportRow,
+        "select id, status, object_key, size_bytes, created_at, ready_at, expires_at \
+         from data_exports where id = $1",
+        id,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// What erasing an account checks and tells.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub email: String,
+    pub display_name: String,
+    pub password_hash: Option<String>,
+    /// Whether `session` began within the window (a fresh sign-in).
+    pub recent_sign_in: bool,
+}
+
+pub async fn account(
+    conn: &mut PgConnection,
+    user: Uuid,
+    session: Uuid,
+    window: std::time::Duration,
+) -> Result<Option<Account>, sqlx::Error> {
+    let window_secs = i64::try_from(window.as_secs()).unwrap_or(i64::MAX / 2);
+    sqlx::query_as!(
+        Account,
+        r#"select u.email, u.display_name, u.password_hash,
+                  coalesce((select s.created_at > now() - make_interval(secs => $3::int8::float8)
+                            from sessions s where s.id = $2 and s.user_id = u.id), false)
+                      as "recent_sign_in!"
+           from users u where u.id = $1"#,
+        user,
+        session,
+        window_secs,
+    )
+    .fetch_optional(conn)
+    .await
+}

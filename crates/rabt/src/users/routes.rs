@@ -32,6 +32,7 @@ use crate::{
         openapi::{NotFound, Validation},
         pagination::{self, Key, Page},
     },
+    privacy::erasure::{self, Requester},
     query_cache,
     search::{CommaList, Words, too_long},
     state::AppState,
@@ -293,12 +294,14 @@ pub async fn moderate_user(
     )))
 }
 
-/// Deactivate a user now and end their sessions (needs `users.delete`); the
-/// account's data is erased later by the privacy capability.
+/// Erase a user (needs `users.delete`), as `DELETE /me` does: deactivated
+/// now, every session ended, erased after the grace period
+/// (`RABT_ERASURE_GRACE_DAYS`). Signing in does not cancel an admin's
+/// erasure.
 #[utoipa::path(delete, path = "/users/{id}", tag = "users", params(("id" = Uuid, Path)),
     security(("bearer" = ["users.delete"])),
     responses(
-        (status = 202, description = "Deactivated"),
+        (status = 202, description = "Deactivated; erased after the grace period"),
         NotFound,
         (status = 409, description = "Deactivating the last active admin (`conflict`)",
             body = ProblemBody, content_type = "application/problem+json"),
@@ -310,19 +313,22 @@ pub async fn delete_user(
     AppPath(id): AppPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = state.db.begin(&Actor::Service).await?;
-    if !store::deactivate(&mut tx, id)
-        .await
-        .map_err(on_constraint)?
-    {
-        return Err(ApiError::not_found());
-    }
+    let erase_after = erasure::request(
+        &mut tx,
+        id,
+        Requester::Admin(caller.id),
+        state.settings.jobs.erasure_grace,
+    )
+    .await
+    .map_err(on_constraint)?
+    .ok_or_else(ApiError::not_found)?;
     audit::record(
         &mut tx,
         Some(caller.id),
-        Action::UserDeactivated,
+        Action::ErasureRequested,
         Some(id),
         &client,
-        json!({}),
+        json!({ "by": "admin", "erase_after": erase_after }),
     )
     .await?;
     tx.commit().await?;

@@ -83,17 +83,6 @@ pub async fn set_suspended(
     Ok(result.rows_affected() == 1)
 }
 
-/// Deactivates `id` now (erasure follows with the privacy capability).
-pub async fn deactivate(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query!(
-        "update users set deactivated_at = coalesce(deactivated_at, now()) where id = $1",
-        id
-    )
-    .execute(conn)
-    .await?;
-    Ok(result.rows_affected() == 1)
-}
-
 /// Filters of the profile search; every one optional.
 #[derive(Debug, Default)]
 pub struct SearchFilters {

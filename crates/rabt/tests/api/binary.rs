@@ -90,6 +90,60 @@ fn production_refuses_to_start_without_real_secrets() {
 }
 
 #[test]
+fn config_check_prints_the_effective_settings_without_secrets() {
+    let output = rabt()
+        .args(["config", "check"])
+        .env("DATABASE_URL", "postgres://rabt:hunter2@127.0.0.1/db")
+        .env(
+            "RABT_JWT_SECRET",
+            "a-jwt-secret-that-is-long-enough-0123456789",
+        )
+        .env("RABT_ERASURE_GRACE_DAYS", "14")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    for line in [
+        "DATABASE_URL=postgres://rabt:redacted@127.0.0.1/db",
+        "RABT_JWT_SECRET=<redacted>",
+        "RABT_ERASURE_GRACE_DAYS=14",
+        "RABT_BIND=127.0.0.1:8080",
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "no {line} in {stdout}");
+    }
+    assert!(!stdout.contains("hunter2"), "{stdout}");
+    assert!(!stdout.contains("a-jwt-secret"), "{stdout}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("configuration valid"), "{stderr}");
+}
+
+#[test]
+fn config_check_refuses_what_serve_refuses() {
+    let output = rabt()
+        .args(["config", "check"])
+        .env("DATABASE_URL", "postgres://x@127.0.0.1/db")
+        .env("RABT_ENV", "production")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("RABT_JWT_SECRET"), "{stderr}");
+    let out_of_range = rabt()
+        .args(["config", "check"])
+        .env("DATABASE_URL", "postgres://x@127.0.0.1/db")
+        .env("RABT_ERASURE_GRACE_DAYS", "1000")
+        .output()
+        .unwrap();
+    assert_eq!(out_of_range.status.code(), Some(2));
+    assert!(
+        String::from_utf8(out_of_range.stderr)
+            .unwrap()
+            .contains("RABT_ERASURE_GRACE_DAYS")
+    );
+}
+
+#[test]
 fn openapi_prints_the_document() {
     let output = rabt().arg("openapi").output().unwrap();
     assert!(output.status.success());
@@ -132,6 +186,34 @@ async fn serve_migrates_answers_and_stops_cleanly_on_sigterm() {
         },
     )
     .await;
+
+    // What a container's health check runs.
+    let database = crate::helpers::url_for(&empty);
+    let healthcheck = move |url: Option<String>| {
+        let mut command = rabt();
+        command
+            .arg("healthcheck")
+            .env("DATABASE_URL", &database)
+            .env("RABT_BIND", format!("0.0.0.0:{port}"));
+        if let Some(url) = url {
+            command.args(["--url", &url]);
+        }
+        command.output().unwrap()
+    };
+    let healthy = tokio::task::spawn_blocking({
+        let healthcheck = healthcheck.clone();
+        move || healthcheck(None)
+    })
+    .await
+    .unwrap();
+    assert_eq!(healthy.status.code(), Some(0), "{healthy:?}");
+    let wrong = tokio::task::spawn_blocking({
+        let healthcheck = healthcheck.clone();
+        move || healthcheck(Some(format!("http://127.0.0.1:{port}/health/nowhere")))
+    })
+    .await
+    .unwrap();
+    assert_eq!(wrong.status.code(), Some(1));
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

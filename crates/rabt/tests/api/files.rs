@@ -102,7 +102,7 @@ async fn complete(app: &FilesApp, token: &str, id: &str) -> reqwest::Response {
 }
 
 /// Uploads and completes a file; returns its id.
-async fn ready_file(
+pub(crate) async fn ready_file(
     app: &FilesApp,
     token: &str,
     purpose: &str,

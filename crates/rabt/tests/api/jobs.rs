@@ -37,6 +37,7 @@ fn settings(lease: Duration) -> JobSettings {
         poll_interval: Duration::from_millis(50),
         notification_retention_days: 90,
         audit_retention: None,
+        erasure_grace: Duration::ZERO,
     }
 }
 

@@ -21,6 +21,7 @@ mod messaging;
 mod mfa;
 mod oauth;
 mod privacy;
+mod privacy_rights;
 mod project_search;
 mod projects;
 mod query_cache;

@@ -274,6 +274,18 @@ async fn start_session(
     second_factor: bool,
     cookie: bool,
 ) -> Result<SignedIn, ApiError> {
+    if store::cancel_own_erasure(tx, user).await? {
+        audit::record(
+            tx,
+            Some(user),
+            Action::ErasureCanceled,
+            Some(user),
+            client,
+            serde_json::json!({}),
+        )
+        .await?;
+        metrics::counter!("rabt_erasures_total", "outcome" => "canceled").increment(1);
+    }
     if store::is_new_device(tx, user, client.user_agent.as_deref()).await? {
         tell_new_sign_in(state, tx, user, client).await?;
     }

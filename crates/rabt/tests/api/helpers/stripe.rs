@@ -89,7 +89,10 @@ impl FakeStripe {
             .route("/v1/customers", post(create_customer))
             .route("/v1/checkout/sessions", post(create_checkout))
             .route("/v1/billing_portal/sessions", post(create_portal))
-            .route("/v1/subscriptions/{id}", get(get_subscription))
+            .route(
+                "/v1/subscriptions/{id}",
+                get(get_subscription).delete(cancel_subscription),
+            )
             .route("/v1/prices/{id}", get(get_price))
             .with_state(books.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -271,6 +274,38 @@ async fn get_subscription(
         Some(subscription) => Json(subscription.clone()).into_response(),
         None => stripe_error(404, "invalid_request_error", "No such subscription"),
     }
+}
+
+/// `DELETE /v1/subscriptions/{id}`: cancels at once, as Stripe does; a
+/// subscription already canceled answers Stripe's 400.
+async fn cancel_subscription(
+    State(books): Books_,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(refused) = record(
+        &books,
+        "DELETE",
+        format!("/v1/subscriptions/{id}"),
+        &headers,
+        HashMap::new(),
+    ) {
+        return refused;
+    }
+    let mut books = books.lock().unwrap();
+    let Some(subscription) = books.subscriptions.get_mut(&id) else {
+        return stripe_error(404, "invalid_request_error", "No such subscription");
+    };
+    if subscription["status"] == "canceled" {
+        return stripe_error(
+            400,
+            "invalid_request_error",
+            "A canceled subscription can only update its cancellation_details and metadata.",
+        );
+    }
+    subscription["status"] = json!("canceled");
+    subscription["canceled_at"] = json!(now());
+    Json(subscription.clone()).into_response()
 }
 
 async fn get_price(State(books): Books_, headers: HeaderMap, Path(id): Path<String>) -> Response {
