@@ -119,8 +119,8 @@ pub async fn overview(
     let mut tx = state.db.read_transaction(&Actor::Service).await?;
     let projects_by_status = sqlx::query_as!(
         Bucket,
-        r#"select status as "key!", count(*) as "count!" from projects
-            group by status order by status"#
+        r#"select status as "key!", sum(n)::int8 as "count!" from project_status_counts
+            group by status having sum(n) <> 0 order by status"#
     )
     .fetch_all(&mut *tx)
     .await?;

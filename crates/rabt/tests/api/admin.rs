@@ -324,3 +324,60 @@ async fn audit_verify_finds_an_altered_or_removed_entry_and_survives_erasure_and
         Verdict::Intact { entries: 1 }
     );
 }
+
+/// The counters behind projects by status agree with counting the rows,
+/// after concurrent inserts, transitions and deletions.
+#[tokio::test]
+async fn the_project_status_counters_agree_with_the_rows() {
+    let env = auth::spawn(vec![]).await;
+    let owner = env.app.insert_user("owner@rabt.test", "Owner", "public").await;
+    let db = env.app.db.admin.clone();
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                for _ in 0..25 {
+                    sqlx::query("insert into projects (owner_id, title) values ($1, 'counted')")
+                        .bind(owner)
+                        .execute(&db)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    sqlx::query(
+        "update projects set status = 'open' where id in \
+         (select id from projects where owner_id = $1 order by id limit 40)",
+    )
+    .bind(owner)
+    .execute(&db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "delete from projects where id in \
+         (select id from projects where owner_id = $1 order by id desc limit 15)",
+    )
+    .bind(owner)
+    .execute(&db)
+    .await
+    .unwrap();
+    let counted: Vec<(String, i64)> = sqlx::query_as(
+        "select status, count(*) from projects group by status order by status",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    let kept: Vec<(String, i64)> = sqlx::query_as(
+        "select status, sum(n)::int8 from project_status_counts \
+         group by status having sum(n) <> 0 order by status",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(kept, counted);
+    assert_eq!(counted, vec![("draft".to_owned(), 45), ("open".to_owned(), 40)]);
+}
