@@ -1,5 +1,5 @@
 //! A data export's cost: the `privacy.export` job for a user with 1,000
-//! messages and 20 files of 256 KiB (collect the records, write the ZIP to
+//! messages and 20 files of 256 KiB of random bytes (collect the records, write the ZIP to
 //! a temporary file, store it in the local file store, queue the email).
 //! Run with `cargo bench --bench privacy`; it makes (and drops) its own
 //! database on the Postgres of `BENCH_DATABASE_URL` (default the local one)
@@ -84,11 +84,10 @@ async fn main() {
         let id = Uuid::now_v7();
         let key = object_key(id);
         let mut file = tempfile::tempfile().unwrap();
-        // Text, like most attachments: it compresses.
-        let line = format!("line of attachment {n}, some words repeated\n");
-        while file.metadata().unwrap().len() < FILE_BYTES as u64 {
-            file.write_all(line.as_bytes()).unwrap();
-        }
+        // Random bytes, like the images and PDFs most attachments are: they
+        // do not compress, so the ZIP's deflate works its hardest for nothing.
+        let bytes: Vec<u8> = (0..FILE_BYTES).map(|_| rand::random::<u8>()).collect();
+        file.write_all(&bytes).unwrap();
         let size = storage.write_file(&key, file).await.unwrap();
         sqlx::query(
             "insert into files (id, owner_id, purpose, filename, content_type, size_bytes, \
@@ -127,11 +126,12 @@ async fn main() {
         let started = Instant::now();
         assert!(matches!(worker.run_once().await.unwrap(), Outcome::Completed));
         let elapsed = started.elapsed();
+        let mut tx = state.db.begin(&Actor::Service).await.unwrap();
         let size: i64 = sqlx::query_scalar(
             "select size_bytes from data_exports where id = $1 and status = 'ready'",
         )
         .bind(export)
-        .fetch_one(state.db.pool())
+        .fetch_one(&mut *tx)
         .await
         .unwrap();
         println!(
@@ -142,13 +142,14 @@ async fn main() {
         // and the object's deletion that this one queued are not measured.
         sqlx::query("delete from data_exports where id = $1")
             .bind(export)
-            .execute(state.db.pool())
+            .execute(&mut *tx)
             .await
             .unwrap();
         sqlx::query("delete from jobs where status = 'queued'")
-            .execute(state.db.pool())
+            .execute(&mut *tx)
             .await
             .unwrap();
+        tx.commit().await.unwrap();
     }
     state.db.close().await;
     db.drop().await;

@@ -203,6 +203,8 @@ pub struct Application {
     router: Router,
     state: AppState,
     worker: Option<Worker>,
+    /// RABT_METRICS_BIND's listener, when set.
+    metrics: Option<TcpListener>,
 }
 
 /// How `serve` runs.
@@ -243,6 +245,10 @@ impl Application {
         let listener = TcpListener::bind(settings.bind)
             .await
             .map_err(|e| anyhow::anyhow!("RABT_BIND: cannot listen on {}: {e}", settings.bind))?;
+        let metrics = match settings.metrics_bind {
+            Some(address) => Some(crate::ops::bind_metrics(address).await?),
+            None => None,
+        };
         let worker = options
             .workers
             .then(|| Worker::new(state.db.clone(), jobs, settings.jobs.clone()));
@@ -252,6 +258,7 @@ impl Application {
             router: router(state.clone()),
             state,
             worker,
+            metrics,
         })
     }
 
@@ -259,6 +266,11 @@ impl Application {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| self.state.settings.bind)
+    }
+
+    /// Where `/metrics` is served apart (RABT_METRICS_BIND), if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn state(&self) -> &AppState {
@@ -293,6 +305,13 @@ impl Application {
             stop
         };
         let grace = self.state.settings.shutdown_timeout;
+        if let Some(listener) = self.metrics {
+            tokio::spawn(crate::ops::serve_metrics(
+                listener,
+                self.state.clone(),
+                shutdown.clone(),
+            ));
+        }
         let worker = self.worker.map(|worker| {
             let shutdown = shutdown.clone();
             tokio::spawn(worker.run_until_stopped(shutdown, grace))

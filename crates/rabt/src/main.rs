@@ -245,7 +245,19 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Worker => {
             let grace = settings.shutdown_timeout;
             let jobs = settings.jobs.clone();
+            let metrics = match settings.metrics_bind {
+                Some(address) => Some(rabt::ops::bind_metrics(address).await?),
+                None => None,
+            };
             let state = app::build_state(std::sync::Arc::new(settings)).await?;
+            if let Some(listener) = metrics {
+                tracing::info!(address = ?listener.local_addr().ok(), "serving /metrics");
+                tokio::spawn(rabt::ops::serve_metrics(
+                    listener,
+                    state.clone(),
+                    shutdown.clone(),
+                ));
+            }
             let registry = app::job_registry(&state.settings)?;
             let worker = rabt::jobs::Worker::new(state.db.clone(), registry, jobs);
             worker.run_until_stopped(shutdown, grace).await;

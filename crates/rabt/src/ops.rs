@@ -81,6 +81,44 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, Api
     responses((status = 200, description = "Prometheus text format", body = String,
         content_type = "text/plain; version=0.0.4")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    if state.settings.metrics_bind.is_some() {
+        // Served on RABT_METRICS_BIND only.
+        return crate::http::ApiError::not_found().into_response();
+    }
+    render(&state).await
+}
+
+/// Serves `GET /metrics` alone on `listener` (RABT_METRICS_BIND) until
+/// `shutdown`.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let router = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(|State(state): State<AppState>| async move { render(&state).await }),
+        )
+        .with_state(state);
+    if let Err(err) = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    {
+        tracing::error!(error = %err, "the metrics listener failed");
+    }
+}
+
+/// Binds RABT_METRICS_BIND, naming it when that fails.
+pub async fn bind_metrics(
+    address: std::net::SocketAddr,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| anyhow::anyhow!("RABT_METRICS_BIND: cannot listen on {address}: {e}"))
+}
+
+async fn render(state: &AppState) -> Response {
     state.db.record_metrics();
     record_job_depth(&state).await;
     let body = state

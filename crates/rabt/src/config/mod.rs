@@ -162,6 +162,10 @@ pub struct Settings {
     /// After SIGTERM: how long readiness fails while requests are still
     /// served, so that load balancers stop sending before the listener closes.
     pub shutdown_drain: Duration,
+    /// Where `/metrics` is served instead of the API's address (which then
+    /// answers it 404), so it is never public; `rabt worker` serves it there
+    /// too.
+    pub metrics_bind: Option<SocketAddr>,
     pub log_format: LogFormat,
     pub jobs: JobSettings,
     pub auth: AuthSettings,

@@ -39,6 +39,7 @@ pub(super) struct RawSettings {
     request_timeout_secs: u64,
     shutdown_timeout_secs: u64,
     shutdown_drain_secs: u64,
+    metrics_bind: Option<String>,
     log_format: LogFormat,
     job_workers: usize,
     job_lease_secs: u64,
@@ -136,6 +137,7 @@ impl Default for RawSettings {
             request_timeout_secs: 30,
             shutdown_timeout_secs: 30,
             shutdown_drain_secs: 5,
+            metrics_bind: None,
             log_format: LogFormat::Json,
             job_workers: 4,
             job_lease_secs: 60,
@@ -292,6 +294,17 @@ impl RawSettings {
             .bind
             .parse()
             .map_err(|_| ConfigError::new("bind", "must be an address like 127.0.0.1:8080"))?;
+        let metrics_bind: Option<SocketAddr> = self
+            .metrics_bind
+            .as_deref()
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+            .map(|b| {
+                b.parse().map_err(|_| {
+                    ConfigError::new("metrics_bind", "must be an address like 127.0.0.1:9090")
+                })
+            })
+            .transpose()?;
         let public_url = parse_http_url("public_url", &self.public_url)?;
         let frontend_url = parse_http_url("frontend_url", &self.frontend_url)?;
         let mut cors_origins = vec![frontend_url.origin().ascii_serialization()];
@@ -607,6 +620,7 @@ impl RawSettings {
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
             shutdown_drain: Duration::from_secs(self.shutdown_drain_secs),
+            metrics_bind,
             log_format: self.log_format,
             jobs: JobSettings {
                 workers: self.job_workers,

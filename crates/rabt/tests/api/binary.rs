@@ -160,15 +160,20 @@ async fn serve_migrates_answers_and_stops_cleanly_on_sigterm() {
         .execute(&db.admin)
         .await
         .unwrap();
-    let port = {
+    let (port, metrics_port) = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        (
+            probe.local_addr().unwrap().port(),
+            other.local_addr().unwrap().port(),
+        )
     };
     let child = rabt()
         .arg("serve")
         .env("DATABASE_URL", crate::helpers::url_for(&empty))
         .env("REDIS_URL", redis_url())
         .env("RABT_BIND", format!("127.0.0.1:{port}"))
+        .env("RABT_METRICS_BIND", format!("127.0.0.1:{metrics_port}"))
         .env("RABT_SHUTDOWN_DRAIN_SECS", "2")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -186,6 +191,18 @@ async fn serve_migrates_answers_and_stops_cleanly_on_sigterm() {
         },
     )
     .await;
+
+    // Metrics are served on their own address, not the API's.
+    let public = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 404);
+    let private = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(private.status(), 200);
+    let exposition = private.text().await.unwrap();
+    assert!(exposition.contains("jobs_queue_depth"), "{exposition}");
 
     // What a container's health check runs.
     let database = crate::helpers::url_for(&empty);
@@ -607,4 +624,43 @@ async fn logs_of_the_auth_flows_hold_no_password_or_token() {
         assert!(secret.len() > 8);
         assert!(!logs.contains(&secret), "a secret is in the logs: {secret}");
     }
+}
+
+#[tokio::test]
+async fn a_worker_serves_its_metrics_on_the_metrics_address_and_stops_on_sigterm() {
+    let db = TestDb::new().await;
+    let metrics_port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let child = rabt()
+        .arg("worker")
+        .env("DATABASE_URL", crate::helpers::url_for(&db.name))
+        .env("REDIS_URL", redis_url())
+        .env("RABT_METRICS_BIND", format!("127.0.0.1:{metrics_port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let exposition = eventually(Duration::from_secs(30), "the worker's metrics", async || {
+        let response = reqwest::get(&url).await.map_err(|e| e.to_string())?;
+        if response.status() != 200 {
+            return Err(format!("status {}", response.status()));
+        }
+        response.text().await.map_err(|e| e.to_string())
+    })
+    .await;
+    assert!(exposition.contains("jobs_queue_depth"), "{exposition}");
+    assert!(exposition.contains("db_pool_connections"), "{exposition}");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(output.status.success(), "exit: {:?}", output.status);
 }
