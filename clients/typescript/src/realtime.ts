@@ -69,7 +69,7 @@ type EventsByType = { [E in ServerEvent as E["type"]]: Extract<ServerEvent, { ty
 export type RealtimeEvents = EventsByType & {
   /** Every server event, whatever its type. */
   event: ServerEvent;
-  /** A connection is open (`replayed` after a reconnect with since). */
+  /** A connection is open (`reconnect` after a drop; `since` as sent). */
   open: { reconnect: boolean; since: number | null };
   /** The connection closed; `willReconnect` unless closed for good. */
   close: { code: number; reason: string; willReconnect: boolean; delayMs: number | null };
@@ -82,16 +82,22 @@ export type RealtimeEvents = EventsByType & {
   stopped: { reason: "closed" | "signed_out" };
 };
 
-/** The constructor of a WHATWG-style WebSocket (browsers, Node 22+, `ws`). */
+/**
+ * An event handler property. Checked bivariantly (method syntax), so that the
+ * DOM's and `ws`'s richer event types fit.
+ */
+type Handler<E> = { handle(event: E): void }["handle"] | null;
+
+/** A WHATWG-style WebSocket (browsers, Node 22+, `ws`). */
 export interface WebSocketLike {
   readonly readyState: number;
   readonly protocol: string;
   send(data: string): void;
   close(code?: number, reason?: string): void;
-  onopen: ((event: unknown) => void) | null;
-  onmessage: ((event: { data: unknown }) => void) | null;
-  onclose: ((event: { code: number; reason: string }) => void) | null;
-  onerror: ((event: unknown) => void) | null;
+  onopen: Handler<unknown>;
+  onmessage: Handler<{ data: unknown }>;
+  onclose: Handler<{ code: number; reason: string }>;
+  onerror: Handler<unknown>;
 }
 export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
 

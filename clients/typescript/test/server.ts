@@ -9,7 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 
 import WebSocket from "ws";
 
-import { type ClientOptions, type RabtClient, type WebSocketConstructor, createClient } from "../src/index.js";
+import { type ClientOptions, type RabtClient, createClient } from "../src/index.js";
 
 function required(name: string): string {
   const value = process.env[name];
@@ -33,7 +33,7 @@ export function newClient(options: ClientOptions = {}): RabtClient & { requests:
     return inner(input, init);
   };
   const client = createClient(baseUrl, {
-    WebSocket: WebSocket as unknown as WebSocketConstructor,
+    WebSocket,
     ...options,
     fetch,
   });
