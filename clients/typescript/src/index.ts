@@ -6,7 +6,7 @@ export { Auth, memoryStorage } from "./auth.js";
 export type { AuthEvents, Me, SignedOutReason, TokenPair, TokenStorage, Tokens } from "./auth.js";
 export { RabtError, isProblem } from "./errors.js";
 export type { FieldError, Problem } from "./errors.js";
-export { RealtimeSocket } from "./realtime.js";
+export { RealtimeSocket, backoffDelay } from "./realtime.js";
 export type {
   BackoffOptions,
   ClientFrame,

@@ -272,10 +272,8 @@ export class RealtimeSocket extends Emitter<RealtimeEvents> {
     this.#timer = setTimeout(() => void this.#connect(), delay);
   }
 
-  /** Exponential backoff with "equal jitter": half fixed, half random. */
   #delay(): number {
-    const ceiling = Math.min(this.#maxMs, this.#initialMs * 2 ** Math.min(this.#attempt, 30));
-    return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+    return backoffDelay(this.#attempt, this.#initialMs, this.#maxMs);
   }
 
   #receive(data: unknown): void {
@@ -317,6 +315,16 @@ export class RealtimeSocket extends Emitter<RealtimeEvents> {
     this.emit("close", { code: 1000, reason, willReconnect: false, delayMs: null });
     this.emit("stopped", { reason });
   }
+}
+
+/**
+ * The wait before reconnect attempt `attempt` (0-based): exponential, capped
+ * at `maxMs`, with "equal jitter" (half fixed, half random) so that clients
+ * dropped together do not come back together.
+ */
+export function backoffDelay(attempt: number, initialMs: number, maxMs: number, random: () => number = Math.random): number {
+  const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
+  return Math.round(ceiling / 2 + random() * (ceiling / 2));
 }
 
 function randomId(): string {

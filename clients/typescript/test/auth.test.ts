@@ -85,6 +85,35 @@ describe("auth", () => {
     assert.equal((await client.me()).id, id);
   });
 
+  test("an access token about to expire is refreshed before the call, not after a 401", async () => {
+    const client = newClient();
+    await signedUp(client, "ahead");
+    const tokens = await client.auth.tokens();
+    assert.ok(tokens);
+    await client.auth.storage.set({ ...tokens, expiresAt: Date.now() + 1_000 });
+    client.requests.length = 0;
+
+    await client.me();
+
+    assert.deepEqual(client.requests, ["POST /v1/auth/token/refresh", "GET /v1/me"]);
+  });
+
+  test("a 401 other than token_expired is not refreshed", async () => {
+    const client = newClient();
+    await signedUp(client, "bad-token");
+    const tokens = await client.auth.tokens();
+    assert.ok(tokens);
+    await client.auth.storage.set({ ...tokens, accessToken: `${tokens.accessToken}x`, expiresAt: null });
+    client.requests.length = 0;
+
+    const error = await client.me().catch((e: unknown) => e);
+
+    assert.ok(error instanceof RabtError);
+    assert.equal(error.code, "unauthorized");
+    assert.deepEqual(client.requests, ["GET /v1/me"]);
+    assert.ok(await client.auth.tokens(), "the tokens are kept");
+  });
+
   test("a refresh the server refuses clears the tokens and emits signedOut", async () => {
     const client = newClient();
     await signedUp(client, "revoked");
