@@ -83,7 +83,7 @@ base="http://127.0.0.1:$port"
 jwt_secret="client-tests-$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
 
 # High rates are fine: every test signs up and in from the same address.
-env -u RABT_BIN -u RABT_SMTP_URL \
+env -u RABT_BIN -u RABT_SMTP_URL -u RABT_SKIP_CLIENT_TESTS -u RABT_SKIP_SECURITY_SCAN \
     DATABASE_URL="$db_url" ${redis_url:+REDIS_URL="$redis_url"} \
     RABT_REDIS_KEY_PREFIX="rabt-client-ts-$port:" \
     RABT_ENV=test RABT_BIND="127.0.0.1:$port" RABT_PUBLIC_URL="$base" \

@@ -327,6 +327,12 @@ export function backoffDelay(attempt: number, initialMs: number, maxMs: number, 
   return Math.round(ceiling / 2 + random() * (ceiling / 2));
 }
 
+/** A client message id: a UUID where `crypto.randomUUID` exists (browsers
+ * expose it only in secure contexts), else 122 bits of `getRandomValues`. */
 function randomId(): string {
-  return globalThis.crypto.randomUUID();
+  const crypto = globalThis.crypto;
+  if (typeof crypto?.randomUUID === "function") return crypto.randomUUID();
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
