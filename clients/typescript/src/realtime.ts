@@ -132,6 +132,7 @@ export class RealtimeSocket extends Emitter<RealtimeEvents> {
   #stopped = false;
   #connected = false;
   #resyncPending: string | null = null;
+  #everOpened = false;
   #offSignedOut: () => void;
 
   constructor(baseUrl: string, auth: Auth, options: RealtimeOptions & { WebSocket: WebSocketConstructor }) {
@@ -220,7 +221,8 @@ export class RealtimeSocket extends Emitter<RealtimeEvents> {
     socket.onopen = () => {
       opened = true;
       this.#connected = true;
-      const reconnect = this.#attempt > 0 || this.#failedOpens > 0 || since !== null;
+      const reconnect = this.#everOpened;
+      this.#everOpened = true;
       this.#attempt = 0;
       this.#failedOpens = 0;
       // A pong carries the latest seq, so a socket that drops before any
@@ -265,6 +267,11 @@ export class RealtimeSocket extends Emitter<RealtimeEvents> {
   #schedule(code: number, reason: string): void {
     if (this.#stopped) return;
     const resync = code === 4009;
+    if (resync) {
+      // Normally announced by an `error` frame first; the close code alone says the same.
+      this.#lastSeq = null;
+      this.#resyncPending ??= reason || "resync required";
+    }
     // A resync reconnects at once: the app reloads while the new socket listens.
     const delay = resync ? 0 : this.#delay();
     this.#attempt += 1;
