@@ -30,10 +30,7 @@ const RUNS: usize = 5;
 async fn main() {
     let db = ScratchDb::create("privacy").await;
     let root = std::env::temp_dir().join(format!("rabt-bench-store-{}", Uuid::new_v4().simple()));
-    let settings = Arc::new(db.settings(&[(
-        "storage_url",
-        format!("file://{}", root.display()),
-    )]));
+    let settings = Arc::new(db.settings(&[("storage_url", format!("file://{}", root.display()))]));
     rabt::db::migrate(&settings).await.unwrap();
     let state = app::build_state(settings.clone()).await.unwrap();
     let storage = Storage::from_settings(&settings).unwrap();
@@ -124,7 +121,10 @@ async fn main() {
             .unwrap();
         tx.commit().await.unwrap();
         let started = Instant::now();
-        assert!(matches!(worker.run_once().await.unwrap(), Outcome::Completed));
+        assert!(matches!(
+            worker.run_once().await.unwrap(),
+            Outcome::Completed
+        ));
         let elapsed = started.elapsed();
         let mut tx = state.db.begin(&Actor::Service).await.unwrap();
         let size: i64 = sqlx::query_scalar(

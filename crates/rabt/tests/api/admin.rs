@@ -330,7 +330,10 @@ async fn audit_verify_finds_an_altered_or_removed_entry_and_survives_erasure_and
 #[tokio::test]
 async fn the_project_status_counters_agree_with_the_rows() {
     let env = auth::spawn(vec![]).await;
-    let owner = env.app.insert_user("owner@rabt.test", "Owner", "public").await;
+    let owner = env
+        .app
+        .insert_user("owner@rabt.test", "Owner", "public")
+        .await;
     let db = env.app.db.admin.clone();
     let writers: Vec<_> = (0..4)
         .map(|_| {
@@ -365,12 +368,11 @@ async fn the_project_status_counters_agree_with_the_rows() {
     .execute(&db)
     .await
     .unwrap();
-    let counted: Vec<(String, i64)> = sqlx::query_as(
-        "select status, count(*) from projects group by status order by status",
-    )
-    .fetch_all(&db)
-    .await
-    .unwrap();
+    let counted: Vec<(String, i64)> =
+        sqlx::query_as("select status, count(*) from projects group by status order by status")
+            .fetch_all(&db)
+            .await
+            .unwrap();
     let kept: Vec<(String, i64)> = sqlx::query_as(
         "select status, sum(n)::int8 from project_status_counts \
          group by status having sum(n) <> 0 order by status",
@@ -379,5 +381,8 @@ async fn the_project_status_counters_agree_with_the_rows() {
     .await
     .unwrap();
     assert_eq!(kept, counted);
-    assert_eq!(counted, vec![("draft".to_owned(), 45), ("open".to_owned(), 40)]);
+    assert_eq!(
+        counted,
+        vec![("draft".to_owned(), 45), ("open".to_owned(), 40)]
+    );
 }

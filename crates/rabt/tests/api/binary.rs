@@ -643,13 +643,17 @@ async fn a_worker_serves_its_metrics_on_the_metrics_address_and_stops_on_sigterm
         .spawn()
         .unwrap();
     let url = format!("http://127.0.0.1:{metrics_port}/metrics");
-    let exposition = eventually(Duration::from_secs(30), "the worker's metrics", async || {
-        let response = reqwest::get(&url).await.map_err(|e| e.to_string())?;
-        if response.status() != 200 {
-            return Err(format!("status {}", response.status()));
-        }
-        response.text().await.map_err(|e| e.to_string())
-    })
+    let exposition = eventually(
+        Duration::from_secs(30),
+        "the worker's metrics",
+        async || {
+            let response = reqwest::get(&url).await.map_err(|e| e.to_string())?;
+            if response.status() != 200 {
+                return Err(format!("status {}", response.status()));
+            }
+            response.text().await.map_err(|e| e.to_string())
+        },
+    )
     .await;
     assert!(exposition.contains("jobs_queue_depth"), "{exposition}");
     assert!(exposition.contains("db_pool_connections"), "{exposition}");
