@@ -116,7 +116,7 @@ async fn main() {
                 .fetch_one(&mut *tx)
                 .await
                 .unwrap();
-        jobs::enqueue(&mut *tx, &BuildExport { export_id: export }, 1)
+        jobs::enqueue(&mut tx, &BuildExport { export_id: export }, 1)
             .await
             .unwrap();
         tx.commit().await.unwrap();

@@ -120,7 +120,7 @@ pub async fn bind_metrics(
 
 async fn render(state: &AppState) -> Response {
     state.db.record_metrics();
-    record_job_depth(&state).await;
+    record_job_depth(state).await;
     let body = state
         .metrics
         .map(metrics_exporter_prometheus::PrometheusHandle::render)
