@@ -37,10 +37,10 @@ create function public.data_exports_remove_object() returns trigger
     set search_path = ''
 as $$
 begin
-    if old.object_key is not null then
-        insert into public.jobs (kind, payload, max_attempts)
-        values ('files.delete_object', jsonb_build_object('object_key', old.object_key), 100);
-    end if;
+    -- The key follows from the id: a ZIP written before its row was marked
+    -- ready (a crash, a failure after the write) is removed too.
+    insert into public.jobs (kind, payload, max_attempts)
+    values ('files.delete_object', jsonb_build_object('object_key', 'exports/' || old.id), 100);
     return old;
 end
 $$;

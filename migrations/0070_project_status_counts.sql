@@ -1,8 +1,10 @@
 -- Projects by status for the analytics overview (API.md §10) without
 -- counting a million rows: a counter per status, kept by a trigger in the
--- transaction of each change. Each status has 16 slots and a change picks
--- one at random, so concurrent inserts of drafts do not queue on one row;
--- the reader sums the slots.
+-- transaction of each change. Each status has 16 slots and a session writes
+-- the slot of its backend (pid mod 16), so concurrent inserts of drafts do
+-- not queue on one row, and one statement that changes many rows locks one
+-- slot per status rather than several in random order (which could
+-- deadlock two such statements); the reader sums the slots.
 
 create table public.project_status_counts (
     status text not null,
@@ -18,7 +20,7 @@ create function public.project_status_count() returns trigger
     set search_path = ''
 as $$
 declare
-    pick smallint := floor(random() * 16)::smallint;
+    pick smallint := (pg_catalog.pg_backend_pid() % 16)::smallint;
 begin
     if tg_op in ('UPDATE', 'DELETE') then
         insert into public.project_status_counts as c (status, slot, n)
@@ -40,6 +42,22 @@ create trigger projects_status_count_insert_delete after insert or delete on pub
 create trigger projects_status_count_update after update of status on public.projects
     for each row when (old.status is distinct from new.status)
     execute function public.project_status_count();
+
+-- A truncation empties the counters with the table.
+create function public.project_status_count_truncate() returns trigger
+    language plpgsql
+    security definer
+    set search_path = ''
+as $$
+begin
+    delete from public.project_status_counts;
+    return null;
+end
+$$;
+revoke all on function public.project_status_count_truncate() from public;
+
+create trigger projects_status_count_truncate after truncate on public.projects
+    for each statement execute function public.project_status_count_truncate();
 
 -- The counts as they stand; the lock keeps a concurrent change from being
 -- counted twice or missed while the counter is filled.

@@ -445,13 +445,35 @@ fn shown_value(key: &str, value: &serde_json::Value) -> String {
         }
         .to_owned();
     }
-    match url::Url::parse(&text) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("redacted"));
-            url.to_string()
-        }
-        _ => text,
+    let Ok(mut url) = url::Url::parse(&text) else {
+        return text;
+    };
+    let before = url.clone();
+    if url.password().is_some() {
+        let _ = url.set_password(Some("redacted"));
     }
+    // Drivers also take a password as a parameter (`?password=`).
+    if url.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(name, value)| {
+                let hidden = ["password", "secret", "token", "key"]
+                    .iter()
+                    .any(|word| name.to_ascii_lowercase().contains(word));
+                let value = if hidden {
+                    "redacted".to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (name.into_owned(), value)
+            })
+            .collect();
+        if pairs.iter().any(|(_, value)| value == "redacted") {
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+    }
+    // Unchanged, it is shown as written.
+    if url == before { text } else { url.to_string() }
 }
 
 /// Defaults, then the file of `RABT_CONFIG_FILE`, the environment, and
@@ -528,6 +550,13 @@ mod tests {
                 &json!("postgres://rabt:hunter2@db:5432/rabt")
             ),
             "postgres://rabt:redacted@db:5432/rabt"
+        );
+        assert_eq!(
+            shown_value(
+                "database_url",
+                &json!("postgres://db/rabt?password=hunter2&sslmode=require")
+            ),
+            "postgres://db/rabt?password=redacted&sslmode=require"
         );
         assert_eq!(shown_value("bind", &json!("0.0.0.0:8080")), "0.0.0.0:8080");
         assert_eq!(shown_value("job_workers", &json!(4)), "4");

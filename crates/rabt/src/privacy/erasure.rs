@@ -5,7 +5,7 @@
 //! every instance) and queues `privacy.erase` for the end of the grace
 //! period (`RABT_ERASURE_GRACE_DAYS`). Until then the user cancels their own
 //! request by signing in (`auth::store::cancel_own_erasure`); an admin's
-//! request is not cancelled that way.
+//! request is not cancelled that way, nor is any once the job has begun.
 //!
 //! The job cancels the user's Stripe subscriptions (outside any transaction:
 //! Stripe is a network call), then removes the account in one transaction:
@@ -138,6 +138,14 @@ async fn erase(ctx: &JobContext, user: Uuid, stripe: Option<&Stripe>) -> Result<
         }
         return Ok(());
     };
+    // From here on signing in no longer cancels it: subscriptions are about
+    // to be cancelled, which a cancelled erasure could not undo.
+    sqlx::query!(
+        "update account_erasures set by_self = false where user_id = $1",
+        user
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
 
     for subscription in &subscriptions {
@@ -151,13 +159,16 @@ async fn erase(ctx: &JobContext, user: Uuid, stripe: Option<&Stripe>) -> Result<
     }
 
     let mut tx = ctx.db.begin(&crate::db::Actor::Service).await?;
-    // Locks the request: a sign-in that would cancel it waits, then finds
-    // nothing to cancel.
-    if due(&mut tx, user).await?.is_none() {
+    // Locks the request again.
+    let Some(live) = due(&mut tx, user).await? else {
         if ctx.complete_in(&mut tx).await? {
             tx.commit().await?;
         }
         return Ok(());
+    };
+    // A checkout that completed meanwhile: cancel it too, on the next run.
+    if live.iter().any(|id| !subscriptions.contains(id)) {
+        return Err(anyhow::anyhow!("a subscription started while the account was erased").into());
     }
     let by_self = remove(&mut tx, user).await?;
     audit::record(
@@ -227,7 +238,8 @@ async fn cancel_subscription(stripe: &Stripe, id: &str) -> Result<(), JobError> 
 /// for it themself.
 async fn remove(conn: &mut PgConnection, user: Uuid) -> Result<bool, sqlx::Error> {
     let by_self = sqlx::query_scalar!(
-        "delete from account_erasures where user_id = $1 returning by_self",
+        r#"delete from account_erasures where user_id = $1
+           returning requested_by is not distinct from user_id as "by_self!""#,
         user,
     )
     .fetch_one(&mut *conn)

@@ -122,8 +122,9 @@ async fn run(
     .fetch_optional(&mut *tx)
     .await?;
     let Some(ready) = ready else {
-        // The export (or its user) went while it was built.
-        storage.delete(&key).await?;
+        // The export (or its user) went while it was built, and its row's
+        // removal queued the object's; or another run of this job made it
+        // ready, with the same key.
         if ctx.complete_in(&mut tx).await? {
             tx.commit().await?;
         }
@@ -396,8 +397,13 @@ async fn collect(conn: &mut PgConnection, user: Uuid) -> Result<Vec<Document>, s
         ),
         rows!(
             "audit_log",
-            r#"select coalesce(jsonb_agg(to_jsonb(t) - 'actor_digest' - 'prev_hash' - 'hash'
-                                         order by t.seq), '[]') as "rows!"
+            r#"select coalesce(jsonb_agg(
+                       case when t.actor_id = $1
+                            then to_jsonb(t) - 'actor_digest' - 'prev_hash' - 'hash'
+                            -- Someone else acted (an admin): not their address.
+                            else to_jsonb(t) - 'actor_digest' - 'prev_hash' - 'hash'
+                                 - 'actor_id' - 'ip' - 'user_agent' end
+                       order by t.seq), '[]') as "rows!"
                from audit_log t where t.actor_id = $1 or t.subject_id = $1"#
         ),
     ])

@@ -130,19 +130,31 @@ pub struct ExportRow {
 }
 
 /// Records a pending export of `user`'s; `None` when one is pending already.
+/// A new export replaces the earlier ones (their ZIPs are deleted by the
+/// rows' trigger), so a user keeps one copy of their data at most.
 pub async fn insert_export(
     conn: &mut PgConnection,
     user: Uuid,
 ) -> Result<Option<ExportRow>, sqlx::Error> {
-    sqlx::query_as!(
+    let row = sqlx::query_as!(
         ExportRow,
         "insert into data_exports (user_id) values ($1) \
          on conflict (user_id) where status = 'pending' do nothing \
          returning id, status, object_key, size_bytes, created_at, ready_at, expires_at",
         user,
     )
-    .fetch_optional(conn)
-    .await
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = &row {
+        sqlx::query!(
+            "delete from data_exports where user_id = $1 and id <> $2",
+            user,
+            row.id
+        )
+        .execute(conn)
+        .await?;
+    }
+    Ok(row)
 }
 
 /// `user`'s pending export, if any.

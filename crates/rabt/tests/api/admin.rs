@@ -385,4 +385,14 @@ async fn the_project_status_counters_agree_with_the_rows() {
         counted,
         vec![("draft".to_owned(), 45), ("open".to_owned(), 40)]
     );
+    // A truncation empties them with the table.
+    sqlx::query("truncate projects cascade")
+        .execute(&db)
+        .await
+        .unwrap();
+    let left: i64 = sqlx::query_scalar("select count(*) from project_status_counts")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
 }

@@ -124,6 +124,17 @@ async fn an_export_holds_every_kind_of_record_about_the_user_and_nothing_of_othe
     .await
     .unwrap();
 
+    // An admin acted on ada: the entry is about her, its actor's address is not.
+    sqlx::query(
+        "insert into audit_log (actor_id, action, subject_id, ip, user_agent) \
+         values ($1, 'user_suspended', $2, '203.0.113.99', 'admins-browser')",
+    )
+    .bind(eve.id.parse::<Uuid>().unwrap())
+    .bind(ada_id)
+    .execute(&env.app.db.admin)
+    .await
+    .unwrap();
+
     let first = env
         .app
         .post_json_as(&ada.token, "/v1/me/export", &json!({}))
@@ -241,6 +252,56 @@ async fn an_export_holds_every_kind_of_record_about_the_user_and_nothing_of_othe
     assert_eq!(env.app.get_as(&ada.token, &path).await.status(), 404);
     let key = format!("exports/{id}");
     assert_eq!(env.app.state.storage.size(&key).await.unwrap(), None);
+
+    // A new export replaces the one before: one copy at most.
+    let export_now = async || -> String {
+        let response = env
+            .app
+            .post_json_as(&ada.token, "/v1/me/export", &json!({}))
+            .await;
+        assert_eq!(response.status(), 202);
+        let id = response.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        env.app.drain_jobs().await;
+        id
+    };
+    let second = export_now().await;
+    assert!(
+        env.app
+            .state
+            .storage
+            .size(&format!("exports/{second}"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let third = export_now().await;
+    assert_eq!(
+        env.app
+            .get_as(&ada.token, &format!("/v1/me/exports/{second}"))
+            .await
+            .status(),
+        404
+    );
+    env.app.drain_jobs().await;
+    assert_eq!(
+        env.app
+            .state
+            .storage
+            .size(&format!("exports/{second}"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        env.app
+            .get_as(&ada.token, &format!("/v1/me/exports/{third}"))
+            .await
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -472,6 +533,8 @@ async fn an_erasure_cancels_the_subscription_and_resumes_after_a_failure() {
             .await
             .unwrap();
     assert_eq!(failed, ("queued".to_owned(), 1), "retried later");
+    // Once begun, signing in no longer cancels it.
+    assert_eq!(login(env, "ada@rabt.test", PASSWORD).await.status(), 403);
 
     // Back: the retry cancels the subscription and erases.
     app.stripe.fail_with(None);
