@@ -100,6 +100,7 @@ fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi))
         .routes(routes!(ops::docs))
+        .routes(routes!(ops::docs_script))
         .nest(
             "/v1",
             users::routes::router()

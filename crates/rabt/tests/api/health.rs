@@ -287,6 +287,29 @@ async fn the_docs_page_renders_the_document_under_its_own_policy() {
         .to_owned();
     assert!(csp.contains("frame-ancestors 'none'"));
     assert!(csp.contains("default-src 'none'"));
+    // No third-party origin: the renderer comes from the server itself.
+    assert!(!csp.contains("http"), "{csp}");
+    assert!(csp.contains("script-src 'self'"), "{csp}");
     let html = response.text().await.unwrap();
     assert!(html.contains("/openapi.json"));
+    let script = html
+        .split("src=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a script")
+        .to_owned();
+    assert!(script.starts_with("/docs/"), "{script}");
+    assert!(
+        !html.contains("https://"),
+        "the page loads nothing from elsewhere"
+    );
+    let served = app.get(&script).await;
+    assert_eq!(served.status(), 200);
+    assert!(
+        served.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    assert!(served.bytes().await.unwrap().len() > 100_000);
 }
