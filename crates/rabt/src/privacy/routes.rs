@@ -376,10 +376,8 @@ pub async fn erase_me(
     )
     .await?;
     if !grace.is_zero() {
-        let login = state.settings.frontend_url.join("/auth/login").map_or_else(
-            |_| state.settings.frontend_url.to_string(),
-            |url| url.to_string(),
-        );
+        let login =
+            crate::auth::jobs::frontend_link(&state.settings.frontend_url, "/auth/login", None);
         email::enqueue(
             &mut tx,
             &state.settings,
@@ -417,22 +415,5 @@ pub fn on_last_admin(err: sqlx::Error) -> ApiError {
 /// Password guesses through `DELETE /me`: as many per account as sign-ins.
 async fn limit_attempts(state: &AppState, user: Uuid) -> Result<(), ApiError> {
     let rate = Rate::per_minute(state.settings.rate_limits.account);
-    match state
-        .kv
-        .rate_limit(&format!("rl:erase_account:{user}"), rate)
-        .await
-    {
-        Ok(decision) if decision.allowed => Ok(()),
-        Ok(decision) => {
-            metrics::counter!("rate_limited_total", "class" => "erase_account").increment(1);
-            Err(ApiError::rate_limited(crate::http::rate_limit::seconds(
-                decision.retry_after,
-            )))
-        }
-        // The password hash's cost still bounds guessing.
-        Err(err) => {
-            tracing::warn!(error = %err, "rate limit store failed; allowing the attempt");
-            Ok(())
-        }
-    }
+    crate::http::rate_limit::limit_action(&state.kv, "erase_account", &user.to_string(), rate).await
 }

@@ -26,6 +26,15 @@ async fn count(env: &AuthApp, sql: &str, id: Uuid) -> i64 {
         .unwrap()
 }
 
+/// Runs the queued erasure jobs now, whenever they were due.
+async fn run_erasures_now(env: &AuthApp) {
+    sqlx::query("update jobs set run_at = now() where kind = 'privacy.erase'")
+        .execute(&env.app.db.admin)
+        .await
+        .unwrap();
+    env.app.drain_jobs().await;
+}
+
 async fn erase(env: &AuthApp, token: &str, body: Value) -> reqwest::Response {
     env.app
         .client
@@ -444,11 +453,7 @@ async fn signing_in_during_the_grace_period_cancels_ones_own_erasure_but_not_an_
         0
     );
     // The job, when its time comes, finds nothing to do.
-    sqlx::query("update jobs set run_at = now() where kind = 'privacy.erase'")
-        .execute(&env.app.db.admin)
-        .await
-        .unwrap();
-    env.app.drain_jobs().await;
+    run_erasures_now(&env).await;
     assert_eq!(
         count(
             &env,
@@ -476,11 +481,7 @@ async fn signing_in_during_the_grace_period_cancels_ones_own_erasure_but_not_an_
         .execute(&env.app.db.admin)
         .await
         .unwrap();
-    sqlx::query("update jobs set run_at = now() where kind = 'privacy.erase'")
-        .execute(&env.app.db.admin)
-        .await
-        .unwrap();
-    env.app.drain_jobs().await;
+    run_erasures_now(&env).await;
     assert_eq!(
         count(&env, "select count(*) from users where id = $1", ada_id).await,
         0
@@ -538,11 +539,7 @@ async fn an_erasure_cancels_the_subscription_and_resumes_after_a_failure() {
 
     // Back: the retry cancels the subscription and erases.
     app.stripe.fail_with(None);
-    sqlx::query("update jobs set run_at = now() where kind = 'privacy.erase'")
-        .execute(&env.app.db.admin)
-        .await
-        .unwrap();
-    env.app.drain_jobs().await;
+    run_erasures_now(env).await;
     assert_eq!(
         count(env, "select count(*) from users where id = $1", ada_id).await,
         0

@@ -111,25 +111,7 @@ async fn limit(
     rate: Rate,
 ) -> Result<(), ApiError> {
     let class = format!("{action}_{per}");
-    match state
-        .kv
-        .rate_limit(&format!("rl:{class}:{subject}"), rate)
-        .await
-    {
-        Ok(decision) if decision.allowed => Ok(()),
-        Ok(decision) => {
-            metrics::counter!("rate_limited_total", "class" => class).increment(1);
-            Err(ApiError::rate_limited(crate::http::rate_limit::seconds(
-                decision.retry_after,
-            )))
-        }
-        Err(err) => {
-            // Failing open keeps sign-in working when the store hiccups; the
-            // password hash cost still bounds guessing.
-            tracing::warn!(error = %err, "rate limiter unavailable");
-            Ok(())
-        }
-    }
+    crate::http::rate_limit::limit_action(&state.kv, &class, subject, rate).await
 }
 
 /// Each auth action per client address.
