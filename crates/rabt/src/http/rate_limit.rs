@@ -311,6 +311,25 @@ pub async fn enforce(
     response
 }
 
+/// Counts a request against one of the handlers' own limits, named `class`
+/// (`login_account`, `erase_account`, …, the `class` of
+/// `rate_limited_total`), for `subject`; 429 with `Retry-After` when over it.
+/// When the store fails it lets the request through (logged): these limits
+/// guard actions whose own cost (a password hash) still bounds guessing.
+pub async fn limit_action(kv: &Kv, class: &str, subject: &str, rate: Rate) -> Result<(), ApiError> {
+    match kv.rate_limit(&format!("rl:{class}:{subject}"), rate).await {
+        Ok(decision) if decision.allowed => Ok(()),
+        Ok(decision) => {
+            metrics::counter!("rate_limited_total", "class" => class.to_owned()).increment(1);
+            Err(ApiError::rate_limited(seconds(decision.retry_after)))
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "rate limiter unavailable");
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,25 +382,6 @@ mod tests {
         ];
         for (routes, method, class) in cases {
             assert_eq!(routes.class(&method), class, "{routes:?} {method}");
-        }
-    }
-}
-
-/// Counts a request against one of the handlers' own limits, named `class`
-/// (`login_account`, `erase_account`, …, the `class` of
-/// `rate_limited_total`), for `subject`; 429 with `Retry-After` when over it.
-/// When the store fails it lets the request through (logged): these limits
-/// guard actions whose own cost (a password hash) still bounds guessing.
-pub async fn limit_action(kv: &Kv, class: &str, subject: &str, rate: Rate) -> Result<(), ApiError> {
-    match kv.rate_limit(&format!("rl:{class}:{subject}"), rate).await {
-        Ok(decision) if decision.allowed => Ok(()),
-        Ok(decision) => {
-            metrics::counter!("rate_limited_total", "class" => class.to_owned()).increment(1);
-            Err(ApiError::rate_limited(seconds(decision.retry_after)))
-        }
-        Err(err) => {
-            tracing::warn!(error = %err, "rate limiter unavailable");
-            Ok(())
         }
     }
 }
