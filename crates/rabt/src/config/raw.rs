@@ -3,17 +3,16 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use figment::Figment;
 use ipnet::IpNet;
-use rand::RngExt as _;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use url::Url;
 
+pub(super) use super::values::{check_scheme, given, parse_http_url, split_list};
 use super::{
     AuthSettings, ConfigError, EncryptionKey, Environment, FILE_TYPES, FileSettings, JobSettings,
     LogFormat, OAuthClient, OAuthSettings, RateLimits, RealtimeSettings, Settings, TlsFiles,
     storage::{storage_location, upload_limits},
+    values::random_bytes,
 };
 
 /// The raw layered settings, before validation. Field names are the environment
@@ -215,55 +214,6 @@ impl Default for RawSettings {
     }
 }
 
-/// Knobs of `scripts/` that share the prefix but are not server settings.
-const TOOLING_PREFIXES: &[&str] = &[
-    "TEST_",
-    "PG_",
-    "DEV_",
-    "DATA_DIR",
-    "KEEP_SERVICES",
-    "PRIVATE_SERVICES",
-    "REDIS_PORT",
-];
-
-/// `RABT_*` variables that name no setting: likely typos, worth a warning (not
-/// a refusal: deployment tooling shares the prefix).
-pub(super) fn unknown_environment_settings() -> Vec<String> {
-    let known = serde_json::to_value(RawSettings::default())
-        .ok()
-        .and_then(|v| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()))
-        .unwrap_or_default();
-    let mut unknown: Vec<String> = std::env::vars()
-        .map(|(name, _)| name)
-        .filter(|name| {
-            name.strip_prefix("RABT_").is_some_and(|rest| {
-                rest != "CONFIG_FILE"
-                    && !TOOLING_PREFIXES.iter().any(|p| rest.starts_with(p))
-                    && !known.contains(&rest.to_ascii_lowercase())
-            })
-        })
-        .collect();
-    unknown.sort();
-    unknown
-}
-
-pub(super) fn extract(figment: Figment) -> Result<RawSettings, ConfigError> {
-    figment.extract().map_err(|e| {
-        let key = e.path.first().cloned().unwrap_or_else(|| "setting".into());
-        let problem = match &e.kind {
-            figment::error::Kind::UnknownField(_, _) => "is not a known setting".to_string(),
-            figment::error::Kind::InvalidType(actual, expected)
-            | figment::error::Kind::InvalidValue(actual, expected) => {
-                format!("is {actual}, expected {expected}")
-            }
-            figment::error::Kind::UnknownVariant(v, expected) => {
-                format!("is `{v}`, expected one of {}", expected.join(", "))
-            }
-            other => other.to_string(),
-        };
-        ConfigError::new(&key, problem)
-    })
-}
 impl RawSettings {
     pub(super) fn validate(self) -> Result<Settings, ConfigError> {
         let billing = self.billing()?;
@@ -668,45 +618,4 @@ impl RawSettings {
             unknown_settings: Vec::new(),
         })
     }
-}
-
-fn random_bytes() -> [u8; 32] {
-    rand::rng().random()
-}
-
-/// A setting's value, trimmed, when it says something.
-pub(super) fn given(value: &Option<String>) -> Option<String> {
-    value
-        .as_deref()
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned)
-}
-
-pub(super) fn split_list(value: Option<&str>) -> impl Iterator<Item = &str> {
-    value
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-}
-
-pub(super) fn check_scheme(key: &str, value: &str, schemes: &[&str]) -> Result<(), ConfigError> {
-    let url = Url::parse(value).map_err(|_| ConfigError::new(key, "is not a valid URL"))?;
-    if schemes.contains(&url.scheme()) {
-        Ok(())
-    } else {
-        Err(ConfigError::new(
-            key,
-            format!("must start with {}://", schemes.join(":// or ")),
-        ))
-    }
-}
-
-pub(super) fn parse_http_url(key: &str, value: &str) -> Result<Url, ConfigError> {
-    let url = Url::parse(value).map_err(|_| ConfigError::new(key, "is not a valid URL"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(ConfigError::new(key, "must be an http:// or https:// URL"));
-    }
-    Ok(url)
 }
